@@ -1,0 +1,81 @@
+"""Flatten the ``args`` of ``odeint`` into one parameter vector, and back.
+
+``args`` is whatever the user passes to ``scipy.integrate.odeint``: a tuple whose entries may be
+floats, arrays, lists, tuples, dicts (nested), or anything else. Float-valued leaves (Python
+floats, float arrays, autograd boxes) become parameters: they are raveled into one flat vector
+that autograd differentiates. Every other leaf (ints, bools, strings, functions, None) is static
+and passed through unchanged, so ``args=(p, 3)`` with an integer exponent just works.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import autograd.numpy as anp
+import numpy as np
+from autograd.tracer import getval
+
+
+def _is_param(leaf: Any) -> bool:
+    value = getval(leaf)
+    if isinstance(value, (bool, np.bool_, int, np.integer, str, bytes)) or value is None:
+        return False
+    if isinstance(value, (float, np.floating)):
+        return True
+    if isinstance(value, np.ndarray):
+        if np.iscomplexobj(value):
+            raise ValueError("odegrad does not support complex-valued args; split them into real and imaginary parts")
+        return np.issubdtype(value.dtype, np.floating)
+    if isinstance(value, complex):
+        raise ValueError("odegrad does not support complex-valued args; split them into real and imaginary parts")
+    return False
+
+
+def flatten_args(args: Any) -> tuple[Any, Callable[[Any], Any]]:
+    """Return ``(theta, unflatten)``: the float leaves of ``args`` as one flat vector.
+
+    ``unflatten(theta)`` rebuilds a structure like ``args`` whose float leaves are taken from
+    ``theta`` (reshaped to their original shapes) and whose other leaves are the originals. Both
+    directions are written with ``autograd.numpy``, so derivatives flow through them.
+    """
+    leaves: list[Any] = []
+    shapes: list[tuple[int, ...]] = []
+
+    def collect(node: Any) -> None:
+        if isinstance(node, (list, tuple)):
+            for item in node:
+                collect(item)
+        elif isinstance(node, dict):
+            for item in node.values():
+                collect(item)
+        elif _is_param(node):
+            leaves.append(node)
+            shapes.append(np.shape(getval(node)))
+
+    collect(args)
+    if leaves:
+        theta = anp.concatenate([anp.ravel(leaf) for leaf in leaves])
+    else:
+        theta = np.zeros(0)
+    sizes = [int(np.prod(s)) for s in shapes]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+
+    def unflatten(flat: Any) -> Any:
+        position = iter(range(len(shapes)))
+
+        def build(node: Any) -> Any:
+            if isinstance(node, (list, tuple)):
+                items = [build(item) for item in node]
+                if hasattr(node, "_fields"):
+                    return type(node)(*items)
+                return type(node)(items)
+            if isinstance(node, dict):
+                return type(node)((key, build(item)) for key, item in node.items())
+            if _is_param(node):
+                k = next(position)
+                return anp.reshape(flat[offsets[k]:offsets[k + 1]], shapes[k])
+            return node
+
+        return build(args)
+
+    return theta, unflatten

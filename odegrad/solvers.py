@@ -1,0 +1,280 @@
+"""The scipy back-ends behind one signature.
+
+Each back-end integrates ``dy/dt = fun(y, t)`` for a flat float64 state and returns the states at
+the requested output times together with :class:`SolveStats`. Every failure, including the ones
+scipy only warns about (LSODA's "Excess work done" returns garbage rows), raises
+:class:`ODESolveError`.
+
+Neither LSODA (``scipy.integrate.odeint``) nor VODE is re-entrant: their Fortran state lives in
+common blocks, so a solve started from inside another solve's dynamics corrupts the outer one
+(LSODA then reports "Illegal input" and returns a wrong answer). :func:`solve` refuses nesting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+import warnings
+from typing import Callable, Iterator
+
+import numpy as np
+import scipy.integrate
+
+METHODS = ("lsoda", "adams", "bdf")
+
+_LSODA_DEFAULT_TOL = 1.49012e-8
+
+_ISTATE_MESSAGES = {
+    -1: "excess work done (the solver hit mxstep steps before reaching the next output time)",
+    -2: "excess accuracy requested (the tolerances are too small for float64)",
+    -3: "illegal input",
+    -4: "repeated error-test failures (the solution may be singular or the dynamics discontinuous)",
+    -5: "repeated convergence failures (the problem may be stiff, or the Jacobian wrong)",
+    -6: "an error weight became zero (a component vanished while its atol is 0)",
+    -7: "the work space was too small",
+}
+
+_ADVICE = {
+    -1: "raise mxstep, or use method='bdf' if the problem is stiff; check the dynamics for finite-time blow-up",
+    -2: "loosen rtol/atol",
+    -3: "check the arguments",
+    -4: "check the dynamics for discontinuities or blow-up, or tighten/loosen the tolerances",
+    -5: "use method='bdf' or 'lsoda' for stiff problems, or check a user-supplied Jacobian",
+    -6: "give atol > 0 for every component",
+    -7: "report this as a bug",
+}
+
+
+class ODESolveError(RuntimeError):
+    """An ODE solve failed; the message names the method, the time reached and what to try."""
+
+
+@dataclasses.dataclass
+class SolveStats:
+    """Work done by one or more solves.
+
+    Attributes
+    ----------
+    method : str
+        The back-end: ``"lsoda"``, ``"adams"`` or ``"bdf"``.
+    nfe : int
+        Number of evaluations of the dynamics.
+    nst : int
+        Number of accepted solver steps.
+    nje : int
+        Number of Jacobian evaluations (LSODA/BDF only; 0 for functional iteration).
+    nsolves : int
+        Number of solver runs added up here (one per backward interval for the adjoint).
+    method_switches : int
+        For LSODA, the number of switches between its Adams and BDF phases.
+    """
+
+    method: str
+    nfe: int = 0
+    nst: int = 0
+    nje: int = 0
+    nsolves: int = 0
+    method_switches: int = 0
+
+    def add(self, other: "SolveStats") -> None:
+        """Add ``other``'s counts to these, in place."""
+        self.nfe += other.nfe
+        self.nst += other.nst
+        self.nje += other.nje
+        self.nsolves += other.nsolves
+        self.method_switches += other.method_switches
+
+
+@dataclasses.dataclass
+class SolverOptions:
+    """Options of one solve, in scipy's ``odeint`` vocabulary.
+
+    ``rtol``/``atol`` are scalars or vectors over the flat state. ``h0``, ``hmax``, ``hmin``
+    and ``mxstep`` are mapped onto VODE's ``first_step``, ``max_step``, ``min_step`` and
+    ``nsteps`` for the VODE methods; ``lsoda_kwargs`` go to ``scipy.integrate.odeint`` only.
+    """
+
+    method: str = "lsoda"
+    rtol: float | np.ndarray = _LSODA_DEFAULT_TOL
+    atol: float | np.ndarray = _LSODA_DEFAULT_TOL
+    h0: float = 0.0
+    hmax: float = 0.0
+    hmin: float = 0.0
+    mxstep: int = 0
+    lsoda_kwargs: dict = dataclasses.field(default_factory=dict)
+
+
+class _Guarded:
+    """Wrap the dynamics: count calls, keep the first exception or non-finite value, check shape."""
+
+    def __init__(self, fun: Callable[[np.ndarray, float], np.ndarray], n: int):
+        self.fun = fun
+        self.n = n
+        self.nfe = 0
+        self.error: BaseException | None = None
+        self.bad_t: float | None = None
+
+    def __call__(self, y: np.ndarray, t: float) -> np.ndarray:
+        self.nfe += 1
+        if self.error is not None:
+            return np.full(self.n, np.nan)
+        try:
+            dy = np.asarray(self.fun(y, t), dtype=np.float64)
+        except BaseException as exc:  # re-raised after the solver returns
+            self.error = exc
+            return np.full(self.n, np.nan)
+        if dy.shape != (self.n,):
+            self.error = ValueError(
+                f"func returned an array with {dy.size} entries (shape {dy.shape}) but the state "
+                f"has {self.n}; func(y, t, *args) must return an array of y0's shape"
+            )
+            return np.full(self.n, np.nan)
+        if not np.all(np.isfinite(dy)):
+            self.error = ODESolveError(
+                f"func returned non-finite values (NaN or inf) at t = {t!r}; check the dynamics "
+                "and its parameters for overflow, division by zero or a blow-up"
+            )
+            self.bad_t = t
+        return dy
+
+
+_active = threading.local()
+
+
+@contextlib.contextmanager
+def _exclusive(method: str) -> Iterator[None]:
+    if getattr(_active, "method", None) is not None:
+        raise RuntimeError(
+            f"odegrad.odeint was called from inside the dynamics of another solve "
+            f"({_active.method} is running). scipy's LSODA and VODE are not re-entrant: "
+            "a nested solve would corrupt the outer one. Solve the inner problem before or "
+            "after the outer solve, or combine both into one augmented state."
+        )
+    _active.method = method
+    try:
+        yield
+    finally:
+        _active.method = None
+
+
+def _failure(method: str, t_reached: float, istate: int, t_target: float) -> ODESolveError:
+    what = _ISTATE_MESSAGES.get(istate, f"status {istate}")
+    advice = _ADVICE.get(istate, "check the dynamics and tolerances")
+    return ODESolveError(
+        f"{method} failed at t = {t_reached:.6g} on its way to t = {t_target:.6g}: {what}. "
+        f"Try: {advice}."
+    )
+
+
+def _solve_lsoda(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy.integrate.ODEintWarning)
+        ys, info = scipy.integrate.odeint(
+            guarded, y0, t, Dfun=jac, rtol=opts.rtol, atol=opts.atol, h0=opts.h0,
+            hmax=opts.hmax, hmin=opts.hmin, mxstep=opts.mxstep, full_output=True,
+            **opts.lsoda_kwargs,
+        )
+    if guarded.error is not None:
+        raise guarded.error
+    if info["message"] != "Integration successful.":
+        direction = np.sign(t[-1] - t[0])
+        short = np.nonzero((np.asarray(info["tcur"]) - t[1:]) * direction < 0)[0]
+        k = int(short[0]) if len(short) else len(t) - 2
+        istate = _istate_of_lsoda_message(info["message"])
+        raise _failure("lsoda", float(info["tcur"][k]), istate, float(t[k + 1]))
+    mused = np.asarray(info["mused"])
+    stats = SolveStats(
+        method="lsoda", nfe=guarded.nfe, nst=int(info["nst"][-1]) if len(t) > 1 else 0,
+        nje=int(info["nje"][-1]) if len(t) > 1 else 0, nsolves=1,
+        method_switches=int(np.count_nonzero(np.diff(mused))) if len(mused) > 1 else 0,
+    )
+    return ys, stats
+
+
+def _istate_of_lsoda_message(message: str) -> int:
+    """Recover LSODA's status from the message scipy's odeint puts in ``infodict``."""
+    keys = {"Excess work": -1, "Excess accuracy": -2, "Illegal input": -3,
+            "Repeated error test": -4, "Repeated convergence": -5, "Error weight": -6}
+    return next((code for key, code in keys.items() if message.startswith(key)), -3)
+
+
+def _solve_vode(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
+    solver = scipy.integrate.ode(
+        lambda tt, y: guarded(y, tt), None if jac is None else (lambda tt, y: jac(y, tt))
+    )
+    solver.set_integrator(
+        "vode", method=opts.method, rtol=opts.rtol, atol=opts.atol,
+        with_jacobian=opts.method == "bdf", nsteps=opts.mxstep or 500,
+        first_step=opts.h0, max_step=opts.hmax, min_step=opts.hmin,
+    )
+    solver.set_initial_value(y0, t[0])
+    ys = np.empty((len(t), len(y0)))
+    ys[0] = y0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for i in range(1, len(t)):
+            ys[i] = solver.integrate(t[i])
+            if guarded.error is not None:
+                raise guarded.error
+            if not solver.successful():
+                raise _failure(opts.method, float(solver.t), solver.get_return_code(), float(t[i]))
+    iwork = solver._integrator.iwork
+    stats = SolveStats(method=opts.method, nfe=guarded.nfe, nst=int(iwork[10]),
+                       nje=int(iwork[12]), nsolves=1)
+    return ys, stats
+
+
+def solve(
+    fun: Callable[[np.ndarray, float], np.ndarray],
+    y0: np.ndarray,
+    t: np.ndarray,
+    opts: SolverOptions,
+    jac: Callable[[np.ndarray, float], np.ndarray] | None = None,
+) -> tuple[np.ndarray, SolveStats]:
+    """Integrate ``dy/dt = fun(y, t)`` from ``t[0]`` and return the states at every ``t``.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(y, t) -> dy`` on flat float64 arrays of shape ``(n,)``.
+    y0 : ndarray, shape (n,)
+        State at ``t[0]``.
+    t : ndarray, shape (T,)
+        Strictly monotonic output times (increasing or decreasing).
+    opts : SolverOptions
+        Method, tolerances and step controls.
+    jac : callable, optional
+        ``jac(y, t) -> J`` with ``J[i, j] = d fun_i / d y_j``, used by LSODA's stiff phase and BDF.
+
+    Returns
+    -------
+    ys : ndarray, shape (T, n)
+        ``ys[0] == y0``.
+    stats : SolveStats
+
+    Raises
+    ------
+    ODESolveError
+        If the solver fails or ``fun`` returns NaN/inf.
+    RuntimeError
+        If called from inside the dynamics of another solve.
+    """
+    y0 = np.asarray(y0, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    guarded = _Guarded(fun, y0.size)
+    if len(t) == 1:
+        return y0[None, :].copy(), SolveStats(method=opts.method)
+    with _exclusive(opts.method):
+        if opts.method == "lsoda":
+            ys, stats = _solve_lsoda(guarded, y0, t, opts, jac)
+        elif opts.method in ("adams", "bdf"):
+            ys, stats = _solve_vode(guarded, y0, t, opts, jac)
+        else:
+            raise ValueError(f"method must be one of {METHODS}, got {opts.method!r}")
+    if not np.all(np.isfinite(ys)):
+        raise ODESolveError(
+            f"{opts.method} returned non-finite states; the solution probably blows up before "
+            f"t = {t[-1]:.6g}. Check the dynamics, or shorten the time span."
+        )
+    return ys, stats

@@ -1,0 +1,80 @@
+"""Solver statistics of ``odeint`` calls: forward and backward NFE without wrapping ``func``."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from typing import Iterator
+
+from .solvers import SolveStats
+
+
+@dataclasses.dataclass
+class SolveInfo:
+    """What one ``odeint`` call cost.
+
+    Attributes
+    ----------
+    forward : SolveStats
+        The forward solve.
+    backward : SolveStats
+        All backward (adjoint) solves run for this call so far, added up: it is filled in when a
+        gradient is taken, and grows with every further gradient or higher-order derivative.
+    """
+
+    forward: SolveStats
+    backward: SolveStats
+
+
+@dataclasses.dataclass
+class Recorder:
+    """Collects the :class:`SolveInfo` of every ``odeint`` call made inside :func:`record_stats`."""
+
+    calls: list[SolveInfo] = dataclasses.field(default_factory=list)
+
+    def _total(self, role: str) -> SolveStats:
+        total = SolveStats(method=self.calls[0].forward.method if self.calls else "")
+        for info in self.calls:
+            total.add(getattr(info, role))
+        return total
+
+    @property
+    def forward(self) -> SolveStats:
+        """Forward statistics added up over all recorded calls."""
+        return self._total("forward")
+
+    @property
+    def backward(self) -> SolveStats:
+        """Backward (adjoint) statistics added up over all recorded calls."""
+        return self._total("backward")
+
+
+_recorders = threading.local()
+
+
+@contextlib.contextmanager
+def record_stats() -> Iterator[Recorder]:
+    """Record the solver statistics of every ``odeint`` call in the block.
+
+    Examples
+    --------
+    >>> with record_stats() as rec:                       # doctest: +SKIP
+    ...     g = grad(loss)(params)
+    >>> rec.forward.nfe, rec.backward.nfe                 # doctest: +SKIP
+    """
+    recorder = Recorder()
+    stack = getattr(_recorders, "stack", [])
+    _recorders.stack = stack + [recorder]
+    try:
+        yield recorder
+    finally:
+        _recorders.stack = stack
+
+
+def new_info(method: str, adjoint_method: str) -> SolveInfo:
+    """Create the :class:`SolveInfo` of one ``odeint`` call and register it with open recorders."""
+    info = SolveInfo(forward=SolveStats(method=method), backward=SolveStats(method=adjoint_method))
+    for recorder in getattr(_recorders, "stack", []):
+        recorder.calls.append(info)
+    return info
