@@ -18,9 +18,32 @@ grad-of-grad come from the same code.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Protocol, Sequence
 
+import numpy as np
+
+from .solvers import SolverOptions
+
 ADJOINT_MODES = ("checkpoint", "backsolve")
+
+UNCONTROLLED_ATOL = 1e250
+"""``atol`` that removes a component from LSODA's/VODE's error norm (its weight becomes ~0)."""
+
+
+def augmented_options(opts: SolverOptions, n: int, n_params: int, seminorm: bool) -> SolverOptions:
+    """Options of the backward solve of ``[y, a, a_t, a_theta]`` for a state of ``n`` entries.
+
+    ``y`` and ``a`` get the per-component ``atol`` of the state. With ``seminorm`` the quadrature
+    components ``a_t`` and ``a_theta`` are left out of the step-size control (Kidger et al.,
+    2021): they do not feed back into the dynamics, so their accuracy follows from the others'.
+    """
+    atol = opts.atol
+    if np.ndim(atol) or seminorm:
+        per_state = np.broadcast_to(np.asarray(atol, dtype=float), (n,))
+        tail = UNCONTROLLED_ATOL if seminorm else float(np.min(per_state))
+        atol = np.concatenate([per_state, per_state, np.full(n_params + 1, tail)])
+    return dataclasses.replace(opts, atol=atol, lsoda_kwargs={})
 
 
 class Ops(Protocol):

@@ -19,12 +19,11 @@ from autograd.extend import defvjp_argnums, primitive
 from autograd.tracer import getval, isbox
 
 from . import solvers
-from .adjoint import ADJOINT_MODES, backward
+from .adjoint import ADJOINT_MODES, augmented_options, backward
 from .pytree import flatten_args
 from .stats import SolveInfo, new_info
+from .validation import as_real_array, check_times, tolerance
 
-_DEFAULT_TOL = 1.49012e-8
-_UNCONTROLLED_ATOL = 1e250
 _MAX_AUTO_JACOBIAN_SIZE = 200
 _LSODA_ONLY = {"ml": None, "mu": None, "tcrit": None, "ixpr": 0, "mxhnil": 0, "mxordn": 12,
                "mxords": 5, "printmessg": 0}
@@ -63,7 +62,7 @@ class _Problem:
             v_y, v_t, v_theta = vjp(s[n:2 * n])
             return anp.concatenate([dy, -v_y, -anp.reshape(v_t, (1,)), -v_theta])
 
-        opts = dataclasses.replace(self.adjoint_opts, atol=self._augmented_atol(), lsoda_kwargs={})
+        opts = augmented_options(self.adjoint_opts, n, self.n_params, self.seminorm)
         use_jac = self.use_jacobian
         if use_jac is None:
             use_jac = opts.method in ("bdf", "lsoda") and n_aug <= _MAX_AUTO_JACOBIAN_SIZE
@@ -78,14 +77,6 @@ class _Problem:
             self, rhs=aug_rhs, n=n_aug, opts=opts, adjoint_opts=opts, role="backward",
             make_fun=lambda theta: (lambda s, t: aug_rhs(s, t, theta)), make_jac=make_jac,
         )
-
-    def _augmented_atol(self) -> float | np.ndarray:
-        atol = self.adjoint_opts.atol
-        if np.ndim(atol) == 0 and not self.seminorm:
-            return atol
-        per_state = np.broadcast_to(np.asarray(atol, dtype=float), (self.n,))
-        tail = _UNCONTROLLED_ATOL if self.seminorm else float(np.min(per_state))
-        return np.concatenate([per_state, per_state, np.full(self.n_params + 1, tail)])
 
 
 class _AutogradDynamics:
@@ -147,44 +138,6 @@ def _closure_error() -> TypeError:
         "differentiated. odeint differentiates only through y0, t and args: write "
         "func(y, t, p) and call odeint(func, y0, t, args=(p,)) instead of closing over p."
     )
-
-
-def _as_real_array(name: str, value: Any) -> np.ndarray:
-    raw = getval(value)
-    try:
-        arr = np.asarray(raw, dtype=float) if not np.iscomplexobj(raw) else None
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a real number or array of real numbers, got {raw!r}") from exc
-    if arr is None:
-        raise ValueError(f"{name} is complex; odegrad integrates real states (split it into real and imaginary parts)")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf; every entry of {name} must be finite")
-    return arr
-
-
-def _check_times(t: np.ndarray) -> None:
-    if t.ndim != 1 or t.size == 0:
-        raise ValueError(f"t must be a 1-D sequence of output times, got shape {t.shape}")
-    steps = np.diff(t)
-    if np.any(steps == 0):
-        k = int(np.nonzero(steps == 0)[0][0])
-        raise ValueError(f"t must be strictly monotonic, but t[{k}] == t[{k + 1}] == {t[k]!r}; remove repeated times")
-    if np.any(steps > 0) and np.any(steps < 0):
-        raise ValueError("t must be strictly monotonic (all increasing or all decreasing); sort the output times")
-
-
-def _tolerance(name: str, value: Any, shape: tuple[int, ...]) -> float | np.ndarray:
-    if value is None:
-        return _DEFAULT_TOL
-    arr = np.asarray(value, dtype=float)
-    if np.any(arr < 0) or not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite and non-negative, got {value!r}")
-    if arr.ndim == 0:
-        return float(arr)
-    try:
-        return np.broadcast_to(arr, shape).ravel()
-    except ValueError:
-        raise ValueError(f"{name} of shape {arr.shape} does not broadcast to y0's shape {shape}") from None
 
 
 def _refine(t: Any, checkpoints: int) -> Any:
@@ -315,9 +268,9 @@ def odeint(
     if method != "lsoda" and changed:
         raise ValueError(f"{', '.join(changed)} only apply to method='lsoda', not {method!r}")
 
-    y0_value = _as_real_array("y0", y0)
-    t_value = _as_real_array("t", t)
-    _check_times(t_value)
+    y0_value = as_real_array("y0", y0)
+    t_value = as_real_array("t", t)
+    check_times(t_value)
     shape = y0_value.shape
     if not isinstance(args, tuple):
         args = (args,)
@@ -364,16 +317,16 @@ def odeint(
 
         return jac
 
-    rtol_v = _tolerance("rtol", rtol, shape)
-    atol_v = _tolerance("atol", atol, shape)
+    rtol_v = tolerance("rtol", rtol, shape)
+    atol_v = tolerance("atol", atol, shape)
     opts = solvers.SolverOptions(
         method=method, rtol=rtol_v, atol=atol_v, h0=h0, hmax=hmax, hmin=hmin, mxstep=mxstep,
         lsoda_kwargs={k: v for k, v in lsoda_kwargs.items() if k in changed},
     )
     adjoint_opts = solvers.SolverOptions(
         method=adjoint_method,
-        rtol=rtol_v if adjoint_rtol is None else _tolerance("adjoint_rtol", adjoint_rtol, shape),
-        atol=atol_v if adjoint_atol is None else _tolerance("adjoint_atol", adjoint_atol, shape),
+        rtol=rtol_v if adjoint_rtol is None else tolerance("adjoint_rtol", adjoint_rtol, shape),
+        atol=atol_v if adjoint_atol is None else tolerance("adjoint_atol", adjoint_atol, shape),
         h0=h0, hmax=hmax, hmin=hmin, mxstep=mxstep,
     )
     if np.ndim(adjoint_opts.rtol):

@@ -1,0 +1,993 @@
+"""Numerical checks of first and second derivatives computed by autograd.
+
+Three checks apply to any scalar function ``fun(x)`` that autograd can
+differentiate:
+
+* :func:`check_grad` compares directional derivatives ``grad(fun)(x) . v``
+  with central finite differences, along every coordinate (for small ``x``)
+  and along random unit directions.
+* :func:`taylor_test` checks that the first-order Taylor remainder
+  ``|L(x + h v) - L(x) - h grad L(x) . v|`` falls as ``h**2``; a wrong
+  gradient leaves a remainder that falls only as ``h``.
+* :func:`check_hessian` compares Hessian-vector products with central
+  differences of the gradient and checks that the second-order Taylor
+  remainder falls as ``h**3``.
+
+Each returns a :class:`CheckResult` (or :class:`TaylorResult`) with a
+``passed`` flag and a readable ``str()`` report.
+
+Running ``python -m odegrad.gradcheck`` checks the gradients of
+:func:`odegrad.odeint` (with respect to the initial state, the parameters and
+every output time, plus Hessian-vector products) on a suite of ODE problems
+and prints a table; see :func:`main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import autograd.numpy as anp
+import numpy as np
+import scipy.linalg
+from autograd import grad as ag_grad
+
+__all__ = [
+    "CheckResult",
+    "TaylorResult",
+    "check_grad",
+    "taylor_test",
+    "check_hessian",
+    "Problem",
+    "SuiteRow",
+    "PROBLEMS",
+    "run_suite",
+    "main",
+]
+
+_EPS = float(np.finfo(float).eps)
+
+#: Central difference stencils: order -> (offsets, weights); derivative is
+#: ``sum(w * f(x + k h v)) / h``.
+_STENCILS: dict[int, tuple[tuple[int, ...], tuple[float, ...]]] = {
+    2: ((-1, 1), (-0.5, 0.5)),
+    4: ((-2, -1, 1, 2), (1.0 / 12.0, -8.0 / 12.0, 8.0 / 12.0, -1.0 / 12.0)),
+}
+
+
+# ---------------------------------------------------------------------------
+# Result types
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaylorResult:
+    """Outcome of a Taylor remainder test.
+
+    Attributes
+    ----------
+    passed : bool
+        Whether the observed order is at least ``expected_order - order_tol``
+        (or the remainder is at the noise level for every step, which means the
+        expansion is exact).
+    order : float
+        Slope of a least-squares fit of ``log(remainder)`` against ``log(h)``
+        over the steps whose remainder is above the noise level; ``nan`` if
+        fewer than three such steps.
+    expected_order : int
+        2 for a first-order expansion (gradient), 3 for a second-order one
+        (Hessian).
+    order_tol : float
+        Allowed shortfall of ``order`` below ``expected_order``.
+    steps : numpy.ndarray
+        The step sizes ``h``, decreasing.
+    remainders : numpy.ndarray
+        The remainders, one per step.
+    noise : float
+        Remainders at or below this level are excluded from the fit.
+    """
+
+    passed: bool
+    order: float
+    expected_order: int
+    order_tol: float
+    steps: np.ndarray
+    remainders: np.ndarray
+    noise: float
+
+    def __str__(self) -> str:
+        status = "PASSED" if self.passed else "FAILED"
+        lines = [
+            f"Taylor test (expansion of order {self.expected_order - 1}) {status}: "
+            f"observed order {self.order:.2f}, expected {self.expected_order} "
+            f"(need >= {self.expected_order - self.order_tol:.2f})",
+            f"  {'h':>10}  {'remainder':>10}  {'local order':>11}",
+        ]
+        for i, (h, r) in enumerate(zip(self.steps, self.remainders)):
+            local = ""
+            if i > 0 and r > self.noise and self.remainders[i - 1] > self.noise:
+                slope = math.log(self.remainders[i - 1] / r) / math.log(self.steps[i - 1] / h)
+                local = f"{slope:.2f}"
+            flag = "" if r > self.noise else "  (noise level, not fitted)"
+            lines.append(f"  {h:10.3e}  {r:10.3e}  {local:>11}{flag}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Outcome of :func:`check_grad` or :func:`check_hessian`.
+
+    Attributes
+    ----------
+    kind : str
+        ``"gradient"`` or ``"hessian"``.
+    passed : bool
+        ``max_rel_error <= tol`` and, if present, ``taylor.passed``.
+    max_rel_error : float
+        Largest relative error over all checked directions.
+    tol : float
+        Tolerance on the relative error.
+    directions : tuple of str
+        Labels of the checked directions: ``"e3"`` for the fourth coordinate
+        of the flattened ``x``, ``"r0"`` for the first random unit direction.
+    autodiff : numpy.ndarray
+        Derivatives from autograd along each direction: scalars (directional
+        derivatives) for ``"gradient"``, flattened Hessian-vector products
+        (one row per direction) for ``"hessian"``.
+    finite_diff : numpy.ndarray
+        The same quantities from central finite differences.
+    rel_errors : numpy.ndarray
+        Relative error per direction.
+    step : float
+        Finite-difference step along each unit direction.
+    fd_order : int
+        Order of accuracy of the central-difference stencil (2 or 4).
+    taylor : TaylorResult or None
+        The second-order Taylor test run by :func:`check_hessian`.
+    """
+
+    kind: str
+    passed: bool
+    max_rel_error: float
+    tol: float
+    directions: tuple[str, ...]
+    autodiff: np.ndarray
+    finite_diff: np.ndarray
+    rel_errors: np.ndarray
+    step: float
+    fd_order: int
+    taylor: TaylorResult | None = None
+
+    def __str__(self) -> str:
+        status = "PASSED" if self.passed else "FAILED"
+        what = "directional derivative" if self.kind == "gradient" else "|Hessian-vector product|"
+        lines = [
+            f"{self.kind} check {status}: max relative error {self.max_rel_error:.3e} "
+            f"(tol {self.tol:.1e}) over {len(self.directions)} directions; "
+            f"order-{self.fd_order} central differences, h = {self.step:.3e}",
+            f"  {'direction':>9}  {'autodiff ' + what:>36}  {'finite differences':>18}  "
+            f"{'rel. error':>10}",
+        ]
+        for i, label in enumerate(self.directions):
+            ad, fd = self.autodiff[i], self.finite_diff[i]
+            if self.kind == "hessian":
+                ad, fd = float(np.linalg.norm(ad)), float(np.linalg.norm(fd))
+            bad = "  <-- exceeds tol" if self.rel_errors[i] > self.tol else ""
+            lines.append(
+                f"  {label:>9}  {float(ad):36.12e}  {float(fd):18.10e}  "
+                f"{self.rel_errors[i]:10.3e}{bad}"
+            )
+        if self.taylor is not None:
+            lines.append(str(self.taylor))
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+
+def _flatten(x: Any) -> tuple[np.ndarray, Callable[[Any], Any]]:
+    """Return ``x`` as a flat float array and a function undoing the flattening."""
+    arr = np.asarray(x, dtype=float)
+    if arr.size == 0:
+        raise ValueError("x must have at least one element")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("x must be finite")
+    if arr.ndim == 0:
+        return arr.reshape(1), lambda z: z[0]
+    shape = arr.shape
+    return arr.ravel(), lambda z: anp.reshape(z, shape)
+
+
+def _as_scalar(value: Any, name: str = "fun") -> float:
+    """Convert the output of a scalar function to ``float`` with a clear error."""
+    arr = np.asarray(value)
+    if arr.size != 1 or not np.isrealobj(arr):
+        raise ValueError(f"{name} must return a real scalar; got an array of shape {arr.shape}")
+    return float(arr.reshape(()))
+
+
+def _scalar_fun(fun: Callable[[Any], Any], unflatten: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Wrap ``fun`` so that it takes a flat array and returns a 0-d value."""
+
+    def flat_fun(z: Any) -> Any:
+        out = fun(unflatten(z))
+        return anp.reshape(out, ()) if anp.size(out) == 1 else out
+
+    return flat_fun
+
+
+def _flat_grad(
+    fun: Callable[[Any], Any],
+    grad: Callable[[Any], Any] | None,
+    unflatten: Callable[[Any], Any],
+    n: int,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Gradient of the flattened function, from ``grad`` or from autograd."""
+    if grad is None:
+        g = ag_grad(_scalar_fun(fun, unflatten))
+        return lambda z: np.asarray(g(z), dtype=float)
+
+    def flat_grad(z: np.ndarray) -> np.ndarray:
+        out = np.asarray(grad(unflatten(z)), dtype=float).ravel()
+        if out.size != n:
+            raise ValueError(f"grad returned {out.size} values for an x with {n} elements")
+        return out
+
+    return flat_grad
+
+
+def _directions(
+    n: int, max_coordinates: int, n_random: int, seed: int | None
+) -> tuple[list[str], np.ndarray]:
+    """Unit coordinate directions (if ``n <= max_coordinates``) and random unit directions."""
+    labels: list[str] = []
+    rows: list[np.ndarray] = []
+    if n <= max_coordinates:
+        eye = np.eye(n)
+        labels += [f"e{i}" for i in range(n)]
+        rows += list(eye)
+    rng = np.random.default_rng(seed)
+    for k in range(n_random if n > 1 or not rows else 0):
+        v = rng.standard_normal(n)
+        labels.append(f"r{k}")
+        rows.append(v / np.linalg.norm(v))
+    if not rows:
+        raise ValueError("no directions to check: raise max_coordinates or n_random")
+    return labels, np.array(rows)
+
+
+def _default_step(x: np.ndarray, fd_order: int) -> float:
+    """Step balancing truncation and rounding error for a smooth function."""
+    return _EPS ** (1.0 / (fd_order + 1)) * max(1.0, float(np.max(np.abs(x))))
+
+
+def _stencil(fd_order: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    try:
+        return _STENCILS[fd_order]
+    except KeyError:
+        raise ValueError(f"fd_order must be one of {sorted(_STENCILS)}, got {fd_order!r}") from None
+
+
+def _rel_error(ad: np.ndarray, fd: np.ndarray, floor: float) -> float:
+    """``|ad - fd| / max(|ad|, |fd|, floor)`` with vector norms."""
+    diff = float(np.linalg.norm(np.atleast_1d(ad - fd)))
+    scale = max(float(np.linalg.norm(np.atleast_1d(ad))), float(np.linalg.norm(np.atleast_1d(fd))), floor)
+    if scale == 0.0:
+        return 0.0
+    return diff / scale if math.isfinite(diff) else math.inf
+
+
+def _fit_order(
+    steps: np.ndarray, remainders: np.ndarray, noise: float, expected_order: int, order_tol: float
+) -> TaylorResult:
+    """Fit the order of the remainder and decide whether the test passes."""
+    if not np.all(np.isfinite(remainders)):
+        return TaylorResult(False, math.nan, expected_order, order_tol, steps, remainders, noise)
+    above = remainders > noise
+    if not np.any(above):
+        # The expansion is exact to rounding: nothing left to fit.
+        return TaylorResult(True, math.inf, expected_order, order_tol, steps, remainders, noise)
+    if np.count_nonzero(above) < 3:
+        return TaylorResult(False, math.nan, expected_order, order_tol, steps, remainders, noise)
+    order = float(np.polyfit(np.log(steps[above]), np.log(remainders[above]), 1)[0])
+    passed = order >= expected_order - order_tol
+    return TaylorResult(passed, order, expected_order, order_tol, steps, remainders, noise)
+
+
+def _taylor_setup(
+    x: Any, v: Any, seed: int | None
+) -> tuple[np.ndarray, Callable[[Any], Any], np.ndarray]:
+    x_flat, unflatten = _flatten(x)
+    if v is None:
+        v_flat = np.random.default_rng(seed).standard_normal(x_flat.size)
+        v_flat /= np.linalg.norm(v_flat)
+    else:
+        v_flat = np.asarray(v, dtype=float).ravel()
+        if v_flat.size != x_flat.size:
+            raise ValueError(f"v has {v_flat.size} elements but x has {x_flat.size}")
+        if not np.any(v_flat):
+            raise ValueError("v must be nonzero")
+    return x_flat, unflatten, v_flat
+
+
+# ---------------------------------------------------------------------------
+# Public checks
+# ---------------------------------------------------------------------------
+
+
+def check_grad(
+    fun: Callable[[Any], Any],
+    x: Any,
+    *,
+    grad: Callable[[Any], Any] | None = None,
+    tol: float = 1e-6,
+    step: float | None = None,
+    fd_order: int = 4,
+    max_coordinates: int = 16,
+    n_random: int = 3,
+    rel_floor: float = 1e-3,
+    seed: int | None = 0,
+) -> CheckResult:
+    """Compare the gradient of a scalar function with central finite differences.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(x) -> scalar``, differentiable by autograd (unless ``grad`` is
+        given).
+    x : array_like or float
+        Point at which to check; any shape (flattened internally).
+    grad : callable, optional
+        Gradient to check, ``grad(x)`` with the shape of ``x``. Default:
+        ``autograd.grad(fun)``.
+    tol : float, optional
+        Largest accepted relative error.
+    step : float, optional
+        Finite-difference step along each unit direction. Default
+        ``eps**(1 / (fd_order + 1)) * max(1, max|x|)``. For a function
+        evaluated with a relative error ``delta`` (e.g. an ODE solve with
+        ``rtol = delta``) a step near ``delta**(1 / (fd_order + 1))`` is best.
+    fd_order : {4, 2}, optional
+        Order of accuracy of the central-difference stencil.
+    max_coordinates : int, optional
+        Check every coordinate direction if ``x`` has at most this many
+        elements.
+    n_random : int, optional
+        Number of random unit directions to check (none for scalar ``x``).
+    rel_floor : float, optional
+        The relative error along ``v`` is
+        ``|ad - fd| / max(|ad|, |fd|, rel_floor * |grad|)``: a directional
+        derivative far smaller than the gradient norm is compared on the
+        scale of the gradient norm instead of its own.
+    seed : int or None, optional
+        Seed for the random directions.
+
+    Returns
+    -------
+    CheckResult
+        ``kind == "gradient"``; ``passed`` if every relative error is at most
+        ``tol``.
+
+    Raises
+    ------
+    ValueError
+        If ``fun`` does not return a real scalar, ``x`` is empty or not finite,
+        or ``fd_order`` is not 2 or 4.
+
+    Examples
+    --------
+    >>> import autograd.numpy as anp
+    >>> check_grad(lambda x: anp.sum(anp.sin(x) ** 2), [0.3, 1.2]).passed
+    True
+    """
+    x_flat, unflatten = _flatten(x)
+    offsets, weights = _stencil(fd_order)
+    f = _scalar_fun(fun, unflatten)
+    _as_scalar(f(x_flat))
+    g = _flat_grad(fun, grad, unflatten, x_flat.size)(x_flat)
+    h = _default_step(x_flat, fd_order) if step is None else float(step)
+    labels, dirs = _directions(x_flat.size, max_coordinates, n_random, seed)
+    floor = rel_floor * float(np.linalg.norm(g))
+
+    ad = dirs @ g
+    fd = np.array(
+        [sum(w * _as_scalar(f(x_flat + k * h * v)) for k, w in zip(offsets, weights)) / h for v in dirs]
+    )
+    errs = np.array([_rel_error(a, b, floor) for a, b in zip(ad, fd)])
+    max_err = float(np.max(errs))
+    return CheckResult(
+        kind="gradient",
+        passed=bool(max_err <= tol),
+        max_rel_error=max_err,
+        tol=tol,
+        directions=tuple(labels),
+        autodiff=ad,
+        finite_diff=fd,
+        rel_errors=errs,
+        step=h,
+        fd_order=fd_order,
+    )
+
+
+def taylor_test(
+    fun: Callable[[Any], Any],
+    x: Any,
+    v: Any | None = None,
+    *,
+    grad: Callable[[Any], Any] | None = None,
+    h0: float = 0.1,
+    n_steps: int = 8,
+    factor: float = 0.5,
+    noise: float | None = None,
+    order_tol: float = 0.25,
+    seed: int | None = 0,
+) -> TaylorResult:
+    """Check that the first-order Taylor remainder falls as ``h**2``.
+
+    The remainder ``r(h) = |L(x + h v) - L(x) - h grad L(x) . v|`` is
+    ``O(h**2)`` if the gradient is right and ``~ h |error . v|`` if it is
+    wrong. The observed order is the slope of ``log r`` against ``log h``.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(x) -> scalar``, differentiable by autograd (unless ``grad`` is
+        given).
+    x : array_like or float
+        Expansion point; any shape.
+    v : array_like, optional
+        Direction with the shape (or size) of ``x``; default a random unit
+        vector.
+    grad : callable, optional
+        Gradient to test, ``grad(x)`` with the shape of ``x``. Default
+        ``autograd.grad(fun)``.
+    h0 : float, optional
+        Largest step.
+    n_steps : int, optional
+        Number of steps ``h0 * factor**k``, ``k = 0, ..., n_steps - 1``.
+    factor : float, optional
+        Ratio of consecutive steps, in (0, 1).
+    noise : float, optional
+        Absolute accuracy of ``fun``; remainders at or below ``10 * noise``
+        are left out of the fit. Default ``100 * eps * max(1, |L(x)|)``. Set it
+        to the solver tolerance for functions computed by ODE solves.
+    order_tol : float, optional
+        The test passes if the observed order is at least ``2 - order_tol``.
+    seed : int or None, optional
+        Seed for the random direction.
+
+    Returns
+    -------
+    TaylorResult
+        With the steps, remainders and the fitted order.
+
+    Examples
+    --------
+    >>> import autograd.numpy as anp
+    >>> result = taylor_test(lambda x: anp.sum(anp.exp(x)), [0.1, -0.4])
+    >>> result.passed, round(result.order)
+    (True, 2)
+    """
+    if not 0.0 < factor < 1.0:
+        raise ValueError(f"factor must lie in (0, 1), got {factor}")
+    if n_steps < 3:
+        raise ValueError(f"n_steps must be at least 3, got {n_steps}")
+    x_flat, unflatten, v_flat = _taylor_setup(x, v, seed)
+    f = _scalar_fun(fun, unflatten)
+    f0 = _as_scalar(f(x_flat))
+    slope = float(_flat_grad(fun, grad, unflatten, x_flat.size)(x_flat) @ v_flat)
+    steps = h0 * factor ** np.arange(n_steps)
+    rem = np.array([abs(_as_scalar(f(x_flat + h * v_flat)) - f0 - h * slope) for h in steps])
+    level = 10.0 * (100.0 * _EPS * max(1.0, abs(f0)) if noise is None else noise)
+    return _fit_order(steps, rem, level, 2, order_tol)
+
+
+def check_hessian(
+    fun: Callable[[Any], Any],
+    x: Any,
+    *,
+    tol: float = 1e-5,
+    step: float | None = None,
+    fd_order: int = 4,
+    max_coordinates: int = 8,
+    n_random: int = 2,
+    rel_floor: float = 1e-3,
+    h0: float = 0.2,
+    n_steps: int = 6,
+    factor: float = 0.5,
+    noise: float | None = None,
+    order_tol: float = 0.3,
+    seed: int | None = 0,
+) -> CheckResult:
+    """Check Hessian-vector products and the second-order Taylor expansion.
+
+    Hessian-vector products ``H v = grad(grad(fun)(x) . v)`` from autograd
+    are compared with central differences of ``grad(fun)`` along ``v``, and
+    the remainder ``|L(x + h v) - L(x) - h g . v - h**2 / 2 v . H v|`` must
+    fall as ``h**3`` (see :func:`taylor_test`).
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(x) -> scalar``, twice differentiable by autograd.
+    x : array_like or float
+        Point at which to check; any shape (flattened internally).
+    tol : float, optional
+        Largest accepted relative error of a Hessian-vector product (vector
+        norms).
+    step : float, optional
+        Finite-difference step for differencing the gradient; default as in
+        :func:`check_grad`.
+    fd_order : {4, 2}, optional
+        Order of the central-difference stencil.
+    max_coordinates : int, optional
+        Check ``H e_i`` (the columns of the Hessian) if ``x`` has at most this
+        many elements.
+    n_random : int, optional
+        Number of random unit directions.
+    rel_floor : float, optional
+        Relative errors are measured against at least ``rel_floor`` times the
+        largest ``|H v|`` over the checked directions.
+    h0, n_steps, factor, noise, order_tol : optional
+        Parameters of the second-order Taylor test along the first random
+        direction (or ``e0`` for scalar ``x``); see :func:`taylor_test`.
+    seed : int or None, optional
+        Seed for the random directions.
+
+    Returns
+    -------
+    CheckResult
+        ``kind == "hessian"``; ``passed`` if every relative error is at most
+        ``tol`` and the Taylor test passed (``result.taylor``).
+
+    Examples
+    --------
+    >>> import autograd.numpy as anp
+    >>> check_hessian(lambda x: anp.sum(anp.cos(x) * x ** 3), [0.5, 2.0]).passed
+    True
+    """
+    x_flat, unflatten = _flatten(x)
+    offsets, weights = _stencil(fd_order)
+    f = _scalar_fun(fun, unflatten)
+    f0 = _as_scalar(f(x_flat))
+    grad_f = ag_grad(f)
+
+    def hvp(z: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return np.asarray(ag_grad(lambda w: anp.dot(grad_f(w), v))(z), dtype=float)
+
+    g0 = np.asarray(grad_f(x_flat), dtype=float)
+    h = _default_step(x_flat, fd_order) if step is None else float(step)
+    labels, dirs = _directions(x_flat.size, max_coordinates, n_random, seed)
+    ad = np.array([hvp(x_flat, v) for v in dirs])
+    fd = np.array(
+        [
+            sum(w * np.asarray(grad_f(x_flat + k * h * v), dtype=float) for k, w in zip(offsets, weights)) / h
+            for v in dirs
+        ]
+    )
+    floor = rel_floor * float(np.max(np.linalg.norm(ad, axis=1)))
+    errs = np.array([_rel_error(a, b, floor) for a, b in zip(ad, fd)])
+    max_err = float(np.max(errs))
+
+    i_taylor = len(dirs) - 1 if labels[-1].startswith("r") else 0
+    v_t, hv_t = dirs[i_taylor], ad[i_taylor]
+    steps = h0 * factor ** np.arange(n_steps)
+    slope, curvature = float(g0 @ v_t), float(v_t @ hv_t)
+    rem = np.array(
+        [abs(_as_scalar(f(x_flat + s * v_t)) - f0 - s * slope - 0.5 * s * s * curvature) for s in steps]
+    )
+    level = 10.0 * (100.0 * _EPS * max(1.0, abs(f0)) if noise is None else noise)
+    taylor = _fit_order(steps, rem, level, 3, order_tol)
+    return CheckResult(
+        kind="hessian",
+        passed=bool(max_err <= tol and taylor.passed),
+        max_rel_error=max_err,
+        tol=tol,
+        directions=tuple(labels),
+        autodiff=ad,
+        finite_diff=fd,
+        rel_errors=errs,
+        step=h,
+        fd_order=fd_order,
+        taylor=taylor,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Built-in suite of ODE problems for odegrad.odeint
+# ---------------------------------------------------------------------------
+
+#: Tolerances of every solve in the suite; finite differences of such solves are
+#: accurate to roughly ``_SOLVE_TOL / step``.
+_SOLVE_TOL = 1e-10
+
+
+@dataclass(frozen=True)
+class SuiteRow:
+    """One line of the suite's table.
+
+    Attributes
+    ----------
+    problem : str
+        Name of the ODE problem.
+    derivative : str
+        What was checked, e.g. ``"d/dy0"`` or ``"HVP d2/dtheta2"``.
+    max_rel_error : float
+        Largest relative error of the check.
+    passed : bool
+        Whether the check passed.
+    seconds : float
+        Wall-clock time of the check.
+    detail : str
+        Full report of the check (``str`` of its result).
+    """
+
+    problem: str
+    derivative: str
+    max_rel_error: float
+    passed: bool
+    seconds: float
+    detail: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An ODE problem of the suite.
+
+    Attributes
+    ----------
+    name : str
+        Short name, used by ``--problems``.
+    description : str
+        One-line description.
+    run : callable
+        ``run(tol, quick) -> list[SuiteRow]``: runs the problem's checks with
+        relative-error tolerance ``tol``; ``quick`` runs a cheaper subset.
+    """
+
+    name: str
+    description: str
+    run: Callable[[float, bool], list[SuiteRow]]
+
+
+def _timed(problem: str, derivative: str, check: Callable[[], CheckResult]) -> SuiteRow:
+    start = time.perf_counter()
+    result = check()
+    return SuiteRow(
+        problem, derivative, result.max_rel_error, result.passed, time.perf_counter() - start, str(result)
+    )
+
+
+def _compare(problem: str, derivative: str, ad: Any, exact: Any, tol: float) -> SuiteRow:
+    """Row comparing an autograd gradient with a closed-form one (vector norms)."""
+    start = time.perf_counter()
+    ad_arr, exact_arr = np.ravel(np.asarray(ad, dtype=float)), np.ravel(np.asarray(exact, dtype=float))
+    err = _rel_error(ad_arr, exact_arr, 0.0)
+    detail = (
+        f"closed-form comparison {'PASSED' if err <= tol else 'FAILED'}: relative error {err:.3e} "
+        f"(tol {tol:.1e})\n  autodiff:    {ad_arr}\n  closed form: {exact_arr}"
+    )
+    return SuiteRow(problem, derivative, err, err <= tol, time.perf_counter() - start, detail)
+
+
+def _odeint() -> Callable[..., Any]:
+    from odegrad import odeint
+
+    return odeint
+
+
+def _standard_checks(
+    name: str,
+    loss: Callable[[Any, Any, Any], Any],
+    y0: Any,
+    t: np.ndarray,
+    theta: Any,
+    tol: float,
+    quick: bool,
+    *,
+    step: float = 1e-3,
+    hessian: str | None = "theta",
+) -> list[SuiteRow]:
+    """Gradient checks of ``loss(y0, t, theta)`` in each argument, plus a Hessian check."""
+    kw = dict(step=step, n_random=2)
+    rows = [
+        _timed(name, "d/dy0", lambda: check_grad(lambda y: loss(y, t, theta), y0, tol=tol, **kw)),
+        _timed(name, "d/dtheta", lambda: check_grad(lambda p: loss(y0, t, p), theta, tol=tol, **kw)),
+        _timed(
+            name, f"d/dt ({len(t)} times)", lambda: check_grad(lambda s: loss(y0, s, theta), t, tol=tol, **kw)
+        ),
+    ]
+    if hessian is not None and not quick:
+        fun, x = {
+            "theta": (lambda p: loss(y0, t, p), theta),
+            "y0": (lambda y: loss(y, t, theta), y0),
+        }[hessian]
+        rows.append(
+            _timed(
+                name,
+                f"HVP d2/d{hessian}2",
+                lambda: check_hessian(
+                    fun, x, tol=10 * tol, step=10 * step, max_coordinates=3, n_random=1, noise=_SOLVE_TOL
+                ),
+            )
+        )
+    return rows
+
+
+def _linear(tol: float, quick: bool) -> list[SuiteRow]:
+    """y' = A y with y(t) = expm(A (t - t0)) y0; gradients also against the closed form."""
+    odeint = _odeint()
+    name = "linear"
+    a0 = np.array([[-0.3, 1.0, 0.0], [-1.0, -0.3, 0.2], [0.1, 0.0, -0.5]])
+    y0 = np.array([1.0, -0.5, 0.25])
+    t = np.array([0.0, 0.4, 1.1, 2.0])
+    weights = np.random.default_rng(1).standard_normal((len(t), 3))
+
+    def f(y, s, a):
+        return anp.dot(a, y)
+
+    def loss(y, s, a):
+        return anp.sum(weights * odeint(f, y, s, (a,), rtol=_SOLVE_TOL, atol=_SOLVE_TOL))
+
+    rows = _standard_checks(name, loss, y0, t, a0, tol, quick)
+    taus = t - t[0]
+    phis = [scipy.linalg.expm(a0 * tau) for tau in taus]
+    ys = np.array([phi @ y0 for phi in phis])
+    exact_y0 = sum(phi.T @ w for phi, w in zip(phis, weights))
+    rates = np.array([w @ (a0 @ y) for w, y in zip(weights, ys)])
+    exact_t = np.concatenate([[-rates[1:].sum()], rates[1:]])
+    exact_a = np.zeros_like(a0)
+    for tau, w in zip(taus, weights):
+        for j, k in np.ndindex(*a0.shape):
+            e = np.zeros_like(a0)
+            e[j, k] = tau
+            exact_a[j, k] += w @ scipy.linalg.expm_frechet(a0 * tau, e, compute_expm=False) @ y0
+    rows += [
+        _compare(name, "d/dy0 vs expm", ag_grad(lambda y: loss(y, t, a0))(y0), exact_y0, tol),
+        _compare(name, "d/dA vs expm_frechet", ag_grad(lambda a: loss(y0, t, a))(a0), exact_a, tol),
+        _compare(name, "d/dt vs closed form", ag_grad(lambda s: loss(y0, s, a0))(t), exact_t, tol),
+    ]
+    return rows
+
+
+def _decay(tol: float, quick: bool) -> list[SuiteRow]:
+    """Scalar y' = -k y, y0 a float, k a float; closed form y0 exp(-k (t - t0))."""
+    odeint = _odeint()
+    name = "decay"
+    y0, k0 = 2.0, 0.7
+    t = np.array([0.0, 0.5, 1.5, 3.0])
+    weights = np.array([0.3, -1.0, 2.0, 0.5])
+
+    def f(y, s, k):
+        return -k * y
+
+    def loss(y, s, k):
+        return anp.sum(weights * odeint(f, y, s, (k,), rtol=_SOLVE_TOL, atol=_SOLVE_TOL))
+
+    rows = _standard_checks(name, loss, y0, t, k0, tol, quick)
+    tau = t - t[0]
+    e = np.exp(-k0 * tau)
+    exact = (np.sum(weights * e), np.sum(-weights * tau * y0 * e))
+    rows.append(
+        _compare(
+            name,
+            "d/d(y0, k) vs closed form",
+            ag_grad(lambda p: loss(p[0], t, p[1]))(np.array([y0, k0])),
+            exact,
+            tol,
+        )
+    )
+    return rows
+
+
+def _lotka_volterra(tol: float, quick: bool) -> list[SuiteRow]:
+    """Predator-prey dynamics with four parameters."""
+    odeint = _odeint()
+    theta = np.array([1.1, 0.4, 0.1, 0.4])
+    y0 = np.array([10.0, 5.0])
+    t = np.array([0.0, 1.0, 2.5, 4.0, 6.0])
+    weights = np.random.default_rng(2).standard_normal((len(t), 2))
+
+    def f(y, s, p):
+        return anp.array([p[0] * y[0] - p[1] * y[0] * y[1], p[2] * y[0] * y[1] - p[3] * y[1]])
+
+    def loss(y, s, p):
+        ys = odeint(f, y, s, (p,), rtol=_SOLVE_TOL, atol=_SOLVE_TOL)
+        return anp.sum(weights * ys) / 10.0
+
+    return _standard_checks("lotka-volterra", loss, y0, t, theta, tol, quick)
+
+
+def _neural(tol: float, quick: bool) -> list[SuiteRow]:
+    """Time-dependent tanh MLP dynamics, 4 states, parameters in a dict (76 floats)."""
+    odeint = _odeint()
+    rng = np.random.default_rng(3)
+    n, hidden = 4, 8
+    shapes = {"W1": (hidden, n), "b1": (hidden,), "c": (hidden,), "W2": (n, hidden), "b2": (n,)}
+    sizes = [int(np.prod(s)) for s in shapes.values()]
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    theta = rng.standard_normal(bounds[-1]) / 3.0
+
+    def unflatten(flat):
+        return {
+            key: anp.reshape(flat[lo:hi], shape)
+            for (key, shape), lo, hi in zip(shapes.items(), bounds[:-1], bounds[1:])
+        }
+
+    y0 = rng.standard_normal(n)
+    t = np.array([0.0, 0.5, 1.0, 2.0])
+
+    def f(y, s, p):
+        return anp.dot(p["W2"], anp.tanh(anp.dot(p["W1"], y) + p["b1"] + s * p["c"])) + p["b2"]
+
+    def loss(y, s, flat):
+        ys = odeint(f, y, s, (unflatten(flat),), rtol=_SOLVE_TOL, atol=_SOLVE_TOL)
+        return anp.sum(ys[1:] ** 2) / 2.0
+
+    return _standard_checks("neural-net", loss, y0, t, theta, tol, quick, hessian="y0")
+
+
+def _robertson(tol: float, quick: bool) -> list[SuiteRow]:
+    """Robertson's stiff chemical kinetics, BDF, parameters log(k1, k2, k3)."""
+    odeint = _odeint()
+    log_k = np.log(np.array([0.04, 3e7, 1e4]))
+    y0 = np.array([1.0, 0.0, 0.0])
+    t = np.array([0.0, 0.4, 4.0, 40.0])
+    scale = np.array([1.0, 1e4, 1.0])
+    weights = np.random.default_rng(4).standard_normal((len(t), 3))
+
+    def f(y, s, lk):
+        k = anp.exp(lk)
+        r1, r2, r3 = k[0] * y[0], k[1] * y[1] ** 2, k[2] * y[1] * y[2]
+        return anp.array([-r1 + r3, r1 - r2 - r3, r2])
+
+    def loss(y, s, lk):
+        ys = odeint(f, y, s, (lk,), method="bdf", rtol=_SOLVE_TOL, atol=1e-14)
+        return anp.sum(weights * scale * ys)
+
+    return _standard_checks("robertson (bdf)", loss, y0, t, log_k, tol, quick)
+
+
+def _output_times(tol: float, quick: bool) -> list[SuiteRow]:
+    """Van der Pol oscillator observed at 9 uneven times, forwards and backwards in time."""
+    odeint = _odeint()
+    name = "output-times"
+    mu = 1.5
+    y0 = np.array([2.0, 0.0])
+    t = np.array([0.0, 0.3, 0.45, 1.0, 1.7, 2.2, 3.1, 3.3, 4.0])
+    weights = np.random.default_rng(5).standard_normal((len(t), 2))
+
+    def f(y, s, m):
+        return anp.array([y[1], m * (1.0 - y[0] ** 2) * y[1] - y[0]])
+
+    def loss(s):
+        ys = odeint(f, y0, s, (mu,), rtol=_SOLVE_TOL, atol=_SOLVE_TOL)
+        return anp.sum(weights * ys) + anp.sum(ys[:, 0] ** 2) / 4.0
+
+    rows = [_timed(name, f"d/dt ({len(t)} times, increasing)", lambda: check_grad(loss, t, tol=tol, step=1e-3))]
+    if not quick:
+        rows.append(
+            _timed(
+                name,
+                f"d/dt ({len(t)} times, decreasing)",
+                lambda: check_grad(loss, t[::-1] - 4.0, tol=tol, step=1e-3),
+            )
+        )
+    return rows
+
+
+#: The suite, by name.
+PROBLEMS: dict[str, Problem] = {
+    p.name: p
+    for p in (
+        Problem("linear", "y' = A y, 3 states, closed form via expm", _linear),
+        Problem("decay", "scalar y' = -k y, closed form", _decay),
+        Problem("lotka-volterra", "predator-prey, 2 states, 4 parameters", _lotka_volterra),
+        Problem("neural-net", "tanh MLP dynamics, 4 states, 76 parameters in a dict", _neural),
+        Problem("robertson", "Robertson stiff kinetics, method='bdf', log rate constants", _robertson),
+        Problem("output-times", "Van der Pol at 9 uneven output times, d/dt of every time", _output_times),
+    )
+}
+
+
+def run_suite(
+    problems: Sequence[str] | None = None, *, tol: float = 1e-5, quick: bool = False
+) -> list[SuiteRow]:
+    """Run the built-in ODE gradient checks.
+
+    Parameters
+    ----------
+    problems : sequence of str, optional
+        Names from :data:`PROBLEMS`; default all.
+    tol : float, optional
+        Relative-error tolerance of the gradient checks (10 times this for
+        Hessian-vector products, whose finite differences are of gradients).
+    quick : bool, optional
+        Skip the Hessian checks and the decreasing-time variant.
+
+    Returns
+    -------
+    list of SuiteRow
+        One row per check, in order.
+
+    Raises
+    ------
+    ValueError
+        For an unknown problem name.
+    """
+    names = list(PROBLEMS) if problems is None else list(problems)
+    unknown = [n for n in names if n not in PROBLEMS]
+    if unknown:
+        raise ValueError(f"unknown problem(s) {unknown}; choose from {list(PROBLEMS)}")
+    rows: list[SuiteRow] = []
+    for n in names:
+        rows += PROBLEMS[n].run(tol, quick)
+    return rows
+
+
+def _format_table(rows: Sequence[SuiteRow]) -> str:
+    w_p = max([len("problem")] + [len(r.problem) for r in rows])
+    w_d = max([len("derivative")] + [len(r.derivative) for r in rows])
+    lines = [
+        f"{'problem':<{w_p}}  {'derivative':<{w_d}}  {'max rel. error':>14}  {'time [s]':>8}  result",
+        "-" * (w_p + w_d + 40),
+    ]
+    for r in rows:
+        lines.append(
+            f"{r.problem:<{w_p}}  {r.derivative:<{w_d}}  {r.max_rel_error:14.3e}  {r.seconds:8.2f}  "
+            f"{'pass' if r.passed else 'FAIL'}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point of ``python -m odegrad.gradcheck``.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Command-line arguments (default ``sys.argv[1:]``): ``--tol``,
+        ``--problems NAME [NAME ...]``, ``--quick``, ``--verbose``.
+
+    Returns
+    -------
+    int
+        0 if every check passed, 1 otherwise.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m odegrad.gradcheck",
+        description="Check odegrad.odeint's gradients and Hessian-vector products against finite "
+        "differences (and closed forms) on a suite of ODE problems.",
+    )
+    parser.add_argument(
+        "--tol", type=float, default=1e-5, help="relative-error tolerance of gradients (default 1e-5; "
+        "Hessian-vector products get 10x this)"
+    )
+    parser.add_argument(
+        "--problems", nargs="+", choices=list(PROBLEMS), metavar="NAME",
+        help=f"problems to run (default all): {', '.join(PROBLEMS)}",
+    )
+    parser.add_argument("--quick", action="store_true", help="skip Hessian and decreasing-time checks")
+    parser.add_argument("--verbose", action="store_true", help="print the full report of every check")
+    args = parser.parse_args(argv)
+
+    start = time.perf_counter()
+    rows = run_suite(args.problems, tol=args.tol, quick=args.quick)
+    elapsed = time.perf_counter() - start
+    if args.verbose:
+        for r in rows:
+            print(f"== {r.problem}: {r.derivative}\n{r.detail}\n")
+    print(_format_table(rows))
+    failed = [r for r in rows if not r.passed]
+    print(f"\n{len(rows) - len(failed)}/{len(rows)} checks passed in {elapsed:.1f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

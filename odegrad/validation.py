@@ -1,0 +1,52 @@
+"""Checks of the inputs shared by the autograd and TensorFlow front doors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from autograd.tracer import getval
+
+DEFAULT_TOL = 1.49012e-8
+"""scipy's ``odeint`` default for ``rtol`` and ``atol``, used for every method."""
+
+
+def as_real_array(name: str, value: Any) -> np.ndarray:
+    """Return ``value`` as a finite real float array, or raise ``ValueError`` naming ``name``."""
+    raw = getval(value)
+    try:
+        arr = np.asarray(raw, dtype=float) if not np.iscomplexobj(raw) else None
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a real number or array of real numbers, got {raw!r}") from exc
+    if arr is None:
+        raise ValueError(f"{name} is complex; odegrad integrates real states (split it into real and imaginary parts)")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf; every entry of {name} must be finite")
+    return arr
+
+
+def check_times(t: np.ndarray) -> None:
+    """Raise ``ValueError`` unless ``t`` is a non-empty, strictly monotonic 1-D array."""
+    if t.ndim != 1 or t.size == 0:
+        raise ValueError(f"t must be a 1-D sequence of output times, got shape {t.shape}")
+    steps = np.diff(t)
+    if np.any(steps == 0):
+        k = int(np.nonzero(steps == 0)[0][0])
+        raise ValueError(f"t must be strictly monotonic, but t[{k}] == t[{k + 1}] == {t[k]!r}; remove repeated times")
+    if np.any(steps > 0) and np.any(steps < 0):
+        raise ValueError("t must be strictly monotonic (all increasing or all decreasing); sort the output times")
+
+
+def tolerance(name: str, value: Any, shape: tuple[int, ...]) -> float | np.ndarray:
+    """A tolerance as a float, or as a flat array broadcast to a state of ``shape``."""
+    if value is None:
+        return DEFAULT_TOL
+    arr = np.asarray(value, dtype=float)
+    if np.any(arr < 0) or not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite and non-negative, got {value!r}")
+    if arr.ndim == 0:
+        return float(arr)
+    try:
+        return np.broadcast_to(arr, shape).ravel()
+    except ValueError:
+        raise ValueError(f"{name} of shape {arr.shape} does not broadcast to y0's shape {shape}") from None
