@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 import autograd.numpy as anp
 import numpy as np
-from autograd import jacobian, make_vjp
-from autograd.extend import defvjp_argnums, primitive
+from autograd import jacobian, make_jvp, make_vjp
+from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
 from autograd.tracer import getval, isbox
 
 from . import solvers
@@ -49,7 +49,7 @@ class _Problem:
     make_jac: Callable[[np.ndarray], Callable | None] = lambda theta: None
 
     def record(self, stats: solvers.SolveStats) -> None:
-        getattr(self.info, self.role).add(stats)
+        getattr(self.info, "backward" if self.role == "backward" else "forward").add(stats)
 
     @functools.cached_property
     def augmented(self) -> "_Problem":
@@ -76,6 +76,31 @@ class _Problem:
         return dataclasses.replace(
             self, rhs=aug_rhs, n=n_aug, opts=opts, adjoint_opts=opts, role="backward",
             make_fun=lambda theta: (lambda s, t: aug_rhs(s, t, theta)), make_jac=make_jac,
+        )
+
+
+    @functools.cached_property
+    def tangent(self) -> "_Problem":
+        """The forward sensitivity problem of ``[y, s]`` with parameters ``[theta, dtheta]``.
+
+        ``s' = ∂f/∂y s + ∂f/∂θ dθ``: the tangent of the solution, solved forwards with the
+        state's tolerances for both halves.
+        """
+        n, p, rhs = self.n, self.n_params, self.rhs
+
+        def tan_rhs(z, t, theta_and_tangent):
+            theta, d_theta = theta_and_tangent[:p], theta_and_tangent[p:]
+            jvp = make_jvp(lambda y, th: rhs(y, t, th), argnum=(0, 1))(z[:n], theta)
+            dy, ds = jvp((z[n:], d_theta))
+            return anp.concatenate([dy, ds])
+
+        atol = self.opts.atol
+        if np.ndim(atol):
+            atol = np.concatenate([atol, atol])
+        opts = dataclasses.replace(self.opts, atol=atol, lsoda_kwargs={})
+        return dataclasses.replace(
+            self, rhs=tan_rhs, n=2 * n, n_params=2 * p, opts=opts, role="forward_tangent",
+            make_fun=lambda th: (lambda z, t: tan_rhs(z, t, th)), make_jac=lambda th: None,
         )
 
 
@@ -130,6 +155,26 @@ def _solve_vjp(argnums, ys, args, kwargs):
 
 
 defvjp_argnums(_solve, _solve_vjp)
+
+
+def _solve_jvp(argnums, tangents, ys, args, kwargs):
+    """Forward mode: the forward sensitivity equations, solved by the same primitive."""
+    y0, t, theta, problem = args
+    given = dict(zip(argnums, tangents))
+    d_y0 = given.get(0, anp.zeros(problem.n))
+    d_theta = given.get(2, anp.zeros(problem.n_params))
+    s0 = d_y0
+    if 1 in given:
+        s0 = s0 - problem.rhs(y0, t[0], theta) * given[1][0]
+    z = _solve(anp.concatenate([y0, s0]), t, anp.concatenate([theta, d_theta]), problem.tangent)
+    d_ys = z[:, problem.n:]
+    if 1 in given:
+        rates = anp.stack([problem.rhs(ys[i], t[i], theta) for i in range(len(t))])
+        d_ys = d_ys + rates * anp.reshape(given[1], (-1, 1))
+    return d_ys
+
+
+defjvp_argnums(_solve, _solve_jvp)
 
 
 def _closure_error() -> TypeError:

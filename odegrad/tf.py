@@ -181,7 +181,7 @@ def _solve_graph(s0: tf.Tensor, times: tf.Tensor, dynamics: _TFDynamics) -> tf.T
 
             tout = [s0.dtype, times.dtype] + [v.dtype for v in dynamics.variables]
             grads = tf.py_function(eager_backward, [g, ys, times], Tout=tout)
-            for tensor, like in zip(grads, [s0, times] + params):
+            for tensor, like in zip(grads, [s0, times, *params]):
                 tensor.set_shape(like.shape)
             return grads, [None] * len(variables or [])
 
