@@ -294,6 +294,7 @@ def odeint(
     return (ys, info) if full_output else ys
 
 
+@tf.keras.utils.register_keras_serializable(package="odegrad")
 class ODEBlock(tf.keras.layers.Layer):
     """A Keras layer mapping ``h(t0)`` to ``h(t1)`` by solving ``dh/dt = func(t, h)``.
 
@@ -363,11 +364,11 @@ class ODEBlock(tf.keras.layers.Layer):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(func=tf.keras.saving.serialize_keras_object(self.func), t=self.t, **self.options)
+        config.update(func=tf.keras.utils.serialize_keras_object(self.func), t=self.t, **self.options)
         return config
 
     @classmethod
     def from_config(cls, config: dict) -> "ODEBlock":
         config = dict(config)
-        config["func"] = tf.keras.saving.deserialize_keras_object(config["func"])
+        config["func"] = tf.keras.utils.deserialize_keras_object(config["func"])
         return cls(**config)

@@ -1,0 +1,204 @@
+"""The TensorFlow path against the autograd path, finite differences and Keras usage.
+
+Solves run at rtol = atol = 1e-10, so states and adjoint gradients of the two paths (the same
+algorithm over different dynamics code) agree to ~1e-8; finite differences with step 1e-5 carry
+an error of ~tol/h + h² ≈ 1e-5 relative.
+"""
+
+import subprocess
+import sys
+
+import autograd.numpy as anp
+import numpy as np
+import pytest
+from autograd import grad
+
+import odegrad
+
+tf = pytest.importorskip("tensorflow")
+otf = pytest.importorskip("odegrad.tf")
+
+TOL = 1e-10
+
+
+@pytest.fixture
+def mlp():
+    rng = np.random.RandomState(0)
+    w1 = tf.Variable(rng.randn(3, 8) * 0.5)
+    w2 = tf.Variable(rng.randn(8, 3) * 0.5)
+
+    def f_tf(t, y):
+        return tf.matmul(tf.tanh(tf.matmul(y, w1)) * tf.cos(t), w2)
+
+    def f_ag(y, t, a, b):
+        return anp.dot(anp.tanh(anp.dot(y, a)) * anp.cos(t), b)
+
+    y0 = rng.randn(2, 3)
+    t = np.array([0.0, 0.5, 1.2])
+    return f_tf, f_ag, w1, w2, y0, t
+
+
+@pytest.mark.parametrize("method", ["lsoda", "adams"])
+def test_states_and_gradients_match_autograd_path(mlp, method):
+    f_tf, f_ag, w1, w2, y0, t = mlp
+    y0_tf, t_tf = tf.constant(y0), tf.constant(t)
+    with tf.GradientTape() as tape:
+        tape.watch([y0_tf, t_tf])
+        ys = otf.odeint(f_tf, y0_tf, t_tf, rtol=TOL, atol=TOL, method=method)
+        loss = tf.reduce_sum(ys ** 2)
+    grads_tf = tape.gradient(loss, [y0_tf, t_tf, w1, w2])
+
+    def loss_ag(y0, t, a, b):
+        return anp.sum(odegrad.odeint(f_ag, y0, t, args=(a, b), rtol=TOL, atol=TOL, method=method) ** 2)
+
+    args = (y0, t, w1.numpy(), w2.numpy())
+    ys_ag = odegrad.odeint(f_ag, y0, t, args=args[2:], rtol=TOL, atol=TOL, method=method)
+    np.testing.assert_allclose(ys.numpy(), ys_ag, rtol=1e-8, atol=1e-9)
+    for k, g in enumerate(grads_tf):
+        np.testing.assert_allclose(g.numpy(), grad(loss_ag, k)(*args), rtol=1e-7, atol=1e-8)
+
+
+def test_parameter_gradient_matches_finite_differences(mlp):
+    f_tf, _, w1, _, y0, t = mlp
+
+    def loss():
+        return float(tf.reduce_sum(otf.odeint(f_tf, y0, t, rtol=TOL, atol=TOL)[-1] ** 2))
+
+    with tf.GradientTape() as tape:
+        value = tf.reduce_sum(otf.odeint(f_tf, y0, t, rtol=TOL, atol=TOL)[-1] ** 2)
+    g = tape.gradient(value, w1).numpy()
+    base, h = w1.numpy(), 1e-5
+    for i, j in [(0, 0), (1, 4), (2, 7)]:
+        e = np.zeros_like(base)
+        e[i, j] = h
+        w1.assign(base + e)
+        up = loss()
+        w1.assign(base - e)
+        down = loss()
+        w1.assign(base)
+        assert g[i, j] == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-7)
+
+
+def test_second_derivative_through_nested_tapes(mlp):
+    """d/dW ||dL/dy0||² (the gradient of an input-gradient norm) against central differences."""
+    f_tf, _, w1, _, y0, t = mlp
+    y0 = tf.constant(y0)
+
+    def input_grad_norm():
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+                inner.watch(y0)
+                loss = tf.reduce_sum(otf.odeint(f_tf, y0, t, rtol=TOL, atol=TOL)[-1] ** 2)
+            norm = tf.reduce_sum(inner.gradient(loss, y0) ** 2)
+        return float(norm), outer.gradient(norm, w1).numpy()
+
+    _, g = input_grad_norm()
+    base, h = w1.numpy(), 1e-5
+    e = np.zeros_like(base)
+    e[1, 2] = h
+    w1.assign(base + e)
+    up, _ = input_grad_norm()
+    w1.assign(base - e)
+    down, _ = input_grad_norm()
+    w1.assign(base)
+    assert g[1, 2] == pytest.approx((up - down) / (2 * h), rel=1e-5)
+
+
+def test_float32_feature_maps_keep_shape_and_dtype():
+    conv = tf.keras.layers.Conv2D(4, 3, padding="same")
+    x = tf.random.stateless_normal([2, 6, 6, 4], seed=[1, 2])
+
+    def f(t, h):
+        return conv(tf.nn.relu(h)) * 0.1
+
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        ys, info = otf.odeint(f, x, [0.0, 1.0], rtol=1e-3, atol=1e-3, method="adams", full_output=True)
+        loss = tf.reduce_sum(ys[-1])
+    gx, gk = tape.gradient(loss, [x, conv.kernel])
+    assert ys.shape == (2, 2, 6, 6, 4) and ys.dtype == tf.float32
+    assert gx.shape == x.shape and gk.shape == conv.kernel.shape
+    assert info.forward.nfe > 0 and info.backward.nfe > 0
+
+
+@tf.keras.utils.register_keras_serializable(package="odegrad_tests")
+class SmallDynamics(tf.keras.layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = tf.keras.layers.Dense(16, activation="tanh")
+        self.out = tf.keras.layers.Dense(2)
+
+    def call(self, t, h):
+        return self.out(self.hidden(h))
+
+
+def _model():
+    return tf.keras.Sequential([
+        tf.keras.Input((2,)),
+        otf.ODEBlock(SmallDynamics(), rtol=1e-3, atol=1e-3),
+        tf.keras.layers.Dense(1, activation="sigmoid"),
+    ])
+
+
+def test_odeblock_learns_with_fit_and_round_trips_weights(tmp_path):
+    tf.keras.utils.set_random_seed(0)
+    x = np.random.RandomState(0).randn(256, 2).astype("float32")
+    y = (x[:, :1] * x[:, 1:] > 0).astype("float32")
+    model = _model()
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.02), loss="binary_crossentropy")
+    start = model.evaluate(x, y, verbose=0)
+    history = model.fit(x, y, epochs=12, batch_size=64, verbose=0)
+    assert history.history["loss"][-1] < 0.8 * start
+    block = model.layers[0]
+    assert block.nfe_forward > 0 and block.nfe_backward > 0
+    path = str(tmp_path / "ode.weights.h5")
+    model.save_weights(path)
+    clone = _model()
+    clone.load_weights(path)
+    np.testing.assert_array_equal(clone.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_odeblock_in_functional_model_with_custom_loop():
+    inputs = tf.keras.Input((2,))
+    block = otf.ODEBlock(SmallDynamics(), t=(0.0, 0.5), method="lsoda")
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(1)(block(inputs)))
+    x = tf.random.stateless_normal([8, 2], seed=[3, 4])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(model(x) ** 2)
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert len(grads) == len(model.trainable_variables)
+    assert all(g is not None and np.all(np.isfinite(g.numpy())) for g in grads)
+    config = block.get_config()
+    assert otf.ODEBlock.from_config(config).t == (0.0, 0.5)
+
+
+def test_bad_input_is_rejected():
+    with pytest.raises(ValueError, match="strictly monotonic"):
+        otf.odeint(lambda t, y: -y, tf.ones([2]), [0.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="method"):
+        otf.odeint(lambda t, y: -y, tf.ones([2]), [0.0, 1.0], method="rk45")
+    with pytest.raises(ValueError, match="interval"):
+        otf.ODEBlock(SmallDynamics(), t=(1.0, 1.0))
+
+
+def test_core_imports_without_tensorflow():
+    code = ("import sys; sys.modules['tensorflow'] = None; import odegrad; "
+            "assert 'odegrad.tf' not in sys.modules\n"
+            "try:\n    import odegrad.tf\nexcept ImportError as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install odegrad[tf]" in out.stdout
+
+
+@pytest.mark.skipif(not tf.config.list_physical_devices("GPU"), reason="needs a GPU")
+def test_dynamics_are_placed_on_the_gpu():
+    dense = tf.keras.layers.Dense(4)
+    y0 = tf.ones([8, 4])
+    placed = []
+
+    def f(t, h):
+        out = dense(h)
+        placed.append(out.device)
+        return out
+
+    otf.odeint(f, y0, [0.0, 1.0], rtol=1e-3, atol=1e-3)
+    assert placed and all("GPU" in device for device in placed)
