@@ -14,13 +14,14 @@ from typing import Any, Callable
 
 import autograd.numpy as anp
 import numpy as np
+import scipy.integrate
 from autograd import jacobian, make_jvp, make_vjp
 from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
 from autograd.tracer import getval, isbox
 
 from . import solvers
 from .adjoint import ADJOINT_MODES, augmented_options, backward
-from .pytree import flatten_args
+from .pytree import flatten_args, open_containers
 from .stats import SolveInfo, new_info
 from .validation import as_real_array, check_times, tolerance
 
@@ -79,6 +80,48 @@ class _Problem:
         )
 
 
+    def adjoint_along(self, y_of_t: Callable[[float], np.ndarray]) -> "_Problem":
+        """The problem of ``[a, a_t, a_theta]`` with ``y(t)`` read from a forward interpolant."""
+        n, rhs = self.n, self.rhs
+
+        def adj_rhs(s, t, theta):
+            vjp, _ = make_vjp(rhs, argnum=(0, 1, 2))(y_of_t(t), t, theta)
+            v_y, v_t, v_theta = vjp(s[:n])
+            return -anp.concatenate([v_y, anp.reshape(v_t, (1,)), v_theta])
+
+        opts = augmented_options(self.adjoint_opts, n, self.n_params, self.seminorm, with_state=False)
+        jac = jacobian(adj_rhs, 0)
+        return dataclasses.replace(
+            self, rhs=adj_rhs, n=n + 1 + self.n_params, opts=opts, adjoint_opts=opts,
+            role="backward", make_fun=lambda theta: (lambda s, t: adj_rhs(s, t, theta)),
+            make_jac=lambda theta: (lambda s, t: jac(s, t, theta)) if opts.method != "adams" else None,
+        )
+
+    def dense_forward(self, y_start: np.ndarray, t_start: float, t_end: float, theta: np.ndarray):
+        """Solve forwards over ``[t_start, t_end]`` with scipy's dense output (solve_ivp)."""
+        method = "BDF" if self.adjoint_opts.method == "bdf" else "LSODA"
+        fun, jac = self.make_fun(theta), self.make_jac(theta)
+        calls = [0]
+
+        def counted(t, y):
+            calls[0] += 1
+            return fun(y, t)
+
+        solution = scipy.integrate.solve_ivp(
+            counted, (t_start, t_end), y_start, method=method, dense_output=True,
+            rtol=self.opts.rtol, atol=self.opts.atol,
+            **({} if jac is None else {"jac": lambda t, y: jac(y, t)}),
+        )
+        if not solution.success:
+            raise solvers.ODESolveError(
+                f"the dense forward solve of adjoint='interpolate' ({method}) failed between "
+                f"t = {t_start:.6g} and {t_end:.6g}: {solution.message}"
+            )
+        self.info.backward.add(solvers.SolveStats(method=method.lower(), nfe=int(solution.nfev),
+                                                  nst=len(solution.t) - 1, nje=int(solution.njev),
+                                                  nsolves=1))
+        return solution.sol
+
     @functools.cached_property
     def tangent(self) -> "_Problem":
         """The forward sensitivity problem of ``[y, s]`` with parameters ``[theta, dtheta]``.
@@ -118,6 +161,17 @@ class _AutogradDynamics:
     def augmented(self) -> "_AutogradDynamics":
         return _AutogradDynamics(self.problem.augmented, self.theta)
 
+    def dense_forward(self, y_start: Any, t_start: Any, t_end: Any) -> Callable[[float], np.ndarray]:
+        if any(isbox(x) for x in (y_start, t_start, t_end, self.theta)):
+            raise NotImplementedError(
+                "adjoint='interpolate' gives first derivatives only; use adjoint='checkpoint' "
+                "for Hessians, grad-of-grad and other higher derivatives"
+            )
+        return self.problem.dense_forward(y_start, float(t_start), float(t_end), self.theta)
+
+    def adjoint_along(self, y_of_t: Callable[[float], np.ndarray]) -> "_AutogradDynamics":
+        return _AutogradDynamics(self.problem.adjoint_along(y_of_t), self.theta)
+
 
 class _AutogradOps:
     concat = staticmethod(anp.concatenate)
@@ -147,8 +201,16 @@ def _solve_vjp(argnums, ys, args, kwargs):
     _, t, theta, problem = args
 
     def vjp(g):
-        grads = backward(g, ys, t, _AutogradDynamics(problem, theta), _solve_dynamics,
-                         _AutogradOps, problem.mode)
+        try:
+            grads = backward(g, ys, t, _AutogradDynamics(problem, theta), _solve_dynamics,
+                             _AutogradOps, problem.mode)
+        except solvers.ODESolveError as exc:
+            if problem.mode == "interpolate":
+                raise
+            raise solvers.ODESolveError(
+                f"the backward (adjoint) solve failed: {exc} For stiff problems, reconstructing y "
+                "backwards is unstable: use adjoint='interpolate' (with method='lsoda')."
+            ) from exc
         return tuple(grads[k] for k in argnums)
 
     return vjp
@@ -263,10 +325,12 @@ def odeint(
     method : {"lsoda", "adams", "bdf"}, optional
         ``"lsoda"`` (scipy's odeint), ``"adams"`` (VODE implicit Adams, the paper's choice) or
         ``"bdf"`` (VODE BDF, for stiff problems).
-    adjoint : {"checkpoint", "backsolve"}, optional
+    adjoint : {"checkpoint", "backsolve", "interpolate"}, optional
         ``"checkpoint"`` (default) restarts the backward reconstruction of ``y`` from the stored
         forward state at each output time (and each checkpoint); ``"backsolve"`` is the paper's
-        Algorithm 1, reconstructing ``y`` backwards from the final state alone.
+        Algorithm 1, reconstructing ``y`` backwards from the final state alone;
+        ``"interpolate"`` reads ``y`` from a dense forward solution instead of solving it
+        backwards: use it for stiff problems (first derivatives only).
     checkpoints : int, optional
         Extra evenly spaced checkpoints per output interval stored by the forward solve, so the
         backward reconstruction of ``y`` restarts more often (for contracting dynamics).
@@ -317,6 +381,7 @@ def odeint(
     t_value = as_real_array("t", t)
     check_times(t_value)
     shape = y0_value.shape
+    args = open_containers(args)
     if not isinstance(args, tuple):
         args = (args,)
     if tfirst:

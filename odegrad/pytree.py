@@ -31,6 +31,18 @@ def _is_param(leaf: Any) -> bool:
     return False
 
 
+def open_containers(node: Any) -> Any:
+    """Turn containers that autograd is tracing (``autograd.builtins.tuple`` and friends, which
+    arrive as ``SequenceBox``/``DictBox``) into plain containers of traced entries, recursively."""
+    value = getval(node)
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        items = [open_containers(node[i]) for i in range(len(value))]
+        return list(items) if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict):
+        return {key: open_containers(node[key]) for key in value}
+    return node
+
+
 def flatten_args(args: Any) -> tuple[Any, Callable[[Any], Any]]:
     """Return ``(theta, unflatten)``: the float leaves of ``args`` as one flat vector.
 
@@ -38,6 +50,7 @@ def flatten_args(args: Any) -> tuple[Any, Callable[[Any], Any]]:
     ``theta`` (reshaped to their original shapes) and whose other leaves are the originals. Both
     directions are written with ``autograd.numpy``, so derivatives flow through them.
     """
+    args = open_containers(args)
     leaves: list[Any] = []
     shapes: list[tuple[int, ...]] = []
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import threading
 import warnings
 from typing import Callable, Iterator
@@ -24,6 +25,10 @@ import scipy.integrate
 METHODS = ("lsoda", "adams", "bdf")
 
 _LSODA_DEFAULT_TOL = 1.49012e-8
+_VODE_DEFAULT_STEPS = 5000
+"""VODE's step budget per output interval when ``mxstep`` is 0. LSODA's is scipy's 500; VODE
+needs about four times LSODA's steps on Robertson (2001 to reach t = 1e5), so 500 would fail
+ordinary stiff problems."""
 
 _ISTATE_MESSAGES = {
     -1: "excess work done (the solver hit mxstep steps before reaching the next output time)",
@@ -161,6 +166,8 @@ def _exclusive(method: str) -> Iterator[None]:
 def _failure(method: str, t_reached: float, istate: int, t_target: float) -> ODESolveError:
     what = _ISTATE_MESSAGES.get(istate, f"status {istate}")
     advice = _ADVICE.get(istate, "check the dynamics and tolerances")
+    if method == "bdf":
+        advice = advice.replace(", or use method='bdf' if the problem is stiff", "")
     return ODESolveError(
         f"{method} failed at t = {t_reached:.6g} on its way to t = {t_target:.6g}: {what}. "
         f"Try: {advice}."
@@ -199,13 +206,44 @@ def _istate_of_lsoda_message(message: str) -> int:
     return next((code for key, code in keys.items() if message.startswith(key)), -3)
 
 
+@functools.lru_cache(maxsize=None)
+def vode_reads_jacobian_transposed() -> bool:
+    """Whether this scipy's VODE wrapper reads a user Jacobian transposed (scipy gh-24933).
+
+    scipy 1.17.x copies a C-contiguous Jacobian into VODE's column-major buffer with ``memcpy``,
+    so VODE sees ``J.T`` (fixed upstream by scipy PR 24934). A transposed Jacobian leaves the
+    answer alone but wrecks the Newton iteration (Robertson: failure instead of ~2000 steps), so
+    the layout is detected once, on the issue's own Robertson reproducer, rather than assumed.
+    """
+    def rhs(t, y):
+        return [-0.04 * y[0] + 1e4 * y[1] * y[2],
+                0.04 * y[0] - 1e4 * y[1] * y[2] - 3e7 * y[1] ** 2, 3e7 * y[1] ** 2]
+
+    def jac(t, y):
+        return np.array([[-0.04, 1e4 * y[2], 1e4 * y[1]],
+                         [0.04, -1e4 * y[2] - 6e7 * y[1], -1e4 * y[1]], [0.0, 6e7 * y[1], 0.0]])
+
+    def steps(jacobian) -> int:
+        solver = scipy.integrate.ode(rhs, jacobian)
+        solver.set_integrator("vode", method="bdf", with_jacobian=True, nsteps=3000, rtol=1e-8, atol=1e-12)
+        solver.set_initial_value([1.0, 0.0, 0.0], 0.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            solver.integrate(10.0)
+        return int(solver._integrator.iwork[10]) if solver.successful() else 10 ** 9
+
+    return steps(jac) > 3 * steps(lambda t, y: jac(t, y).T)
+
+
 def _solve_vode(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
-    solver = scipy.integrate.ode(
-        lambda tt, y: guarded(y, tt), None if jac is None else (lambda tt, y: jac(y, tt))
-    )
+    vode_jac = None
+    if jac is not None:
+        transpose = vode_reads_jacobian_transposed()
+        vode_jac = (lambda tt, y: np.asarray(jac(y, tt)).T) if transpose else (lambda tt, y: jac(y, tt))
+    solver = scipy.integrate.ode(lambda tt, y: guarded(y, tt), vode_jac)
     solver.set_integrator(
         "vode", method=opts.method, rtol=opts.rtol, atol=opts.atol,
-        with_jacobian=opts.method == "bdf", nsteps=opts.mxstep or 500,
+        with_jacobian=opts.method == "bdf", nsteps=opts.mxstep or _VODE_DEFAULT_STEPS,
         first_step=opts.h0, max_step=opts.hmax, min_step=opts.hmin,
     )
     solver.set_initial_value(y0, t[0])
