@@ -194,7 +194,8 @@ def _solve_lsoda(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
     stats = SolveStats(
         method="lsoda", nfe=guarded.nfe, nst=int(info["nst"][-1]) if len(t) > 1 else 0,
         nje=int(info["nje"][-1]) if len(t) > 1 else 0, nsolves=1,
-        method_switches=int(np.count_nonzero(np.diff(mused))) if len(mused) > 1 else 0,
+        # LSODA always starts in its Adams phase (mused = 1); count every change from there.
+        method_switches=int(np.count_nonzero(np.diff(np.concatenate([[1], mused])))),
     )
     return ys, stats
 

@@ -1,0 +1,381 @@
+"""odeint: drop-in behaviour, closed-form solutions and derivatives, input validation."""
+
+from __future__ import annotations
+
+import autograd.numpy as np
+import numpy as onp
+import pytest
+import scipy.integrate
+import scipy.linalg
+from autograd import elementwise_grad, grad, jacobian
+
+from odegrad import ODESolveError, odeint
+
+from conftest import GRAD_RTOL, TOL, lin_exact_grads, rel_err
+
+METHODS = ("lsoda", "adams", "bdf")
+MODES = ("checkpoint", "backsolve", "interpolate")
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Drop-in replacement for scipy.integrate.odeint (LSODA, plain numpy inputs): bit-for-bit.
+# --------------------------------------------------------------------------------------------
+
+def _lotka(y, t, a, b, c, d):
+    return np.array([a * y[0] - b * y[0] * y[1], c * y[0] * y[1] - d * y[1]])
+
+
+def _lotka_jac(y, t, a, b, c, d):
+    return onp.array([[a - b * y[1], -b * y[0]], [c * y[1], c * y[0] - d]])
+
+
+LV_ARGS = (1.5, 1.0, 1.0, 3.0)
+T_GRID = onp.linspace(0.0, 5.0, 11)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"rtol": 1e-9, "atol": 1e-11},
+        {"hmax": 0.05},
+        {"h0": 1e-3, "hmin": 1e-12},
+        {"mxstep": 2000},
+        {"mxordn": 5, "mxords": 3},
+        {"tcrit": onp.array([5.0])},
+        {"rtol": onp.array([1e-8, 1e-9]), "atol": onp.array([1e-10, 1e-12])},
+    ],
+    ids=lambda kw: ",".join(kw) or "defaults",
+)
+def test_dropin_bitwise_equal_scipy(kwargs):
+    y0 = onp.array([10.0, 5.0])
+    ours = odeint(_lotka, y0, T_GRID, args=LV_ARGS, **kwargs)
+    ref = scipy.integrate.odeint(_lotka, y0, T_GRID, args=LV_ARGS, **kwargs)
+    assert isinstance(ours, onp.ndarray)
+    assert ours.shape == ref.shape
+    assert onp.array_equal(ours, ref)
+
+
+def test_dropin_dfun_and_col_deriv():
+    y0 = onp.array([10.0, 5.0])
+    ref = scipy.integrate.odeint(_lotka, y0, T_GRID, args=LV_ARGS, Dfun=_lotka_jac)
+    assert onp.array_equal(odeint(_lotka, y0, T_GRID, args=LV_ARGS, Dfun=_lotka_jac), ref)
+
+    def jac_cols(y, t, *a):
+        return _lotka_jac(y, t, *a).T
+
+    ref_c = scipy.integrate.odeint(_lotka, y0, T_GRID, args=LV_ARGS, Dfun=jac_cols, col_deriv=1)
+    ours_c = odeint(_lotka, y0, T_GRID, args=LV_ARGS, Dfun=jac_cols, col_deriv=1)
+    assert onp.array_equal(ours_c, ref_c)
+
+
+def test_dropin_tfirst():
+    def f_tfirst(t, y, a, b, c, d):
+        return _lotka(y, t, a, b, c, d)
+
+    def jac_tfirst(t, y, *a):
+        return _lotka_jac(y, t, *a)
+
+    y0 = onp.array([10.0, 5.0])
+    ref = scipy.integrate.odeint(f_tfirst, y0, T_GRID, args=LV_ARGS, tfirst=True, Dfun=jac_tfirst)
+    ours = odeint(f_tfirst, y0, T_GRID, args=LV_ARGS, tfirst=True, Dfun=jac_tfirst)
+    assert onp.array_equal(ours, ref)
+
+
+def test_dropin_non_tuple_args_and_decreasing_t():
+    def f(y, t, k):
+        return -k * y + np.sin(t)
+
+    t = onp.linspace(3.0, 0.0, 7)
+    ref = scipy.integrate.odeint(f, [1.0, 2.0], t, args=(0.3,))
+    assert onp.array_equal(odeint(f, [1.0, 2.0], t, args=0.3), ref)
+
+
+def test_dropin_full_output_states_match():
+    y0 = onp.array([10.0, 5.0])
+    ys, info = odeint(_lotka, y0, T_GRID, args=LV_ARGS, full_output=True)
+    assert onp.array_equal(ys, scipy.integrate.odeint(_lotka, y0, T_GRID, args=LV_ARGS))
+    assert info.forward.nfe > 0
+
+
+@pytest.mark.parametrize("shape", [(), (3,), (2, 3), (2, 1, 3)])
+@pytest.mark.parametrize("method", METHODS)
+def test_output_shape_any_state_shape(shape, method):
+    rng = onp.random.default_rng(0)
+    y0 = rng.normal(size=shape) if shape else 0.7
+    t = onp.linspace(0.0, 1.0, 4)
+
+    def f(y, t, k):
+        return -k * y
+
+    ys = odeint(f, y0, t, args=(0.5,), method=method, rtol=TOL, atol=TOL)
+    assert ys.shape == (len(t),) + tuple(shape)
+    exact = onp.exp(-0.5 * t).reshape((-1,) + (1,) * len(shape)) * onp.asarray(y0)
+    assert rel_err(ys, exact) < 1e-8
+    assert onp.array_equal(ys[0], onp.asarray(y0, dtype=float))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_single_time_returns_y0(method):
+    ys = odeint(lambda y, t: -y, onp.array([1.0, 2.0]), [0.5], method=method)
+    assert ys.shape == (1, 2)
+    assert onp.array_equal(ys, [[1.0, 2.0]])
+    g = grad(lambda y0: np.sum(odeint(lambda y, t: -y, y0, [0.5], method=method) ** 2))(onp.array([1.0, 2.0]))
+    assert onp.allclose(g, [2.0, 4.0])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_decreasing_time_closed_form(method):
+    t = onp.array([2.0, 1.5, 0.0])
+    ys = odeint(lambda y, t, k: -k * y, 1.3, t, args=(0.8,), method=method, rtol=TOL, atol=TOL)
+    assert rel_err(ys, 1.3 * onp.exp(-0.8 * (t - 2.0))) < 1e-8
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Closed forms: linear systems (expm), decay, logistic; derivatives w.r.t. y0, A, k, t.
+# --------------------------------------------------------------------------------------------
+
+A_LIN = onp.array([[-0.5, 1.0, 0.0], [-1.0, -0.3, 0.2], [0.1, 0.0, -0.8]])
+Y0_LIN = onp.array([1.0, -0.5, 0.3])
+T_LIN = onp.array([0.0, 0.4, 1.1, 2.0])
+G_LIN = onp.array([[0.0, 0.0, 0.0], [1.0, -2.0, 0.5], [0.3, 0.7, -1.0], [-0.4, 1.0, 2.0]])
+
+
+def _lin(y, t, A):
+    return np.dot(A, y)
+
+
+def _lin_loss(A, y0, t, **kw):
+    return np.sum(odeint(_lin, y0, t, args=(A,), rtol=TOL, atol=TOL, **kw) * G_LIN)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_linear_solution_matches_expm(method):
+    ys = odeint(_lin, Y0_LIN, T_LIN, args=(A_LIN,), method=method, rtol=TOL, atol=TOL)
+    exact = onp.stack([scipy.linalg.expm(A_LIN * tt) @ Y0_LIN for tt in T_LIN])
+    assert rel_err(ys, exact) < 1e-8
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("method", METHODS)
+def test_linear_gradients_vs_expm_frechet(method, mode, record_error):
+    gA, gy0, gt = grad(_lin_loss, argnum=(0, 1, 2))(A_LIN, Y0_LIN, T_LIN, method=method, adjoint=mode)
+    eA, ey0, et = lin_exact_grads(A_LIN, Y0_LIN, T_LIN, G_LIN)
+    errs = {"A": rel_err(gA, eA), "y0": rel_err(gy0, ey0), "t": rel_err(gt, et)}
+    for key, err in errs.items():
+        record_error(f"linear expm: grad {key} ({method})", err)
+        assert err < GRAD_RTOL, (key, err)
+
+
+@pytest.mark.parametrize("checkpoints", [1, 3])
+def test_linear_gradients_with_checkpoints(checkpoints, record_error):
+    """Checkpoint times are interpolated from t, differentiably: ∂/∂t stays exact."""
+    got = grad(_lin_loss, argnum=(0, 1, 2))(A_LIN, Y0_LIN, T_LIN, checkpoints=checkpoints)
+    for name, g, e in zip("A y0 t".split(), got, lin_exact_grads(A_LIN, Y0_LIN, T_LIN, G_LIN)):
+        err = rel_err(g, e)
+        record_error(f"linear expm: grad {name} (checkpoints={checkpoints})", err)
+        assert err < GRAD_RTOL
+
+
+def test_decreasing_times_gradients_vs_expm(record_error):
+    t = T_LIN[::-1].copy()
+    got = grad(_lin_loss, argnum=(0, 1, 2))(A_LIN, Y0_LIN, t)
+    for name, g, e in zip("A y0 t".split(), got, lin_exact_grads(A_LIN, Y0_LIN, t, G_LIN)):
+        err = rel_err(g, e)
+        record_error(f"linear expm, decreasing t: grad {name}", err)
+        assert err < GRAD_RTOL
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_tfirst_gradients(method):
+    def loss(k, y0):
+        return odeint(lambda t, y, k: -k * y, y0, [0.0, 1.5], args=(k,), tfirst=True, method=method,
+                      rtol=TOL, atol=TOL)[-1]
+
+    gk, gy0 = grad(loss, argnum=(0, 1))(0.4, 2.0)
+    assert rel_err(gk, -1.5 * 2.0 * onp.exp(-0.6)) < GRAD_RTOL
+    assert rel_err(gy0, onp.exp(-0.6)) < GRAD_RTOL
+
+
+def test_linear_grad_y0_is_expm_transpose_g():
+    """∂/∂y0 of g·y(t) = expm(A t)^T g, for several single-output losses (jacobian form)."""
+    t = onp.array([0.0, 1.7])
+    J = jacobian(lambda y0: odeint(_lin, y0, t, args=(A_LIN,), rtol=TOL, atol=TOL)[-1])(Y0_LIN)
+    assert rel_err(J, scipy.linalg.expm(A_LIN * 1.7)) < GRAD_RTOL
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("method", METHODS)
+def test_time_gradients_general_rule(method, mode, record_error):
+    """∂L/∂t_i = g_i·f(y(t_i), t_i) for i > 0, and ∂L/∂t_0 = -a(t_0)·f(y0, t_0)."""
+    t = onp.array([0.2, 0.9, 1.5, 2.6])
+    G = G_LIN
+    gt, gy0 = grad(lambda tt, y0: np.sum(odeint(_lin, y0, tt, args=(A_LIN,), rtol=TOL, atol=TOL,
+                                                method=method, adjoint=mode) * G), argnum=(0, 1))(t, Y0_LIN)
+    ys = onp.stack([scipy.linalg.expm(A_LIN * (tt - t[0])) @ Y0_LIN for tt in t])
+    expected = onp.array([G[i] @ (A_LIN @ ys[i]) for i in range(len(t))])
+    a0 = sum(scipy.linalg.expm(A_LIN * (t[i] - t[0])).T @ G[i] for i in range(len(t)))
+    expected[0] = -a0 @ (A_LIN @ Y0_LIN)
+    err = rel_err(gt, expected)
+    record_error(f"time gradient rule ({method})", err)
+    assert err < GRAD_RTOL
+    assert rel_err(gy0, a0) < GRAD_RTOL  # a(t0) is also ∂L/∂y0
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("method", METHODS)
+def test_exponential_decay(method, mode, record_error):
+    t = onp.array([0.0, 0.5, 1.0, 3.0])
+    y0, k = 2.0, 0.7
+
+    def loss(y0, k, t):
+        return np.sum(odeint(lambda y, tt, k: -k * y, y0, t, args=(k,), method=method, adjoint=mode,
+                             rtol=TOL, atol=TOL) ** 2)
+
+    g_y0, g_k, g_t = grad(loss, argnum=(0, 1, 2))(y0, k, t)
+    e = onp.exp(-k * t)
+    ex_y0 = onp.sum(2 * y0 * e ** 2)
+    ex_k = onp.sum(2 * (y0 * e) * (-t * y0 * e))
+    ex_t = 2 * (y0 * e) * (-k * y0 * e)
+    ex_t[0] = -onp.sum(ex_t[1:])   # autonomous: Σ_i ∂L/∂t_i = 0 (time-shift invariance)
+    err = max(rel_err(g_y0, ex_y0), rel_err(g_k, ex_k), rel_err(g_t, ex_t))
+    record_error(f"decay: grad ({method})", err)
+    assert err < GRAD_RTOL
+
+
+def _logistic_exact(y0, r, K, t):
+    e = np.exp(r * t)
+    return K * y0 * e / (K + y0 * (e - 1.0))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("method", METHODS)
+def test_logistic_closed_form(method, mode, record_error):
+    t = onp.linspace(0.0, 4.0, 6)
+    w = onp.linspace(1.0, 2.0, 6)
+
+    def loss(p):
+        ys = odeint(lambda y, tt, r, K: r * y * (1.0 - y / K), p[0], t, args=(p[1], p[2]),
+                    method=method, adjoint=mode, rtol=TOL, atol=TOL)
+        return np.sum(w * ys)
+
+    def exact(p):  # the analytic solution, differentiated by autograd: ground truth
+        return np.sum(w * _logistic_exact(p[0], p[1], p[2], t))
+
+    p = onp.array([0.1, 1.3, 2.5])
+    assert abs(loss(p) - exact(p)) < 1e-8 * abs(exact(p))
+    err = rel_err(grad(loss)(p), grad(exact)(p))
+    record_error(f"logistic: grad ({method})", err)
+    assert err < GRAD_RTOL
+
+
+def test_elementwise_grad_of_decay_over_k_grid():
+    ks = onp.array([0.2, 0.5, 1.0])
+
+    def final(k):
+        return odeint(lambda y, t, k: -k * y, onp.ones(3), [0.0, 2.0], args=(k,), rtol=TOL, atol=TOL)[-1]
+
+    assert rel_err(elementwise_grad(final)(ks), -2.0 * onp.exp(-2.0 * ks)) < GRAD_RTOL
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Errors.
+# --------------------------------------------------------------------------------------------
+
+def _decay(y, t):
+    return -y
+
+
+@pytest.mark.parametrize(
+    "t, match",
+    [
+        ([0.0, 1.0, 0.5], r"t must be strictly monotonic"),
+        ([0.0, 1.0, 1.0, 2.0], r"t\[1\] == t\[2\]"),
+        ([0.0, onp.nan, 2.0], r"t contains NaN"),
+        ([0.0, onp.inf], r"t contains NaN or inf"),
+        ([[0.0, 1.0]], r"t must be a 1-D"),
+    ],
+)
+def test_bad_times_raise_value_error(t, match):
+    with pytest.raises(ValueError, match=match):
+        odeint(_decay, 1.0, t)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_bad_y0(method):
+    with pytest.raises(ValueError, match=r"y0 contains NaN"):
+        odeint(_decay, [1.0, onp.nan], [0.0, 1.0], method=method)
+    with pytest.raises(ValueError, match=r"y0 is complex"):
+        odeint(_decay, onp.array([1.0 + 1.0j]), [0.0, 1.0], method=method)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_func_wrong_shape(method):
+    with pytest.raises(ValueError, match=r"func returned shape \(3,\) but y0 has shape \(2,\)"):
+        odeint(lambda y, t: np.ones(3), onp.ones(2), [0.0, 1.0], method=method)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_finite_time_blowup_raises_with_method_and_time(method):
+    # y' = y², y(0) = 1: y = 1/(1 - t) blows up at t = 1 < 2.
+    with pytest.raises(ODESolveError, match=rf"{method} failed at t = (0\.99|1\b).* on its way to t = 2"):
+        odeint(lambda y, t: y ** 2, 1.0, [0.0, 2.0], method=method)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_func_returning_nan_raises(method):
+    def f(y, t):
+        return y * np.nan if t > 0.5 else -y
+
+    with pytest.raises(ODESolveError, match=r"non-finite values \(NaN or inf\) at t = 0\.[5-9]"):
+        odeint(f, 1.0, [0.0, 1.0], method=method)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_excess_work_raises(method):
+    with pytest.raises(ODESolveError, match=rf"{method} failed at t = .*excess work done.*mxstep"):
+        odeint(lambda y, t: np.cos(100.0 * t) * y, 1.0, [0.0, 10.0], mxstep=5, method=method)
+
+
+def test_closure_over_traced_value_raises_type_error():
+    def loss(p):
+        return odeint(lambda y, t: -p * y, 1.0, [0.0, 1.0])[-1]
+
+    with pytest.raises(TypeError, match=r"args=\(p,\)"):
+        grad(loss)(1.0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_nested_odeint_raises_runtime_error(method):
+    def outer(y, t):
+        return -odeint(_decay, 1.0, [0.0, 1.0], method=method)[-1] * y
+
+    with pytest.raises(RuntimeError, match=r"not re-entrant"):
+        odeint(outer, 1.0, [0.0, 1.0], method=method)
+    # The guard is released afterwards: a normal solve still works.
+    assert onp.isclose(odeint(_decay, 1.0, [0.0, 1.0], method=method)[-1], onp.exp(-1.0), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"method": "rk45"}, r"method must be one of"),
+        ({"adjoint_method": "dopri5"}, r"adjoint_method must be one of"),
+        ({"adjoint": "bogus"}, r"adjoint must be one of"),
+        ({"checkpoints": -1}, r"checkpoints must be a non-negative integer"),
+        ({"checkpoints": 1.5}, r"checkpoints must be a non-negative integer"),
+        ({"rtol": -1e-6}, r"rtol must be finite and non-negative"),
+        ({"atol": onp.ones(3)}, r"atol of shape \(3,\) does not broadcast"),
+        ({"method": "adams", "ml": 1}, r"ml only apply to method='lsoda'"),
+        ({"method": "adams", "tcrit": [2.0]}, r"tcrit only apply to method='lsoda'"),
+        ({"method": "bdf", "mxordn": 4}, r"mxordn only apply to method='lsoda', not 'bdf'"),
+    ],
+)
+def test_bad_options_raise_value_error(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        odeint(_decay, onp.ones(2), [0.0, 1.0], **kwargs)
+
+
+def test_complex_args_rejected():
+    with pytest.raises(ValueError, match=r"complex-valued args"):
+        odeint(lambda y, t, c: -y, 1.0, [0.0, 1.0], args=(onp.array([1.0 + 2.0j]),))
