@@ -1,0 +1,534 @@
+"""Training loop of the Table 1 models with per-epoch checkpoints and exact resume.
+
+Protocol (torchdiffeq ``odenet_mnist.py`` defaults, see :data:`PROTOCOLS`): SGD with momentum
+0.9, learning rate ``0.1 * batch_size / 128`` multiplied by 0.1 at epochs 60, 100 and 140,
+160 epochs, batches of 128 (last incomplete batch dropped), cross-entropy on logits, no
+weight decay; augmentation = random 28x28 crop of the image zero-padded by 4 pixels
+(torchvision ``RandomCrop(28, padding=4)``); pixels scaled to ``[0, 1]``, no other
+normalisation.  Keras' SGD keeps ``v <- 0.9 v - lr g`` (PyTorch keeps ``v <- 0.9 v + g`` and
+multiplies by ``lr`` afterwards); the two agree except for the momentum carried across a
+learning-rate drop.
+
+Every epoch ends with an evaluation on the test set and an atomic checkpoint
+``checkpoint.npz`` in the run directory holding the model weights, the optimizer variables
+(iteration count, learning rate, momenta), the epoch, the state of the NumPy generator that
+draws the batch order and the crops (the only randomness during training), the protocol and
+the training log.  Restarting the same command resumes from it; with op determinism on and
+Grappler off (:func:`deterministic_ops`) the resumed run ends with weights bit-identical to
+an uninterrupted one.  ``results.json`` beside it is rewritten each
+epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from experiments.mnist import MNIST
+from experiments.models import build_model, count_parameters
+
+CHECKPOINT = "checkpoint.npz"
+RESULTS = "results.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """A training budget.
+
+    Attributes
+    ----------
+    name : str
+        ``paper``, ``quick``, ``smoke`` or a custom label.
+    epochs : int
+        Number of epochs.
+    batch_size : int
+        Training batch size (the learning rate scales with ``batch_size / 128``).
+    base_lr : float
+        Learning rate at batch size 128.
+    momentum : float
+        SGD momentum.
+    decay_epochs : tuple of int
+        Epochs at which the learning rate is multiplied by ``decay_rate``.
+    decay_rate : float
+        Learning-rate factor at each of ``decay_epochs``.
+    augment : bool
+        Random crop 28 with padding 4.
+    train_size, test_size : int or None
+        Use a fixed random subset of this many training images / the first ``test_size``
+        test images; ``None`` = all.
+    seed : int
+        Seed of the initial weights, the subset, the batch order and the crops.
+    """
+
+    name: str
+    epochs: int
+    batch_size: int = 128
+    base_lr: float = 0.1
+    momentum: float = 0.9
+    decay_epochs: tuple[int, ...] = (60, 100, 140)
+    decay_rate: float = 0.1
+    augment: bool = True
+    train_size: int | None = None
+    test_size: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be positive, got {self.epochs}, {self.batch_size}")
+        object.__setattr__(self, "decay_epochs", tuple(int(e) for e in self.decay_epochs))
+
+    def learning_rate(self, epoch: int) -> float:
+        """Learning rate during ``epoch`` (0-based).
+
+        Parameters
+        ----------
+        epoch : int
+
+        Returns
+        -------
+        float
+        """
+        drops = sum(epoch >= boundary for boundary in self.decay_epochs)
+        return self.base_lr * self.batch_size / 128 * self.decay_rate**drops
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the protocol as a JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "paper": Protocol("paper", epochs=160),
+    "quick": Protocol("quick", epochs=3, decay_epochs=(2,), train_size=8_000),
+    "smoke": Protocol("smoke", epochs=1, train_size=1_024, test_size=1_000),
+}
+"""``paper``: torchdiffeq's protocol on all 60k images.  ``quick``: 3 epochs on a fixed random
+8k-image subset, learning rate 0.1 then 0.01 in the last epoch, full 10k test set (all four
+models together in well under an hour on 2 CPU cores).  ``smoke``: one epoch of 8 batches
+(1,024 images), evaluated on the first 1,000 test images."""
+
+
+@contextlib.contextmanager
+def deterministic_ops() -> Iterator[None]:
+    """Make TensorFlow bit-reproducible inside the block, restoring the previous settings after.
+
+    Two switches are needed on CPU: :func:`tf.config.experimental.enable_op_determinism`, and
+    turning Grappler's graph rewriting off (``disable_meta_optimizer``).  With Grappler on,
+    the compiled RK-Net step (one set of weights used by 16 dynamics evaluations) gave
+    losses differing in the 5th digit between identical processes; with it off, runs are
+    identical and no slower on this model.  Op determinism is process-wide and has no public
+    inverse; the private ``disable_op_determinism`` of ``tensorflow.python.framework.config``
+    is used when present so that other code in the same process (e.g. a test session) is not
+    affected.
+    """
+    try:
+        from tensorflow.python.framework import config as tf_config
+
+        was_enabled = tf_config.is_op_determinism_enabled()
+        disable = tf_config.disable_op_determinism
+    except (ImportError, AttributeError):
+        was_enabled, disable = True, None
+    grappler_was_off = bool(tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False))
+    tf.config.experimental.enable_op_determinism()
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": grappler_was_off})
+        if not was_enabled and disable is not None:
+            disable()
+
+
+def random_crop(images: np.ndarray, rng: np.random.Generator, padding: int = 4) -> np.ndarray:
+    """Random ``28x28`` crops of the images zero-padded by ``padding`` on each side.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        ``(n, h, w)`` array.
+    rng : numpy.random.Generator
+        Draws the offsets (``2 n`` integers).
+    padding : int
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape and dtype as ``images``.
+    """
+    n, height, width = images.shape
+    padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding)))
+    dy = rng.integers(0, 2 * padding + 1, size=n)
+    dx = rng.integers(0, 2 * padding + 1, size=n)
+    rows = dy[:, None] + np.arange(height)[None, :]
+    cols = dx[:, None] + np.arange(width)[None, :]
+    return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+def to_input(images: np.ndarray) -> tf.Tensor:
+    """``uint8`` ``(n, 28, 28)`` images to a float32 NHWC tensor in ``[0, 1]``."""
+    return tf.convert_to_tensor(images[..., None].astype(np.float32) / 255.0)
+
+
+def select_data(data: MNIST, protocol: Protocol) -> MNIST:
+    """Apply the protocol's subset sizes (a fixed random training subset, the first test images).
+
+    Parameters
+    ----------
+    data : MNIST
+    protocol : Protocol
+
+    Returns
+    -------
+    MNIST
+    """
+    x_train, y_train, x_test, y_test = data
+    if protocol.train_size is not None and protocol.train_size < len(x_train):
+        keep = np.sort(np.random.default_rng([protocol.seed, 1]).permutation(len(x_train))[: protocol.train_size])
+        x_train, y_train = x_train[keep], y_train[keep]
+    if protocol.test_size is not None:
+        x_test, y_test = x_test[: protocol.test_size], y_test[: protocol.test_size]
+    if len(x_train) < protocol.batch_size:
+        raise ValueError(f"{len(x_train)} training images is less than one batch of {protocol.batch_size}")
+    return MNIST(x_train, y_train, x_test, y_test)
+
+
+def _save_checkpoint(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimizer, state: dict) -> None:
+    arrays = {f"model/{i}": w for i, w in enumerate(model.get_weights())}
+    arrays.update({f"optimizer/{i}": v.numpy() for i, v in enumerate(optimizer.variables)})
+    arrays["state"] = np.array(json.dumps(state))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(buffer.getvalue())
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimizer) -> dict:
+    with np.load(path) as archive:
+        n_model = sum(key.startswith("model/") for key in archive.files)
+        n_opt = sum(key.startswith("optimizer/") for key in archive.files)
+        if n_model != len(model.get_weights()) or n_opt != len(optimizer.variables):
+            raise ValueError(f"checkpoint {path} does not match this model/optimizer ({n_model}, {n_opt} arrays)")
+        model.set_weights([archive[f"model/{i}"] for i in range(n_model)])
+        for i, variable in enumerate(optimizer.variables):
+            variable.assign(archive[f"optimizer/{i}"])
+        return json.loads(str(archive["state"]))
+
+
+def load_checkpoint_state(run_dir: str | os.PathLike[str]) -> dict:
+    """Read the JSON state (protocol, model config, log, epoch) of a run's checkpoint.
+
+    Parameters
+    ----------
+    run_dir : str or path-like
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    FileNotFoundError
+        If the run directory holds no checkpoint.
+    """
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint {CHECKPOINT} in {run_dir}")
+    with np.load(path) as archive:
+        return json.loads(str(archive["state"]))
+
+
+def restore_model(run_dir: str | os.PathLike[str], **overrides: Any) -> tuple[keras.Model, dict]:
+    """Rebuild a trained model from a run directory.
+
+    Parameters
+    ----------
+    run_dir : str or path-like
+    **overrides
+        Replace entries of the stored model configuration (e.g. ``tol`` of an ODE-Net).
+
+    Returns
+    -------
+    model : keras.Model
+    state : dict
+        The checkpoint's JSON state.
+    """
+    state = load_checkpoint_state(run_dir)
+    config = {**state["model_config"], **overrides}
+    model = build_model(state["model"], **config)
+    with np.load(Path(run_dir) / CHECKPOINT) as archive:
+        model.set_weights([archive[f"model/{i}"] for i in range(len(model.get_weights()))])
+    return model, state
+
+
+def _make_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, jit: bool) -> Callable:
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    block = model.ode_block
+
+    def step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, int, int]:
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = loss_fn(y, logits)
+        nfe_forward = block.nfe_forward if block is not None else 0
+        grads = tape.gradient(loss, model.trainable_variables)
+        nfe_backward = block.nfe_backward if block is not None else 0
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        correct = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=y.dtype), y), tf.float32))
+        return loss, correct, nfe_forward, nfe_backward
+
+    return tf.function(step) if jit else step
+
+
+def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000, jit: bool = True) -> dict:
+    """Accuracy of ``model`` and the mean forward NFE of its ODE block.
+
+    Parameters
+    ----------
+    model : keras.Model
+    images, labels : numpy.ndarray
+        ``uint8`` images ``(n, 28, 28)`` and labels ``(n,)``.
+    batch_size : int
+    jit : bool
+        Run the forward pass as a :func:`tf.function`.
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``error`` and ``nfe_forward`` (mean over batches; 0 without ODE block).
+    """
+    def forward(x: tf.Tensor) -> tf.Tensor:
+        return model(x, training=False)
+
+    if jit:
+        forward = tf.function(forward)
+    block = model.ode_block
+    correct, nfes = 0, []
+    for start in range(0, len(images), batch_size):
+        logits = forward(to_input(images[start : start + batch_size]))
+        correct += int(np.sum(np.argmax(logits.numpy(), -1) == labels[start : start + batch_size]))
+        nfes.append(block.nfe_forward if block is not None else 0)
+    accuracy = correct / len(images)
+    return {"accuracy": accuracy, "error": 1.0 - accuracy, "nfe_forward": float(np.mean(nfes))}
+
+
+def default_jit(model_name: str) -> bool:
+    """Whether the model's training step is compiled with :func:`tf.function`.
+
+    The ODE-Net runs eagerly: :class:`odegrad.tf.ODEBlock` drives an adaptive solver from
+    Python and reports its NFE as Python integers after each call.
+    """
+    return model_name != "odenet"
+
+
+def train(model_name: str, protocol: Protocol, data: MNIST, run_dir: str | os.PathLike[str], **kwargs: Any) -> dict:
+    """Train one model, checkpointing every epoch; resume from ``run_dir`` if possible.
+
+    Runs :func:`train_deterministic` with TensorFlow op determinism enabled (see
+    :func:`deterministic_ops`); the keyword arguments are passed on.
+
+    Parameters
+    ----------
+    model_name : {"mlp", "resnet", "rknet", "odenet"}
+    protocol : Protocol
+    data : MNIST
+    run_dir : str or path-like
+    **kwargs
+        ``model_config``, ``resume``, ``max_epochs``, ``verbose``, ``command``.
+
+    Returns
+    -------
+    dict
+        The results also written to ``results.json``.
+    """
+    with deterministic_ops():
+        return train_deterministic(model_name, protocol, data, run_dir, **kwargs)
+
+
+def train_deterministic(
+    model_name: str,
+    protocol: Protocol,
+    data: MNIST,
+    run_dir: str | os.PathLike[str],
+    *,
+    model_config: dict[str, Any] | None = None,
+    resume: bool = True,
+    max_epochs: int | None = None,
+    verbose: int = 1,
+    command: str = "",
+) -> dict:
+    """The body of :func:`train` (call that instead; this one assumes deterministic ops).
+
+    Parameters
+    ----------
+    model_name : {"mlp", "resnet", "rknet", "odenet"}
+    protocol : Protocol
+    data : MNIST
+        Full data; :func:`select_data` applies the protocol's subsets.
+    run_dir : str or path-like
+        Holds ``checkpoint.npz`` and ``results.json``.
+    model_config : dict, optional
+        Keyword arguments of :func:`experiments.models.build_model` (``rk_steps``, ``tol``...).
+    resume : bool
+        Continue from an existing checkpoint (its protocol and model must match; only
+        ``epochs`` may differ).  A finished run is not retrained, its results are rewritten.
+        If False an existing checkpoint is an error.
+    max_epochs : int, optional
+        Stop after this many epochs *in this call* (simulates an interruption; used by tests).
+    verbose : int
+        0 silent, 1 progress bar, 2 one line per epoch.
+    command : str
+        Command line recorded in the results.
+
+    Returns
+    -------
+    dict
+        The results also written to ``results.json``.
+
+    Raises
+    ------
+    ValueError
+        If a checkpoint exists with a different protocol or model, or exists and
+        ``resume`` is False.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model_config = dict(model_config or {})
+    keras.utils.set_random_seed(protocol.seed)
+    subset = select_data(data, protocol)
+    model = build_model(model_name, seed=protocol.seed, **model_config)
+    optimizer = keras.optimizers.SGD(learning_rate=protocol.learning_rate(0), momentum=protocol.momentum)
+    optimizer.build(model.trainable_variables)
+    rng = np.random.default_rng([protocol.seed, 2])
+    log: list[dict] = []
+    start_epoch = 0
+    checkpoint = run_dir / CHECKPOINT
+    if checkpoint.is_file():
+        if not resume:
+            raise ValueError(f"{checkpoint} exists; pass --resume or choose another --out")
+        state = _load_checkpoint(checkpoint, model, optimizer)
+        stored = {k: v for k, v in state["protocol"].items() if k != "epochs"}
+        wanted = {k: v for k, v in json.loads(json.dumps(protocol.to_json())).items() if k != "epochs"}
+        if state["model"] != model_name or stored != wanted or state["model_config"] != model_config:
+            raise ValueError(
+                f"checkpoint {checkpoint} was written for model {state['model']} with protocol {state['protocol']} "
+                f"and config {state['model_config']}; it cannot resume {model_name} with {protocol.to_json()} "
+                f"and {model_config}: use another --out"
+            )
+        rng.bit_generator.state = state["rng"]
+        log = state["log"]
+        start_epoch = state["epoch"]
+        if verbose:
+            print(f"[{model_name}] resuming from {checkpoint} after epoch {start_epoch}", flush=True)
+
+    jit = default_jit(model_name)
+    step = _make_step(model, optimizer, jit)
+    steps_per_epoch = len(subset.x_train) // protocol.batch_size
+    params = count_parameters(model)
+    end_epoch = protocol.epochs if max_epochs is None else min(protocol.epochs, start_epoch + max_epochs)
+    for epoch in range(start_epoch, end_epoch):
+        lr = protocol.learning_rate(epoch)
+        optimizer.learning_rate.assign(lr)
+        order = rng.permutation(len(subset.x_train))
+        if verbose:
+            print(f"[{model_name}] epoch {epoch + 1}/{protocol.epochs} lr {lr:g}", flush=True)
+        bar = (
+            keras.utils.Progbar(steps_per_epoch, stateful_metrics=["nfe_f", "nfe_b"], unit_name="step")
+            if verbose == 1
+            else None
+        )
+        losses, accs, nfe_f, nfe_b, times = [], [], [], [], []
+        epoch_start = time.perf_counter()
+        for i in range(steps_per_epoch):
+            idx = order[i * protocol.batch_size : (i + 1) * protocol.batch_size]
+            images = subset.x_train[idx]
+            if protocol.augment:
+                images = random_crop(images, rng)
+            x, y = to_input(images), tf.convert_to_tensor(subset.y_train[idx].astype(np.int32))
+            tic = time.perf_counter()
+            loss, acc, nf, nb = step(x, y)
+            loss, acc, nf, nb = float(loss), float(acc), int(nf), int(nb)
+            times.append(time.perf_counter() - tic)
+            losses.append(loss)
+            accs.append(acc)
+            nfe_f.append(nf)
+            nfe_b.append(nb)
+            if bar is not None:
+                shown = [("loss", loss), ("acc", acc)]
+                if model.ode_block is not None:
+                    shown += [("nfe_f", nf), ("nfe_b", nb)]
+                bar.update(i + 1, shown)
+        train_time = time.perf_counter() - epoch_start
+        test = evaluate(model, subset.x_test, subset.y_test, jit=jit)
+        steady = times[1:] if len(times) > 1 else times
+        entry = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": float(np.mean(losses)),
+            "train_accuracy": float(np.mean(accs)),
+            "test_accuracy": test["accuracy"],
+            "test_error": test["error"],
+            "nfe_forward": float(np.mean(nfe_f)),
+            "nfe_backward": float(np.mean(nfe_b)),
+            "nfe_forward_per_step": nfe_f,
+            "nfe_backward_per_step": nfe_b,
+            "test_nfe_forward": test["nfe_forward"],
+            "steps": steps_per_epoch,
+            "train_seconds": train_time,
+            "step_seconds_median": float(np.median(steady)),
+            "step_seconds_mean": float(np.mean(steady)),
+        }
+        log.append(entry)
+        if verbose:
+            print(
+                f"[{model_name}] epoch {epoch + 1}: loss {entry['train_loss']:.4f} test error "
+                f"{100 * entry['test_error']:.2f}% NFE-F {entry['nfe_forward']:.1f} NFE-B {entry['nfe_backward']:.1f} "
+                f"{entry['step_seconds_median']:.3f} s/step",
+                flush=True,
+            )
+        state = {
+            "model": model_name,
+            "model_config": model_config,
+            "protocol": protocol.to_json(),
+            "epoch": epoch + 1,
+            "rng": rng.bit_generator.state,
+            "log": log,
+        }
+        _save_checkpoint(checkpoint, model, optimizer, state)
+        results = _results(model_name, model_config, protocol, params, log, command, jit)
+        (run_dir / RESULTS).write_text(json.dumps(results, indent=2))
+    results = _results(model_name, model_config, protocol, params, log, command, jit)
+    (run_dir / RESULTS).write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _results(
+    model_name: str, model_config: dict, protocol: Protocol, params: int, log: list[dict], command: str, jit: bool
+) -> dict:
+    last = log[-1]
+    return {
+        "model": model_name,
+        "model_config": model_config,
+        "protocol": protocol.to_json(),
+        "command": command,
+        "finished": last["epoch"] >= protocol.epochs,
+        "epochs_done": last["epoch"],
+        "params": params,
+        "test_error": last["test_error"],
+        "test_accuracy": last["test_accuracy"],
+        "seconds_per_step": last["step_seconds_median"],
+        "compiled_step": jit,
+        "nfe_forward_per_epoch": [e["nfe_forward"] for e in log],
+        "nfe_backward_per_epoch": [e["nfe_backward"] for e in log],
+        "test_error_per_epoch": [e["test_error"] for e in log],
+        "train_seconds_total": float(sum(e["train_seconds"] for e in log)),
+        "log": [{k: v for k, v in e.items() if not k.endswith("_per_step")} for e in log],
+    }

@@ -1,0 +1,58 @@
+"""Figure 3 script of experiments.figure3 on a tiny trained ODE-Net."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments.figure3 import make_figure, training_nfe
+from experiments.mnist import MNIST
+from experiments.training import Protocol, train
+
+
+@pytest.fixture(scope="module")
+def odenet_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, MNIST]:
+    rng = np.random.default_rng(5)
+    data = MNIST(
+        rng.integers(0, 256, (16, 28, 28)).astype(np.uint8),
+        rng.integers(0, 10, 16).astype(np.uint8),
+        rng.integers(0, 256, (8, 28, 28)).astype(np.uint8),
+        rng.integers(0, 10, 8).astype(np.uint8),
+    )
+    run = tmp_path_factory.mktemp("runs") / "odenet"
+    protocol = Protocol("tiny", epochs=2, batch_size=8, test_size=4)
+    train("odenet", protocol, data, run, model_config={"tol": 0.1}, verbose=0)
+    return run, data
+
+
+def test_figure3_files(odenet_run: tuple[Path, MNIST], tmp_path: Path) -> None:
+    run, data = odenet_run
+    png = make_figure(run, data.x_test[:4], data.y_test[:4], out=tmp_path, tols=(1e-1, 1e-3), ref_tol=1e-6)
+    assert png == tmp_path / "figure3.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(tmp_path / "figure3.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(r["tol"]) for r in rows] == [1e-1, 1e-3]
+    assert int(rows[1]["nfe_forward"]) > int(rows[0]["nfe_forward"]) > 0
+    assert float(rows[1]["error"]) < float(rows[0]["error"])
+    assert all(int(r["nfe_backward"]) > 0 for r in rows)
+    payload = json.loads((tmp_path / "figure3.json").read_text())
+    train_nfe = payload["panel_c_d_training"]
+    assert train_nfe["epoch"] == [1, 2] and len(train_nfe["step_nfe_forward"]) == 4
+    assert train_nfe["step_epoch"] == [0.5, 1.0, 1.5, 2.0]
+
+
+def test_figure3_rejects_other_models(odenet_run: tuple[Path, MNIST], tmp_path: Path) -> None:
+    _, data = odenet_run
+    protocol = Protocol("tiny", epochs=1, batch_size=8, test_size=4)
+    train("mlp", protocol, data, tmp_path / "mlp", verbose=0)
+    with pytest.raises(ValueError, match="needs an odenet run"):
+        make_figure(tmp_path / "mlp", data.x_test[:4], data.y_test[:4])
+
+
+def test_training_nfe_without_step_records() -> None:
+    log = [{"epoch": 1, "nfe_forward": 20.0, "nfe_backward": 26.0}]
+    assert training_nfe(log)["nfe_forward"] == [20.0] and training_nfe(log)["step_epoch"] == []

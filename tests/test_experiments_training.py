@@ -1,0 +1,194 @@
+"""Training, checkpoint/resume, Table 1 writing and memory measurement of experiments/."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments import memory, table1
+from experiments.mnist import MNIST
+from experiments.models import MODEL_NAMES
+from experiments.training import (
+    CHECKPOINT,
+    PROTOCOLS,
+    RESULTS,
+    Protocol,
+    load_checkpoint_state,
+    random_crop,
+    restore_model,
+    select_data,
+    train,
+)
+
+TINY = Protocol("tiny", epochs=2, batch_size=8, train_size=16, test_size=8, seed=3)
+CONFIGS = {"mlp": {}, "resnet": {"resnet_blocks": 1}, "rknet": {"rk_steps": 1}, "odenet": {"tol": 0.1}}
+
+
+@pytest.fixture(scope="module")
+def data() -> MNIST:
+    """Synthetic 28x28 'digits': a bright square whose position encodes the label."""
+    rng = np.random.default_rng(0)
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+        for image, label in zip(images, labels):
+            row, col = divmod(int(label), 5)
+            image[4 + 10 * row : 12 + 10 * row, 2 + 5 * col : 7 + 5 * col] = 255
+        return images, labels
+
+    return MNIST(*make(32), *make(16))
+
+
+def weights_of(run_dir: Path) -> list[np.ndarray]:
+    with np.load(run_dir / CHECKPOINT) as archive:
+        return [archive[k] for k in sorted(archive.files) if k != "state"]
+
+
+def test_learning_rate_schedule() -> None:
+    paper = PROTOCOLS["paper"]
+    assert [paper.learning_rate(e) for e in (0, 59, 60, 100, 140, 159)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.001, 0.0001, 0.0001]
+    )
+    assert dataclasses.replace(paper, batch_size=256).learning_rate(0) == pytest.approx(0.2)
+    assert paper.epochs == 160 and paper.momentum == 0.9 and paper.augment
+
+
+def test_protocol_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        Protocol("bad", epochs=0)
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        table1.make_protocol(quick=True, smoke=True)
+
+
+def test_random_crop() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, 28, 28)).astype(np.uint8)
+    np.testing.assert_array_equal(random_crop(images, rng, padding=0), images)
+    crops = random_crop(images, np.random.default_rng(1))
+    assert crops.shape == images.shape and crops.dtype == images.dtype
+    offsets = np.random.default_rng(1).integers(0, 9, size=(2, 5))
+    padded = np.pad(images, ((0, 0), (4, 4), (4, 4)))
+    for i in range(5):
+        dy, dx = offsets[0, i], offsets[1, i]
+        np.testing.assert_array_equal(crops[i], padded[i, dy : dy + 28, dx : dx + 28])
+
+
+def test_select_data(data: MNIST) -> None:
+    subset = select_data(data, TINY)
+    assert len(subset.x_train) == 16 and len(subset.x_test) == 8
+    again = select_data(data, TINY)
+    np.testing.assert_array_equal(subset.x_train, again.x_train)
+    with pytest.raises(ValueError, match="less than one batch"):
+        select_data(data, dataclasses.replace(TINY, train_size=4))
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_one_epoch_each_model(name: str, data: MNIST, tmp_path: Path) -> None:
+    protocol = dataclasses.replace(TINY, epochs=1)
+    result = train(name, protocol, data, tmp_path / name, model_config=CONFIGS[name], verbose=0)
+    assert result["finished"] and result["epochs_done"] == 1
+    assert 0.0 <= result["test_error"] <= 1.0 and result["seconds_per_step"] > 0
+    entry = result["log"][0]
+    assert np.isfinite(entry["train_loss"]) and entry["steps"] == 2
+    if name == "odenet":
+        assert entry["nfe_forward"] > 0 and entry["nfe_backward"] > 0
+    if name == "rknet":
+        assert entry["nfe_forward"] == 4
+    saved = json.loads((tmp_path / name / RESULTS).read_text())
+    assert saved["params"] == result["params"]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_resume_gives_identical_weights(name: str, data: MNIST, tmp_path: Path) -> None:
+    config = {**CONFIGS[name], "rk_steps": 2} if name == "rknet" else CONFIGS[name]
+    straight = train(name, TINY, data, tmp_path / "straight", model_config=config, verbose=0)
+    first = train(name, TINY, data, tmp_path / "resumed", model_config=config, max_epochs=1, verbose=0)
+    assert not first["finished"] and load_checkpoint_state(tmp_path / "resumed")["epoch"] == 1
+    resumed = train(name, TINY, data, tmp_path / "resumed", model_config=config, verbose=0)
+    assert resumed["finished"]
+    for a, b in zip(weights_of(tmp_path / "straight"), weights_of(tmp_path / "resumed")):
+        np.testing.assert_array_equal(a, b)
+    assert straight["test_error_per_epoch"] == resumed["test_error_per_epoch"]
+    assert [e["train_loss"] for e in straight["log"]] == [e["train_loss"] for e in resumed["log"]]
+
+
+def test_resume_refuses_other_protocol(data: MNIST, tmp_path: Path) -> None:
+    protocol = dataclasses.replace(TINY, epochs=1)
+    done = train("mlp", protocol, data, tmp_path, verbose=0)
+    with pytest.raises(ValueError, match="cannot resume"):
+        train("mlp", dataclasses.replace(protocol, base_lr=0.5), data, tmp_path, verbose=0)
+    with pytest.raises(ValueError, match="exists"):
+        train("mlp", protocol, data, tmp_path, resume=False, verbose=0)
+    again = train("mlp", protocol, data, tmp_path, verbose=0)
+    assert again["log"] == done["log"]
+
+
+def test_restore_model_reproduces_predictions(data: MNIST, tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    from experiments.models import build_model
+
+    protocol = dataclasses.replace(TINY, epochs=1)
+    train("mlp", protocol, data, tmp_path, verbose=0)
+    model, state = restore_model(tmp_path)
+    assert state["model"] == "mlp"
+    fresh = build_model("mlp", seed=123)
+    x = tf.constant(data.x_test[:4, ..., None] / 255.0, tf.float32)
+    with np.load(tmp_path / CHECKPOINT) as archive:
+        fresh.set_weights([archive[f"model/{i}"] for i in range(len(fresh.get_weights()))])
+    np.testing.assert_array_equal(model(x).numpy(), fresh(x).numpy())
+
+
+def test_write_table(data: MNIST, tmp_path: Path) -> None:
+    protocol = dataclasses.replace(TINY, epochs=1)
+    train("mlp", protocol, data, tmp_path / "mlp", verbose=0)
+    rows = [
+        {"model": "resnet", "depth": d, "tf_peak_mb": 10.0 + 2.0 * d, "rss_peak_mb": 11.0 + 2.0 * d,
+         "step_seconds": 0.1 * d, "nfe_forward": 0, "nfe_backward": 0, "batch_size": 8}
+        for d in (1, 2, 4)
+    ]
+    (tmp_path / "memory.json").write_text(json.dumps({"batch_size": 8, "models": memory.summarize(rows)}))
+    path = table1.write_table(tmp_path, "python -m experiments.table1 --model mlp")
+    text = path.read_text()
+    assert "Produced by: `python -m experiments.table1 --model mlp`" in text
+    assert "| 1-Layer MLP |" in text and "0.239M" in text and "1.60%" in text
+    assert "| ResNet | not run |" in text and "0.41%" in text
+    assert "resnet sweep" in text
+
+
+def test_memory_summary_slopes() -> None:
+    rows = [
+        {"model": "odenet", "depth": tol, "tf_peak_mb": 50.0, "rss_peak_mb": None, "step_seconds": 0.01 * nfe,
+         "nfe_forward": nfe, "nfe_backward": nfe, "batch_size": 8}
+        for tol, nfe in ((1e-1, 8), (1e-2, 14), (1e-3, 26))
+    ]
+    summary = memory.summarize(rows)["odenet"]
+    assert summary["unit"] == "forward NFE" and summary["x"] == [8, 14, 26]
+    assert summary["tf_peak_mb_per_unit"] == pytest.approx(0.0, abs=1e-9)
+    assert summary["step_seconds_per_unit"] == pytest.approx(0.01)
+    assert summary["rss_peak_mb_per_unit"] is None
+
+
+def test_memory_grows_with_resnet_depth() -> None:
+    """The in-process measurement sees the activations of every residual block."""
+    shallow = memory.measure_step("resnet", 1, batch_size=32, timed_steps=1)
+    deep = memory.measure_step("resnet", 4, batch_size=32, timed_steps=1)
+    per_block = (deep["tf_peak_mb"] - shallow["tf_peak_mb"]) / 3
+    activation = 32 * 6 * 6 * 64 * 4 / 2**20
+    assert 3 * activation < per_block < 20 * activation
+    assert shallow["step_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_memory_subprocess_sweep(tmp_path: Path) -> None:
+    result = memory.sweep({"resnet": (1, 3), "odenet": (1e-1, 1e-3)}, batch_size=16, timed_steps=1,
+                          out=tmp_path / "m.json", verbose=False)
+    assert result["models"]["resnet"]["tf_peak_mb_per_unit"] > 0
+    ode = result["models"]["odenet"]
+    assert ode["x"][1] > ode["x"][0]
+    assert abs(ode["tf_peak_mb_per_unit"]) * (ode["x"][1] - ode["x"][0]) < 0.1 * ode["rows"][0]["tf_peak_mb"]
