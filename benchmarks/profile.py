@@ -1,0 +1,158 @@
+"""Where odegrad's gradient time goes: ``python -m benchmarks.profile [--problems ...] [--top N]``.
+
+For each problem it prints
+
+* forward and gradient wall time, forward and backward NFE (``odegrad.record_stats``);
+* per-evaluation costs, best of 5 interleaved rounds: the plain numpy dynamics (what a forward
+  or finite-difference solve pays), odegrad's augmented dynamics (what the backward solve pays:
+  autograd ``make_vjp`` tracing plus the backward pass, odegrad's reshape/unflatten/ravel and
+  concatenation), and autograd ``make_vjp`` of the raw user function with respect to
+  ``(y, t, p)``, ``(y, p)`` and ``y`` alone (the floor without odegrad's wrapper);
+* a cProfile of one gradient, by cumulative time, restricted to the top ``--top`` entries.
+
+The augmented dynamics are captured by wrapping ``odegrad.solvers.solve`` for one gradient: the
+profile relies on that internal entry point (the solve every odegrad solve goes through).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import time
+
+import numpy as np
+
+from . import problems as P
+
+
+def _capture_augmented(problem: P.Problem, variant: str):
+    import autograd
+    import autograd.numpy as anp
+
+    import odegrad
+    import odegrad.solvers as solvers
+
+    captured = []
+    original = solvers.solve
+
+    def spy(fun, y0, t, opts, jac=None):
+        captured.append(fun)
+        return original(fun, y0, t, opts, jac)
+
+    solvers.solve = spy
+    try:
+        autograd.grad(lambda q: anp.sum(odegrad.odeint(
+            lambda y, t, p: problem.rhs(y, t, p, anp), problem.y0, problem.t[:2], args=(q,),
+            rtol=problem.rtol, atol=problem.atol, **P.variant_kwargs(variant))))(problem.p0)
+    finally:
+        solvers.solve = original
+    return captured[-1]
+
+
+def per_eval_costs(problem: P.Problem, variant: str = "lsoda", rounds: int = 5) -> dict[str, float]:
+    """Seconds per call of the dynamics and of the augmented (adjoint) dynamics."""
+    import autograd.numpy as anp
+    from autograd import make_vjp
+
+    n, p, t = problem.y0.size, problem.p0, float(problem.t[1])
+    y, a = problem.y0 + 0.1, np.ones(problem.y0.size)
+    s = np.concatenate([y, a, [0.0], np.zeros(p.size)])
+    aug = _capture_augmented(problem, variant)
+
+    def f_ag(yy, tt, pp):
+        return problem.rhs(yy, tt, pp, anp)
+
+    def raw_ytp():
+        vjp, dy = make_vjp(f_ag, argnum=(0, 1, 2))(y, t, p)
+        v_y, v_t, v_p = vjp(-a)
+        return np.concatenate([dy, v_y, [v_t], v_p])
+
+    def raw_yp():
+        vjp, dy = make_vjp(lambda yy, pp: f_ag(yy, t, pp), argnum=(0, 1))(y, p)
+        v_y, v_p = vjp(-a)
+        return np.concatenate([dy, v_y, v_p])
+
+    def raw_y():
+        vjp, dy = make_vjp(lambda yy: f_ag(yy, t, p))(y)
+        return np.concatenate([dy, vjp(-a)])
+
+    variants = {
+        "dynamics, numpy": lambda: problem.rhs(y, t, p, np),
+        "dynamics, autograd.numpy (untraced)": lambda: f_ag(y, t, p),
+        "odegrad augmented dynamics": lambda: aug(s, t),
+        "raw make_vjp wrt (y, t, p) + vjp": raw_ytp,
+        "raw make_vjp wrt (y, p) + vjp": raw_yp,
+        "raw make_vjp wrt y + vjp": raw_y,
+    }
+    calls = 50 if p.size > 1000 else 200
+    best = {k: float("inf") for k in variants}
+    for fn in variants.values():
+        fn()
+    for _ in range(rounds):
+        for key, fn in variants.items():
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            best[key] = min(best[key], (time.perf_counter() - t0) / calls)
+    return best
+
+
+def gradient_profile(problem: P.Problem, variant: str = "lsoda", top: int = 25) -> tuple[dict, str]:
+    import autograd
+    import autograd.numpy as anp
+
+    import odegrad
+
+    kwargs = P.variant_kwargs(variant)
+
+    def loss(q):
+        ys = odegrad.odeint(lambda y, t, p: problem.rhs(y, t, p, anp), problem.y0, problem.t,
+                            args=(q,), rtol=problem.rtol, atol=problem.atol, **kwargs)
+        return problem.loss(ys, problem.data, anp)
+
+    value_and_grad = autograd.value_and_grad(loss)
+    value_and_grad(problem.p0)
+    t0 = time.perf_counter()
+    loss(problem.p0)
+    t_fwd = time.perf_counter() - t0
+    with odegrad.record_stats() as rec:
+        t0 = time.perf_counter()
+        value_and_grad(problem.p0)
+        t_grad = time.perf_counter() - t0
+    profiler = cProfile.Profile()
+    profiler.enable()
+    value_and_grad(problem.p0)
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(top)
+    summary = {"forward s": t_fwd, "gradient s": t_grad, "fwd NFE": rec.forward.nfe,
+               "bwd NFE": rec.backward.nfe, "bwd solves": rec.backward.nsolves,
+               "bwd nje": rec.backward.nje}
+    return summary, out.getvalue()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.split("\n")[0])
+    parser.add_argument("--problems", nargs="+", default=["kinetics", "spiral-mlp"], choices=list(P.PROBLEMS))
+    parser.add_argument("--variant", default=None, help="odegrad variant, e.g. lsoda, adams+seminorm")
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args(argv)
+    for name in args.problems:
+        problem = P.get(name)
+        variant = args.variant or problem.odegrad_variants[0]
+        print(f"## {name} (odegrad:{variant}; n={problem.y0.size}, P={problem.n_params})")
+        summary, text = gradient_profile(problem, variant, args.top)
+        print("  " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                               for k, v in summary.items()))
+        bwd = summary["gradient s"] - summary["forward s"]
+        if summary["bwd NFE"]:
+            print(f"  backward time per backward evaluation: {bwd / summary['bwd NFE'] * 1e6:.0f} us")
+        for key, value in per_eval_costs(problem, variant).items():
+            print(f"  {key:40s} {value * 1e6:9.1f} us/call")
+        print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""The benchmark harness runs end to end on the kinetics problem (no timing assertions).
+
+Peers that are not installed (torch/torchdiffeq, jax) are skipped by the harness itself, with a
+note in the table; they are never test dependencies.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+
+import numpy as np
+import pytest
+
+from benchmarks import peers, problems
+
+
+def _table_rows(text: str) -> tuple[list[str], list[list[str]]]:
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    return header, rows
+
+
+def test_problems_are_consistent_across_namespaces():
+    import autograd.numpy as anp
+
+    for name in problems.PROBLEMS:
+        problem = problems.get(name)
+        y, t = problem.y0 + 0.01, float(problem.t[1])
+        assert np.allclose(problem.rhs(y, t, problem.p0, np), problem.rhs(y, t, problem.p0, anp))
+        assert problem.rhs(y, t, problem.p0, np).shape == problem.y0.shape
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_kinetics_benchmark_table(monkeypatch):
+    # The peers are imported only inside their cells. JAX (seconds of jit compilation) and the
+    # extra torchdiffeq rows are left out to keep the test fast; torchdiffeq's adjoint runs
+    # when torch and torchdiffeq are installed and is reported as skipped otherwise.
+    impls = ["odegrad:lsoda", "odegrad:lsoda+seminorm", "autograd", "fd", "torchdiffeq-adjoint",
+             "jax"]
+    real_missing = peers.missing_modules
+    # JAX is reported as absent, installed or not: the skip path runs deterministically.
+    monkeypatch.setattr(peers, "missing_modules",
+                        lambda impl: ["jax"] if impl == "jax" else real_missing(impl))
+    out = io.StringIO()
+    text = peers.run(["--problems", "kinetics", "--repeats", "1", "--inline", "--impls", *impls],
+                     stream=out)
+    assert text == out.getvalue()
+    assert "python -m benchmarks.peers --problems kinetics" in text
+    assert re.search(r"machine: .*\d+ CPUs", text)
+    header, rows = _table_rows(text)
+    assert header == peers.COLUMNS
+    by_impl = {row[0]: dict(zip(header, row)) for row in rows}
+    assert {"odegrad:lsoda", "odegrad:lsoda+seminorm", "autograd", "fd"} <= set(by_impl)
+    for impl, row in by_impl.items():
+        if row["note"].startswith("skipped"):
+            assert row["forward s"] == "-", impl
+            continue
+        for col in ("forward s", "gradient s", "grad/fwd", "grad rel. error",
+                    "fwd odegrad/this", "grad odegrad/this"):
+            value = float(row[col])
+            assert math.isfinite(value) and value >= 0, (impl, col, row[col])
+        assert float(row["grad rel. error"]) < 1e-3, impl
+    assert by_impl["jax"]["note"] == "skipped: jax not installed"
+    og = by_impl["odegrad:lsoda"]
+    assert int(og["fwd NFE"]) > 0 and int(og["bwd NFE"]) > 0
+    assert float(og["grad odegrad/this"]) == 1.0
+    assert "Targets:" in text
