@@ -393,11 +393,13 @@ def odeint(
     y0_flat = anp.ravel(y0) if isbox(y0) else y0_value.ravel()
     t_in = t if isbox(t) else t_value
 
+    flat_state = len(shape) == 1
+
     def rhs(y, tt, th):
-        out = func(anp.reshape(y, shape), tt, *unflatten(th))
+        out = func(y if flat_state else anp.reshape(y, shape), tt, *unflatten(th))
         if isinstance(out, (list, tuple)):
             out = anp.array(out)
-        return anp.ravel(out)
+        return out if flat_state and anp.ndim(out) == 1 else anp.ravel(out)
 
     def make_fun(th):
         bound = unflatten(th)

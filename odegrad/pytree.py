@@ -13,7 +13,33 @@ from typing import Any, Callable
 
 import autograd.numpy as anp
 import numpy as np
+from autograd.extend import defjvp, defvjp, primitive
 from autograd.tracer import getval
+
+
+@primitive
+def take_slice(flat: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """``flat[start:stop]`` whose gradient is a slice assignment into zeros.
+
+    autograd's own slicing gradient scatters with ``np.add.at``, which dominated the backward
+    pass for wide networks (1.2 ms per 16k-entry slice against ~10 µs for an assignment).
+    ``take_slice`` and :func:`put_slice` are each other's derivative, so every order works.
+    """
+    return flat[start:stop]
+
+
+@primitive
+def put_slice(piece: np.ndarray, start: int, size: int) -> np.ndarray:
+    """A vector of ``size`` zeros with ``piece`` at ``[start:start + len(piece)]``."""
+    out = np.zeros(size, dtype=np.result_type(piece, float))
+    out[start:start + np.size(piece)] = piece
+    return out
+
+
+defvjp(take_slice, lambda ans, flat, start, stop: lambda g: put_slice(g, start, np.size(flat)))
+defvjp(put_slice, lambda ans, piece, start, size: lambda g: take_slice(g, start, start + np.size(piece)))
+defjvp(take_slice, lambda g, ans, flat, start, stop: take_slice(g, start, stop))
+defjvp(put_slice, lambda g, ans, piece, start, size: put_slice(g, start, size))
 
 
 def _is_param(leaf: Any) -> bool:
@@ -86,7 +112,8 @@ def flatten_args(args: Any) -> tuple[Any, Callable[[Any], Any]]:
                 return type(node)((key, build(item)) for key, item in node.items())
             if _is_param(node):
                 k = next(position)
-                return anp.reshape(flat[offsets[k]:offsets[k + 1]], shapes[k])
+                piece = take_slice(flat, int(offsets[k]), int(offsets[k + 1]))
+                return piece if len(shapes[k]) == 1 else anp.reshape(piece, shapes[k])
             return node
 
         return build(args)
