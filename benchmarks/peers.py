@@ -122,7 +122,6 @@ def _autograd_runner(problem: P.Problem):
                        atol=problem.atol)
         return problem.loss(ys, problem.data, anp)
 
-    value_and_grad = autograd.value_and_grad(loss)
 
     class Runner:
         def forward(self):

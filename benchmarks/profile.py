@@ -56,7 +56,7 @@ def per_eval_costs(problem: P.Problem, variant: str = "lsoda", rounds: int = 5) 
     import autograd.numpy as anp
     from autograd import make_vjp
 
-    n, p, t = problem.y0.size, problem.p0, float(problem.t[1])
+    p, t = problem.p0, float(problem.t[1])
     y, a = problem.y0 + 0.1, np.ones(problem.y0.size)
     s = np.concatenate([y, a, [0.0], np.zeros(p.size)])
     aug = _capture_augmented(problem, variant)

@@ -23,7 +23,7 @@ from . import solvers
 from .adjoint import ADJOINT_MODES, augmented_options, backward
 from .pytree import flatten_args, open_containers
 from .stats import SolveInfo, new_info
-from .validation import as_real_array, check_times, tolerance
+from .validation import as_real_array, check_methods, check_times, tolerance
 
 _MAX_AUTO_JACOBIAN_SIZE = 200
 _LSODA_ONLY = {"ml": None, "mu": None, "tcrit": None, "ixpr": 0, "mxhnil": 0, "mxordn": 12,
@@ -361,13 +361,7 @@ def odeint(
     TypeError
         When ``func`` closes over a value that autograd is differentiating.
     """
-    if method not in solvers.METHODS:
-        raise ValueError(f"method must be one of {solvers.METHODS}, got {method!r}")
-    adjoint_method = method if adjoint_method is None else adjoint_method
-    if adjoint_method not in solvers.METHODS:
-        raise ValueError(f"adjoint_method must be one of {solvers.METHODS}, got {adjoint_method!r}")
-    if adjoint not in ADJOINT_MODES:
-        raise ValueError(f"adjoint must be one of {ADJOINT_MODES}, got {adjoint!r}")
+    adjoint_method = check_methods(method, adjoint_method, adjoint, ADJOINT_MODES)
     if int(checkpoints) != checkpoints or checkpoints < 0:
         raise ValueError(f"checkpoints must be a non-negative integer, got {checkpoints!r}")
     lsoda_kwargs = {"ml": ml, "mu": mu, "tcrit": tcrit, "ixpr": ixpr, "mxhnil": mxhnil,

@@ -26,13 +26,16 @@ except ImportError as exc:  # pragma: no cover - exercised only without TensorFl
     ) from exc
 
 from . import solvers
-from .adjoint import ADJOINT_MODES, augmented_options, backward
+from .adjoint import augmented_options, backward
 from .stats import SolveInfo, new_info
-from .validation import as_real_array, check_times, tolerance
+from .validation import as_real_array, check_methods, check_times, tolerance
 
 __all__ = ["odeint", "ODEBlock"]
 
 TFCallable = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+
+TF_ADJOINT_MODES = ("checkpoint", "backsolve")
+"""``"interpolate"`` needs a dense forward solve of the dynamics, which only the autograd path has."""
 
 
 class _TFOps:
@@ -238,7 +241,9 @@ def odeint(
         Tolerances of the forward solve (default 1.49012e-8, as scipy's odeint).
     method : {"lsoda", "adams", "bdf"}, optional
         The scipy back-end; ``"adams"`` is the paper's implicit Adams (VODE).
-    adjoint, adjoint_method, adjoint_rtol, adjoint_atol, adjoint_seminorm
+    adjoint : {"checkpoint", "backsolve"}, optional
+        As in :func:`odegrad.odeint` (``"interpolate"`` is autograd-only).
+    adjoint_method, adjoint_rtol, adjoint_atol, adjoint_seminorm
         As in :func:`odegrad.odeint`.
     variables : sequence of tf.Variable, optional
         The trainable variables ``f`` reads. Default: every trainable variable ``f`` reads when
@@ -254,13 +259,7 @@ def odeint(
         ``t`` and ``variables``; memory does not grow with the number of solver steps. Nested
         tapes give second derivatives in eager mode.
     """
-    if method not in solvers.METHODS:
-        raise ValueError(f"method must be one of {solvers.METHODS}, got {method!r}")
-    adjoint_method = method if adjoint_method is None else adjoint_method
-    if adjoint_method not in solvers.METHODS:
-        raise ValueError(f"adjoint_method must be one of {solvers.METHODS}, got {adjoint_method!r}")
-    if adjoint not in ADJOINT_MODES:
-        raise ValueError(f"adjoint must be one of {ADJOINT_MODES}, got {adjoint!r}")
+    adjoint_method = check_methods(method, adjoint_method, adjoint, TF_ADJOINT_MODES)
     y0 = tf.convert_to_tensor(y0)
     if not y0.dtype.is_floating:
         y0 = tf.cast(y0, tf.float32)

@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 from autograd.tracer import getval
 
+from .solvers import METHODS
+
 DEFAULT_TOL = 1.49012e-8
 """scipy's ``odeint`` default for ``rtol`` and ``atol``, used for every method."""
 
@@ -50,3 +52,16 @@ def tolerance(name: str, value: Any, shape: tuple[int, ...]) -> float | np.ndarr
         return np.broadcast_to(arr, shape).ravel()
     except ValueError:
         raise ValueError(f"{name} of shape {arr.shape} does not broadcast to y0's shape {shape}") from None
+
+
+def check_methods(method: str, adjoint_method: str | None, adjoint: str,
+                  adjoint_modes: tuple[str, ...]) -> str:
+    """Validate the solver and adjoint choices; return the backward method (default: ``method``)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    adjoint_method = method if adjoint_method is None else adjoint_method
+    if adjoint_method not in METHODS:
+        raise ValueError(f"adjoint_method must be one of {METHODS}, got {adjoint_method!r}")
+    if adjoint not in adjoint_modes:
+        raise ValueError(f"adjoint must be one of {adjoint_modes} here, got {adjoint!r}")
+    return adjoint_method

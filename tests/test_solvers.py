@@ -12,7 +12,7 @@ import warnings
 
 import pytest
 import scipy.integrate
-from autograd import grad, jacobian
+from autograd import grad
 
 from odegrad import ODESolveError, SolveStats, odeint, record_stats
 from odegrad import solvers
