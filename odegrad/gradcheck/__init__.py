@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import autograd.numpy as anp
 import numpy as np
@@ -291,6 +291,19 @@ def _rel_error(ad: np.ndarray, fd: np.ndarray, floor: float) -> float:
     return diff / scale if math.isfinite(diff) else math.inf
 
 
+def _result(kind: str, ad: np.ndarray, reference: np.ndarray, floor: float, tol: float,
+            labels: Sequence[str], step: float, fd_order: int,
+            taylor: TaylorResult | None = None) -> CheckResult:
+    """Compare derivatives ``ad`` with ``reference`` direction by direction."""
+    errs = np.array([_rel_error(a, b, floor) for a, b in zip(ad, reference)])
+    max_err = float(np.max(errs))
+    return CheckResult(
+        kind=kind, passed=bool(max_err <= tol and (taylor is None or taylor.passed)),
+        max_rel_error=max_err, tol=tol, directions=tuple(labels), autodiff=ad,
+        finite_diff=reference, rel_errors=errs, step=step, fd_order=fd_order, taylor=taylor,
+    )
+
+
 def _fit_order(
     steps: np.ndarray, remainders: np.ndarray, noise: float, expected_order: int, order_tol: float
 ) -> TaylorResult:
@@ -407,20 +420,7 @@ def check_grad(
     fd = np.array(
         [sum(w * _as_scalar(f(x_flat + k * h * v)) for k, w in zip(offsets, weights)) / h for v in dirs]
     )
-    errs = np.array([_rel_error(a, b, floor) for a, b in zip(ad, fd)])
-    max_err = float(np.max(errs))
-    return CheckResult(
-        kind="gradient",
-        passed=bool(max_err <= tol),
-        max_rel_error=max_err,
-        tol=tol,
-        directions=tuple(labels),
-        autodiff=ad,
-        finite_diff=fd,
-        rel_errors=errs,
-        step=h,
-        fd_order=fd_order,
-    )
+    return _result("gradient", ad, fd, floor, tol, labels, h, fd_order)
 
 
 def taylor_test(
@@ -581,9 +581,6 @@ def check_hessian(
         ]
     )
     floor = rel_floor * float(np.max(np.linalg.norm(ad, axis=1)))
-    errs = np.array([_rel_error(a, b, floor) for a, b in zip(ad, fd)])
-    max_err = float(np.max(errs))
-
     i_taylor = len(dirs) - 1 if labels[-1].startswith("r") else 0
     v_t, hv_t = dirs[i_taylor], ad[i_taylor]
     steps = h0 * factor ** np.arange(n_steps)
@@ -593,19 +590,7 @@ def check_hessian(
     )
     level = 10.0 * (100.0 * _EPS * max(1.0, abs(f0)) if noise is None else noise)
     taylor = _fit_order(steps, rem, level, 3, order_tol)
-    return CheckResult(
-        kind="hessian",
-        passed=bool(max_err <= tol and taylor.passed),
-        max_rel_error=max_err,
-        tol=tol,
-        directions=tuple(labels),
-        autodiff=ad,
-        finite_diff=fd,
-        rel_errors=errs,
-        step=h,
-        fd_order=fd_order,
-        taylor=taylor,
-    )
+    return _result("hessian", ad, fd, floor, tol, labels, h, fd_order, taylor)
 
 
 from .suite import PROBLEMS, Problem, SuiteRow, main, run_suite  # noqa: E402  (the suite uses the checks above)
