@@ -7,6 +7,7 @@ dynamics GroupNorm, ReLU, 3×3 convolution with time concatenated, twice, then G
 (:class:`experiments.models.ODEFunc`). Reported, as medians:
 
 * one evaluation of the dynamics as a compiled TensorFlow function (tensors in and out);
+* one evaluation through the numpy bridge the solver calls (float64 array in, array out);
 * per solver evaluation inside ``odegrad.tf.odeint``: forward time / forward NFE, and its
   overhead over one evaluation (the scipy<->TF bridge plus the solver's own work; target < 10%);
 * forward and forward+backward wall time and NFE of ``odegrad.tf.odeint`` (implicit Adams);
@@ -43,7 +44,7 @@ def measure_odegrad(batch: int, tol: float, repeats: int, seminorm: bool = False
     import tensorflow as tf
 
     from experiments.models import ODEFunc
-    from odegrad.tf import odeint
+    from odegrad.tf import _compiled_for, odeint
 
     tf.keras.utils.set_random_seed(0)
     func = ODEFunc()
@@ -68,12 +69,15 @@ def measure_odegrad(batch: int, tol: float, repeats: int, seminorm: bool = False
         return info
 
     info = forward()
+    bridge_fn = next(iter(_compiled_for(func).values()))  # the callable the solver calls
+    state = x.numpy().astype("float64").ravel()
+    bridge = _median_seconds(lambda: bridge_fn(state, 0.0), 10 * repeats)
     fwd = _median_seconds(forward, repeats)
     both_info = forward_backward()
     both = _median_seconds(forward_backward, repeats)
     per_eval = fwd / info.forward.nfe
     return {
-        "eval_s": evaluation, "per_solver_eval_s": per_eval,
+        "eval_s": evaluation, "bridge_s": bridge, "per_solver_eval_s": per_eval,
         "overhead": per_eval / evaluation - 1.0, "forward_s": fwd, "forward_backward_s": both,
         "nfe_forward": info.forward.nfe, "nfe_backward": both_info.backward.nfe,
     }
@@ -134,7 +138,8 @@ def measure_torchdiffeq(batch: int, tol: float, repeats: int) -> dict[str, float
     _, nfe_backward = forward_backward()
     both = _median_seconds(forward_backward, repeats)
     return {
-        "eval_s": evaluation, "per_solver_eval_s": fwd / nfe_forward, "overhead": float("nan"),
+        "eval_s": evaluation, "bridge_s": float("nan"), "per_solver_eval_s": fwd / nfe_forward,
+        "overhead": float("nan"),
         "forward_s": fwd, "forward_backward_s": both, "nfe_forward": nfe_forward,
         "nfe_backward": nfe_backward,
     }
@@ -145,16 +150,17 @@ def render(rows: dict[str, dict[str, float] | None], command: str) -> str:
     lines = [
         f"`{command}` on {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "",
-        "| implementation | one eval (ms) | per solver eval (ms) | bridge+solver overhead | forward (s) | fwd+bwd (s) | fwd NFE | bwd NFE |",
-        "|---|---|---|---|---|---|---|---|",
+        "| implementation | one eval (ms) | eval via numpy bridge (ms) | per solver eval (ms) | bridge+solver overhead | forward (s) | fwd+bwd (s) | fwd NFE | bwd NFE |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
         if r is None:
-            lines.append(f"| {name} | not installed | | | | | | |")
+            lines.append(f"| {name} | not installed | | | | | | | |")
             continue
         overhead = "–" if r["overhead"] != r["overhead"] else f"{100 * r['overhead']:.1f}%"
+        bridge = "–" if r["bridge_s"] != r["bridge_s"] else f"{1e3 * r['bridge_s']:.2f}"
         lines.append(
-            f"| {name} | {1e3 * r['eval_s']:.2f} | {1e3 * r['per_solver_eval_s']:.2f} | {overhead} | "
+            f"| {name} | {1e3 * r['eval_s']:.2f} | {bridge} | {1e3 * r['per_solver_eval_s']:.2f} | {overhead} | "
             f"{r['forward_s']:.3f} | {r['forward_backward_s']:.3f} | {r['nfe_forward']} | {r['nfe_backward']} |"
         )
     ours, theirs = rows.get("odegrad.tf (adams, adjoint)"), rows.get("torchdiffeq odeint_adjoint (dopri5)")
