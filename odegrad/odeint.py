@@ -64,20 +64,21 @@ class _Problem:
             return anp.concatenate([dy, -v_y, -anp.reshape(v_t, (1,)), -v_theta])
 
         opts = augmented_options(self.adjoint_opts, n, self.n_params, self.seminorm)
-        use_jac = self.use_jacobian
-        if use_jac is None:
-            use_jac = opts.method in ("bdf", "lsoda") and n_aug <= _MAX_AUTO_JACOBIAN_SIZE
-
-        def make_jac(theta):
-            if not use_jac:
-                return None
-            jac = jacobian(aug_rhs, 0)
-            return lambda s, t: jac(s, t, theta)
-
         return dataclasses.replace(
             self, rhs=aug_rhs, n=n_aug, opts=opts, adjoint_opts=opts, role="backward",
-            make_fun=lambda theta: (lambda s, t: aug_rhs(s, t, theta)), make_jac=make_jac,
+            make_fun=lambda theta: (lambda s, t: aug_rhs(s, t, theta)),
+            make_jac=self._backward_jacobian(aug_rhs, opts.method, n_aug),
         )
+
+    def _backward_jacobian(self, rhs: Rhs, method: str, size: int) -> Callable:
+        """``make_jac`` of a backward problem: autograd's exact Jacobian when it is wanted."""
+        wanted = self.use_jacobian
+        if wanted is None:
+            wanted = method in ("bdf", "lsoda") and size <= _MAX_AUTO_JACOBIAN_SIZE
+        if not wanted:
+            return lambda theta: None
+        jac = jacobian(rhs, 0)
+        return lambda theta: (lambda s, t: jac(s, t, theta))
 
 
     def adjoint_along(self, y_of_t: Callable[[float], np.ndarray]) -> "_Problem":
@@ -90,11 +91,11 @@ class _Problem:
             return -anp.concatenate([v_y, anp.reshape(v_t, (1,)), v_theta])
 
         opts = augmented_options(self.adjoint_opts, n, self.n_params, self.seminorm, with_state=False)
-        jac = jacobian(adj_rhs, 0)
+        size = n + 1 + self.n_params
         return dataclasses.replace(
-            self, rhs=adj_rhs, n=n + 1 + self.n_params, opts=opts, adjoint_opts=opts,
-            role="backward", make_fun=lambda theta: (lambda s, t: adj_rhs(s, t, theta)),
-            make_jac=lambda theta: (lambda s, t: jac(s, t, theta)) if opts.method != "adams" else None,
+            self, rhs=adj_rhs, n=size, opts=opts, adjoint_opts=opts, role="backward",
+            make_fun=lambda theta: (lambda s, t: adj_rhs(s, t, theta)),
+            make_jac=self._backward_jacobian(adj_rhs, opts.method, size),
         )
 
     def dense_forward(self, y_start: np.ndarray, t_start: float, t_end: float, theta: np.ndarray):
