@@ -50,7 +50,7 @@ class _Problem:
     make_jac: Callable[[np.ndarray], Callable | None] = lambda theta: None
 
     def record(self, stats: solvers.SolveStats) -> None:
-        getattr(self.info, "backward" if self.role == "backward" else "forward").add(stats)
+        getattr(self.info, self.role).add(stats)
 
     @functools.cached_property
     def augmented(self) -> "_Problem":
@@ -102,14 +102,8 @@ class _Problem:
         """Solve forwards over ``[t_start, t_end]`` with scipy's dense output (solve_ivp)."""
         method = "BDF" if self.adjoint_opts.method == "bdf" else "LSODA"
         fun, jac = self.make_fun(theta), self.make_jac(theta)
-        calls = [0]
-
-        def counted(t, y):
-            calls[0] += 1
-            return fun(y, t)
-
         solution = scipy.integrate.solve_ivp(
-            counted, (t_start, t_end), y_start, method=method, dense_output=True,
+            lambda t, y: fun(y, t), (t_start, t_end), y_start, method=method, dense_output=True,
             rtol=self.opts.rtol, atol=self.opts.atol,
             **({} if jac is None else {"jac": lambda t, y: jac(y, t)}),
         )
@@ -143,7 +137,7 @@ class _Problem:
             atol = np.concatenate([atol, atol])
         opts = dataclasses.replace(self.opts, atol=atol, lsoda_kwargs={})
         return dataclasses.replace(
-            self, rhs=tan_rhs, n=2 * n, n_params=2 * p, opts=opts, role="forward_tangent",
+            self, rhs=tan_rhs, n=2 * n, n_params=2 * p, opts=opts,
             make_fun=lambda th: (lambda z, t: tan_rhs(z, t, th)), make_jac=lambda th: None,
         )
 

@@ -24,7 +24,8 @@ import scipy.integrate
 
 METHODS = ("lsoda", "adams", "bdf")
 
-_LSODA_DEFAULT_TOL = 1.49012e-8
+DEFAULT_TOL = 1.49012e-8
+"""scipy's ``odeint`` default for ``rtol`` and ``atol``, used for every method."""
 _VODE_DEFAULT_STEPS = 5000
 """VODE's step budget per output interval when ``mxstep`` is 0. LSODA's is scipy's 500; VODE
 needs about four times LSODA's steps on Robertson (2001 to reach t = 1e5), so 500 would fail
@@ -101,8 +102,8 @@ class SolverOptions:
     """
 
     method: str = "lsoda"
-    rtol: float | np.ndarray = _LSODA_DEFAULT_TOL
-    atol: float | np.ndarray = _LSODA_DEFAULT_TOL
+    rtol: float | np.ndarray = DEFAULT_TOL
+    atol: float | np.ndarray = DEFAULT_TOL
     h0: float = 0.0
     hmax: float = 0.0
     hmin: float = 0.0

@@ -7,10 +7,7 @@ from typing import Any
 import numpy as np
 from autograd.tracer import getval
 
-from .solvers import METHODS
-
-DEFAULT_TOL = 1.49012e-8
-"""scipy's ``odeint`` default for ``rtol`` and ``atol``, used for every method."""
+from .solvers import DEFAULT_TOL, METHODS
 
 
 def as_real_array(name: str, value: Any) -> np.ndarray:
