@@ -1,8 +1,8 @@
 """Small shared helpers for the paper's non-MNIST experiments (CNF, latent ODE, learned dynamics).
 
 Parameters are kept as dicts of numpy arrays and optimised as one flat vector: :class:`Packer`
-converts between the two with ``autograd.numpy`` slicing, so the dict handed to
-:func:`odegrad.odeint` holds plain array boxes (``odeint`` flattens ``args`` itself).
+converts between the two with :func:`odegrad.pytree.flatten_args` (the flattening ``odeint``
+applies to its ``args``), so the dict handed to :func:`odegrad.odeint` holds plain array boxes.
 :class:`Adam` is the usual Adam on that flat vector.
 """
 
@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import autograd.numpy as anp
 import numpy as np
+
+from odegrad.pytree import flatten_args
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "figures"
 
@@ -31,18 +32,18 @@ class Packer:
 
     def __init__(self, params: Mapping[str, np.ndarray]):
         self.names = list(params)
-        self.shapes = [np.shape(params[k]) for k in self.names]
-        self.sizes = [int(np.prod(s)) for s in self.shapes]
-        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int)
+        _, self._unflatten = flatten_args(self._ordered(params))
+
+    def _ordered(self, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        return {k: np.asarray(params[k], dtype=float) for k in self.names}
 
     def pack(self, params: Mapping[str, np.ndarray]) -> np.ndarray:
         """Concatenate the raveled arrays of ``params`` in the template's order."""
-        return np.concatenate([np.ravel(params[k]) for k in self.names]).astype(float)
+        return np.asarray(flatten_args(self._ordered(params))[0], dtype=float)
 
     def unpack(self, flat: Any) -> dict[str, Any]:
         """Rebuild the dict from ``flat`` (works on autograd boxes)."""
-        return {k: anp.reshape(flat[self.offsets[i]:self.offsets[i + 1]], self.shapes[i])
-                for i, k in enumerate(self.names)}
+        return self._unflatten(flat)
 
 
 class Adam:
