@@ -42,7 +42,7 @@ from typing import Any, Sequence
 
 from experiments import memory
 from experiments.models import MODEL_NAMES
-from experiments.training import PROTOCOLS, RESULTS, Protocol, train
+from experiments.training import PROTOCOLS, RESULTS, Protocol, protocol_for, train
 
 PAPER_TABLE1 = {
     "mlp": {"label": "1-Layer MLP", "error": "1.60%", "params": "0.24M", "memory": "-", "time": "-"},
@@ -53,17 +53,19 @@ PAPER_TABLE1 = {
 """Table 1 of the paper (L = layers, L~ = solver evaluations)."""
 
 def make_protocol(quick: bool = False, smoke: bool = False, epochs: int | None = None,
-                  batch_size: int = 128, seed: int = 0) -> Protocol:
+                  batch_size: int = 128, seed: int = 0, full: bool = False) -> Protocol:
     """The protocol selected by the command-line flags.
 
     Parameters
     ----------
     quick, smoke : bool
-        Mutually exclusive budget flags; neither = paper protocol.
+        Mutually exclusive budget flags; none of them = paper protocol.
     epochs : int, optional
         Override the number of epochs.
     batch_size : int
     seed : int
+    full : bool
+        The full-data budget protocol (exclusive with ``quick`` and ``smoke``).
 
     Returns
     -------
@@ -72,11 +74,11 @@ def make_protocol(quick: bool = False, smoke: bool = False, epochs: int | None =
     Raises
     ------
     ValueError
-        If both ``quick`` and ``smoke`` are set.
+        If more than one of ``quick``, ``smoke`` and ``full`` is set.
     """
-    if quick and smoke:
-        raise ValueError("--quick and --smoke are mutually exclusive")
-    base = PROTOCOLS["smoke" if smoke else "quick" if quick else "paper"]
+    if quick + smoke + full > 1:
+        raise ValueError("--full, --quick and --smoke are mutually exclusive")
+    base = PROTOCOLS["smoke" if smoke else "quick" if quick else "full" if full else "paper"]
     return dataclasses.replace(
         base, epochs=base.epochs if epochs is None else epochs, batch_size=batch_size, seed=seed
     )
@@ -246,7 +248,7 @@ def run(
     data = load_mnist(data_dir)
     for name in models:
         tic = time.perf_counter()
-        train(name, protocol, data, out / name, model_config=model_config(name, rk_steps, tol),
+        train(name, protocol_for(name, protocol), data, out / name, model_config=model_config(name, rk_steps, tol),
               resume=resume, verbose=verbose, command=command)
         if verbose:
             print(f"[{name}] done in {time.perf_counter() - tic:.0f} s", flush=True)
@@ -269,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=None, help="override the protocol's number of epochs")
     parser.add_argument("--batch-size", type=int, default=128)
     budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--full", action="store_true",
+                        help="all 60k images, 12 epochs, lr 0.1/0.01/0.001 (hours on 2 CPU cores)")
     budget.add_argument("--quick", action="store_true", help="3 epochs on 8k images (< 1 h on 2 CPU cores)")
     budget.add_argument("--smoke", action="store_true", help="8 batches, minutes in total")
     parser.add_argument("--data-dir", default=None, help="MNIST directory (default: $ODEGRAD_MNIST_DIR or ../shared/data/mnist)")
@@ -276,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rk-steps", type=int, default=4, help="fixed RK4 steps of the RK-Net")
     parser.add_argument("--tol", type=float, default=1e-3, help="ODE-Net rtol = atol")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="TensorFlow intra- and inter-op threads (default 0: one per core)")
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                         help="resume from OUT/<model>/checkpoint.npz when present (default: yes)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory/time sweep")
@@ -287,7 +293,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
     """Entry point of ``python -m experiments.table1``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    protocol = make_protocol(args.quick, args.smoke, args.epochs, args.batch_size, args.seed)
+    if args.threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    protocol = make_protocol(args.quick, args.smoke, args.epochs, args.batch_size, args.seed, args.full)
     models = MODEL_NAMES if args.model == "all" else (args.model,)
     command = "python -m experiments.table1 " + shlex.join(argv)
     return run(models, protocol, args.data_dir, args.out, rk_steps=args.rk_steps, tol=args.tol,
