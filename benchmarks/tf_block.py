@@ -44,7 +44,7 @@ def measure_odegrad(batch: int, tol: float, repeats: int, seminorm: bool = False
     import tensorflow as tf
 
     from experiments.models import ODEFunc
-    from odegrad.tf import _compiled_for, odeint
+    from odegrad.tf import odeint
 
     tf.keras.utils.set_random_seed(0)
     func = ODEFunc()

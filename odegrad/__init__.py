@@ -4,11 +4,19 @@ The reference implementation of *Neural Ordinary Differential Equations* (Chen, 
 Bettencourt, Duvenaud, NeurIPS 2018): the forward pass is a scipy solve (LSODA, or VODE's
 implicit Adams or BDF); the vector-Jacobian product is the paper's Algorithm 1 with Appendix C.
 TensorFlow dynamics live in :mod:`odegrad.tf`, imported on demand.
+
+Modules: :mod:`odegrad.integrate` (the front door, ``odeint``), :mod:`odegrad.options` (how the
+gradient is computed), :mod:`odegrad.adjoint` (Algorithm 1, written once),
+:mod:`odegrad.augmented` (the backward state's layout), :mod:`odegrad.autograd_backend` (the
+autograd primitive and its derivative rules), :mod:`odegrad.solvers` (every scipy call),
+:mod:`odegrad.stats`, :mod:`odegrad.pytree`, :mod:`odegrad.validation`, :mod:`odegrad.gradcheck`.
 """
 
-from .odeint import odeint
+from .integrate import odeint
+from .options import AdjointOptions
 from .solvers import ODESolveError, SolveStats
 from .stats import Recorder, SolveInfo, record_stats
 
-__all__ = ["odeint", "ODESolveError", "SolveStats", "SolveInfo", "Recorder", "record_stats"]
+__all__ = ["odeint", "AdjointOptions", "ODESolveError", "SolveStats", "SolveInfo", "Recorder",
+           "record_stats"]
 __version__ = "0.1.0"

@@ -1,7 +1,7 @@
 """Algorithm 1 of Chen et al. (2018), extended as in their Appendix C — written once.
 
 The vector-Jacobian product of ``ys = odeint(f, y0, t, theta)`` is computed by solving the
-augmented system
+augmented system (:mod:`odegrad.augmented`)
 
     s = [y, a, a_t, a_theta],   ds/dt = [f, -a·∂f/∂y, -a·∂f/∂t, -a·∂f/∂θ]
 
@@ -18,34 +18,11 @@ grad-of-grad come from the same code.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from .solvers import SolverOptions
-
-ADJOINT_MODES = ("checkpoint", "backsolve", "interpolate")
-
-UNCONTROLLED_ATOL = 1e250
-"""``atol`` that removes a component from LSODA's/VODE's error norm (its weight becomes ~0)."""
-
-
-def augmented_options(opts: SolverOptions, n: int, n_params: int, seminorm: bool,
-                      with_state: bool = True) -> SolverOptions:
-    """Options of the backward solve of ``[y, a, a_t, a_theta]`` for a state of ``n`` entries.
-
-    ``y`` and ``a`` get the per-component ``atol`` of the state (without ``y`` when
-    ``with_state`` is false: the system ``[a, a_t, a_theta]`` of the interpolating adjoint). With ``seminorm`` the quadrature
-    components ``a_t`` and ``a_theta`` are left out of the step-size control (Kidger et al.,
-    2021): they do not feed back into the dynamics, so their accuracy follows from the others'.
-    """
-    atol = opts.atol
-    if np.ndim(atol) or seminorm:
-        per_state = np.broadcast_to(np.asarray(atol, dtype=float), (n,))
-        tail = UNCONTROLLED_ATOL if seminorm else float(np.min(per_state))
-        atol = np.concatenate([per_state] * (2 if with_state else 1) + [np.full(n_params + 1, tail)])
-    return dataclasses.replace(opts, atol=atol, lsoda_kwargs={})
+from .augmented import AugmentedLayout
 
 
 class Ops(Protocol):
@@ -72,12 +49,24 @@ class Dynamics(Protocol):
         ...
 
     def dense_forward(self, y_start: Any, t_start: Any, t_end: Any) -> Callable[[float], Any]:
-        """Solve forwards from ``y_start`` and return a dense interpolant ``y(t)`` (optional)."""
+        """Solve forwards from ``y_start`` and return a dense interpolant ``y(t)``."""
         ...
 
     def adjoint_along(self, y_of_t: Callable[[float], Any]) -> "Dynamics":
-        """Dynamics of ``[a, a_t, a_theta]`` with ``y`` read from ``y_of_t`` (optional)."""
+        """Dynamics of ``[a, a_t, a_theta]`` with ``y`` read from ``y_of_t``."""
         ...
+
+
+def refine_times(t: Any, checkpoints: int, ops: Ops) -> Any:
+    """Insert ``checkpoints`` evenly spaced times into each interval of ``t`` (differentiably).
+
+    The forward solve stores its state at these times too, so the checkpoint and backsolve
+    adjoints restart ``y`` from them; ``refine_times(t, k, ops)[::k + 1]`` is ``t`` again.
+    """
+    fractions = np.arange(checkpoints + 1) / (checkpoints + 1)
+    n_times = len(t) if not hasattr(t, "shape") else int(t.shape[0])
+    pieces = [t[i] + (t[i + 1] - t[i]) * fractions for i in range(n_times - 1)]
+    return ops.concat(pieces + [ops.stack([t[n_times - 1]])])
 
 
 def backward(
@@ -105,7 +94,7 @@ def backward(
         ``solve(s0, times, dynamics) -> states``: the backend's differentiable solve.
     ops : Ops
         The backend's array operations.
-    mode : {"checkpoint", "backsolve"}
+    mode : {"checkpoint", "backsolve", "interpolate"}
         ``"checkpoint"`` restarts the state ``y`` of every backward interval from the stored
         forward state (no drift between outputs). ``"backsolve"`` is the paper's Algorithm 1
         verbatim: ``y`` is reconstructed backwards from ``y(t_N)`` alone, through all intervals.
@@ -113,7 +102,8 @@ def backward(
         forwards again with dense output and the adjoint reads ``y`` from that interpolant.
         Reconstructing ``y`` backwards is unstable for stiff dynamics (``-f`` has eigenvalues of
         large positive real part); the adjoint alone is linear and stable backwards. First
-        derivatives only: the interpolant is not differentiated.
+        derivatives only: the interpolant is not differentiated. The mode is validated by
+        :class:`odegrad.options.AdjointOptions`.
 
     Returns
     -------
@@ -121,11 +111,10 @@ def backward(
     g_t : array, shape (T,)
     g_theta : array, shape (dynamics.n_params,)
     """
-    if mode not in ADJOINT_MODES:
-        raise ValueError(f"adjoint mode must be one of {ADJOINT_MODES}, got {mode!r}")
     n_times = len(t) if not hasattr(t, "shape") else int(t.shape[0])
-    n = int(ys.shape[1])
-    augmented = dynamics.augmented() if mode != "interpolate" else None
+    interpolate = mode == "interpolate"
+    layout = AugmentedLayout(int(ys.shape[1]), dynamics.n_params, with_state=not interpolate)
+    augmented = None if interpolate else dynamics.augmented()
     a = g[n_times - 1]
     a_t = ops.zeros(1, like=a)
     a_theta = ops.zeros(dynamics.n_params, like=a)
@@ -136,14 +125,13 @@ def backward(
         time_grads.append(direct)
         a_t = a_t - direct
         times = ops.stack([t[i], t[i - 1]])
-        if mode == "interpolate":
+        if interpolate:
             along = dynamics.adjoint_along(dynamics.dense_forward(ys[i - 1], t[i - 1], t[i]))
-            s = solve(ops.concat([a, a_t, a_theta]), times, along)[1]
-            a, a_t, a_theta = s[:n], s[n:n + 1], s[n + 1:]
+            s = solve(layout.join(ops.concat, None, a, a_t, a_theta), times, along)[1]
         else:
             start = ys[i] if mode == "checkpoint" else y
-            s = solve(ops.concat([start, a, a_t, a_theta]), times, augmented)[1]
-            y, a, a_t, a_theta = s[:n], s[n:2 * n], s[2 * n:2 * n + 1], s[2 * n + 1:]
+            s = solve(layout.join(ops.concat, start, a, a_t, a_theta), times, augmented)[1]
+        y, a, a_t, a_theta = layout.split(s)
         a = a + g[i - 1]
     time_grads.append(a_t[0])
     return a, ops.stack(time_grads[::-1]), a_theta

@@ -42,7 +42,7 @@ _ISTATE_MESSAGES = {
 }
 
 _ADVICE = {
-    -1: "raise mxstep, or use method='bdf' if the problem is stiff; check the dynamics for finite-time blow-up",
+    -1: "raise mxstep{stiff}; check the dynamics for finite-time blow-up",
     -2: "loosen rtol/atol",
     -3: "check the arguments",
     -4: "check the dynamics for discontinuities or blow-up, or tighten/loosen the tolerances",
@@ -92,7 +92,7 @@ class SolveStats:
         self.method_switches += other.method_switches
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class SolverOptions:
     """Options of one solve, in scipy's ``odeint`` vocabulary.
 
@@ -119,7 +119,6 @@ class _Guarded:
         self.n = n
         self.nfe = 0
         self.error: BaseException | None = None
-        self.bad_t: float | None = None
 
     def __call__(self, y: np.ndarray, t: float) -> np.ndarray:
         self.nfe += 1
@@ -141,7 +140,6 @@ class _Guarded:
                 f"func returned non-finite values (NaN or inf) at t = {t!r}; check the dynamics "
                 "and its parameters for overflow, division by zero or a blow-up"
             )
-            self.bad_t = t
         return dy
 
 
@@ -166,9 +164,8 @@ def _exclusive(method: str) -> Iterator[None]:
 
 def _failure(method: str, t_reached: float, istate: int, t_target: float) -> ODESolveError:
     what = _ISTATE_MESSAGES.get(istate, f"status {istate}")
-    advice = _ADVICE.get(istate, "check the dynamics and tolerances")
-    if method == "bdf":
-        advice = advice.replace(", or use method='bdf' if the problem is stiff", "")
+    stiff = "" if method == "bdf" else ", or use method='bdf' if the problem is stiff"
+    advice = _ADVICE.get(istate, "check the dynamics and tolerances").format(stiff=stiff)
     return ODESolveError(
         f"{method} failed at t = {t_reached:.6g} on its way to t = {t_target:.6g}: {what}. "
         f"Try: {advice}."
@@ -318,3 +315,59 @@ def solve(
             f"t = {t[-1]:.6g}. Check the dynamics, or shorten the time span."
         )
     return ys, stats
+
+
+def dense_solve(
+    fun: Callable[[np.ndarray, float], np.ndarray],
+    y0: np.ndarray,
+    t_start: float,
+    t_end: float,
+    opts: SolverOptions,
+    jac: Callable[[np.ndarray, float], np.ndarray] | None = None,
+) -> tuple[Callable[[float], np.ndarray], SolveStats]:
+    """Integrate from ``t_start`` to ``t_end`` and return a dense interpolant of the solution.
+
+    scipy's ``solve_ivp`` does the stepping: BDF for ``method="bdf"``, else LSODA (both keep
+    their own interpolants).
+
+    Parameters
+    ----------
+    fun, jac : callable
+        As in :func:`solve`.
+    y0 : ndarray, shape (n,)
+        State at ``t_start``.
+    t_start, t_end : float
+        The interval (either direction).
+    opts : SolverOptions
+        Method and tolerances (``h0``, ``hmax``, ``hmin`` and ``mxstep`` are not used).
+
+    Returns
+    -------
+    y_of_t : callable
+        ``y_of_t(t) -> ndarray (n,)`` for ``t`` in the interval.
+    stats : SolveStats
+
+    Raises
+    ------
+    ODESolveError
+        If the solve fails or ``fun`` returns NaN/inf.
+    """
+    method = "BDF" if opts.method == "bdf" else "LSODA"
+    y0 = np.asarray(y0, dtype=np.float64)
+    guarded = _Guarded(fun, y0.size)
+    with _exclusive(opts.method):
+        solution = scipy.integrate.solve_ivp(
+            lambda t, y: guarded(y, t), (t_start, t_end), y0, method=method, dense_output=True,
+            rtol=opts.rtol, atol=opts.atol, **({} if jac is None else {"jac": lambda t, y: jac(y, t)}),
+        )
+    if guarded.error is not None:
+        raise guarded.error
+    if not solution.success:
+        raise ODESolveError(
+            f"the dense solve ({method}) failed between t = {t_start:.6g} and {t_end:.6g}: "
+            f"{solution.message}. Try: loosen rtol/atol, or check the dynamics."
+        )
+    stats = SolveStats(method=method.lower(), nfe=int(solution.nfev), nst=len(solution.t) - 1,
+                       nje=int(solution.njev), nsolves=1)
+    return solution.sol, stats
+

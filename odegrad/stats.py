@@ -26,6 +26,21 @@ class SolveInfo:
     forward: SolveStats
     backward: SolveStats
 
+    def record(self, stage: str, stats: SolveStats) -> None:
+        """Add the statistics of one solve to ``stage`` (``"forward"`` or ``"backward"``)."""
+        if stage == "forward":
+            self.forward.add(stats)
+        elif stage == "backward":
+            self.backward.add(stats)
+        else:
+            raise ValueError(f"stage must be 'forward' or 'backward', got {stage!r}")
+
+    def restart(self) -> None:
+        """Zero both counts: a compiled TF graph runs the solve of one ``odeint`` call anew each
+        time it executes, and each execution is counted on its own."""
+        self.forward = SolveStats(method=self.forward.method)
+        self.backward = SolveStats(method=self.backward.method)
+
 
 @dataclasses.dataclass
 class Recorder:

@@ -51,14 +51,7 @@ def tolerance(name: str, value: Any, shape: tuple[int, ...]) -> float | np.ndarr
         raise ValueError(f"{name} of shape {arr.shape} does not broadcast to y0's shape {shape}") from None
 
 
-def check_methods(method: str, adjoint_method: str | None, adjoint: str,
-                  adjoint_modes: tuple[str, ...]) -> str:
-    """Validate the solver and adjoint choices; return the backward method (default: ``method``)."""
+def check_method(name: str, method: str) -> None:
+    """Raise ``ValueError`` unless ``method`` names one of the scipy back-ends."""
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    adjoint_method = method if adjoint_method is None else adjoint_method
-    if adjoint_method not in METHODS:
-        raise ValueError(f"adjoint_method must be one of {METHODS}, got {adjoint_method!r}")
-    if adjoint not in adjoint_modes:
-        raise ValueError(f"adjoint must be one of {adjoint_modes} here, got {adjoint!r}")
-    return adjoint_method
+        raise ValueError(f"{name} must be one of {METHODS}, got {method!r}")

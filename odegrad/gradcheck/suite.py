@@ -13,7 +13,7 @@ import numpy as np
 import scipy.linalg
 from autograd import grad as ag_grad
 
-from ..odeint import odeint
+from ..integrate import odeint
 from . import CheckResult, _result, check_grad, check_hessian
 
 

@@ -1,0 +1,73 @@
+"""The state of the backward (adjoint) solves: ``[y, a, a_t, a_theta]``, its layout and tolerances.
+
+One owner for the layout: :func:`odegrad.adjoint.backward` and the dynamics of both backends
+build and take apart the augmented state only through :class:`AugmentedLayout`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np
+
+from .solvers import SolverOptions
+
+UNCONTROLLED_ATOL = 1e250
+"""``atol`` that removes a component from LSODA's/VODE's error norm (its weight becomes ~0)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentedLayout:
+    """Where ``y``, ``a``, ``a_t`` and ``a_theta`` sit in the flat backward state.
+
+    Parameters
+    ----------
+    n : int
+        Entries of the state ``y`` (and of the adjoint ``a``).
+    n_params : int
+        Entries of the flat parameter vector ``theta`` (and of ``a_theta``).
+    with_state : bool
+        ``True``: ``[y, a, a_t, a_theta]``, solved by the checkpoint and backsolve adjoints.
+        ``False``: ``[a, a_t, a_theta]`` of the interpolating adjoint, which reads ``y`` from a
+        dense forward solution.
+    """
+
+    n: int
+    n_params: int
+    with_state: bool = True
+
+    @property
+    def size(self) -> int:
+        """Entries of the flat augmented state."""
+        return (2 if self.with_state else 1) * self.n + 1 + self.n_params
+
+    def join(self, concat: Any, y: Any, a: Any, a_t: Any, a_theta: Any) -> Any:
+        """The flat state from its parts (``y`` is ignored without state); ``a_t`` has shape (1,).
+
+        ``concat`` is the backend's concatenation of a list of 1-D arrays.
+        """
+        parts: Sequence[Any] = ([y] if self.with_state else []) + [a, a_t, a_theta]
+        return concat(parts)
+
+    def split(self, s: Any) -> tuple[Any, Any, Any, Any]:
+        """``(y, a, a_t, a_theta)`` of a flat state; ``y`` is ``None`` without state."""
+        n = self.n
+        start = n if self.with_state else 0
+        y = s[:n] if self.with_state else None
+        return y, s[start:start + n], s[start + n:start + n + 1], s[start + n + 1:]
+
+    def solver_options(self, opts: SolverOptions, seminorm: bool) -> SolverOptions:
+        """Options of the backward solve, from the backward solver options of the state.
+
+        ``y`` and ``a`` get the per-component ``atol`` of the state; ``a_t`` and ``a_theta`` the
+        smallest of them, or, with ``seminorm``, none at all: they are left out of the step-size
+        control (Kidger et al., 2021), since they do not feed back into the dynamics.
+        """
+        atol = opts.atol
+        if np.ndim(atol) or seminorm:
+            per_state = np.broadcast_to(np.asarray(atol, dtype=float), (self.n,))
+            tail = UNCONTROLLED_ATOL if seminorm else float(np.min(per_state))
+            copies = 2 if self.with_state else 1
+            atol = np.concatenate([per_state] * copies + [np.full(self.n_params + 1, tail)])
+        return dataclasses.replace(opts, atol=atol, lsoda_kwargs={})

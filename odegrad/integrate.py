@@ -1,0 +1,227 @@
+"""The front door: ``odeint``, ``scipy.integrate.odeint`` that autograd differentiates, to any order.
+
+This module turns scipy-style arguments (any-shaped ``y0``, ``args`` as nested containers, the
+flat adjoint keywords) into one :class:`odegrad.autograd_backend.Problem` and calls the
+backend's ``solve`` primitive: a plain scipy solve forwards (:mod:`odegrad.solvers`), Algorithm 1
+with Appendix C backwards (:func:`odegrad.adjoint.backward`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import autograd.numpy as anp
+import numpy as np
+from autograd.tracer import getval, isbox
+
+from . import solvers
+from .adjoint import refine_times
+from .autograd_backend import AutogradOps, Problem, solve
+from .options import AdjointOptions, adjoint_options
+from .pytree import flatten_args, open_containers
+from .stats import new_info
+from .validation import as_real_array, check_method, check_times, tolerance
+
+_LSODA_ONLY = {"ml": None, "mu": None, "tcrit": None, "ixpr": 0, "mxhnil": 0, "mxordn": 12,
+               "mxords": 5, "printmessg": 0}
+
+def _closure_error() -> TypeError:
+    return TypeError(
+        "func returned a value that autograd is tracing: func closes over a variable that is being "
+        "differentiated. odeint differentiates only through y0, t and args: write "
+        "func(y, t, p) and call odeint(func, y0, t, args=(p,)) instead of closing over p."
+    )
+
+
+def odeint(
+    func: Callable[..., Any],
+    y0: Any,
+    t: Any,
+    args: Any = (),
+    Dfun: Callable[..., Any] | None = None,
+    col_deriv: int = 0,
+    full_output: bool = False,
+    ml: int | None = None,
+    mu: int | None = None,
+    rtol: float | np.ndarray | None = None,
+    atol: float | np.ndarray | None = None,
+    tcrit: np.ndarray | None = None,
+    h0: float = 0.0,
+    hmax: float = 0.0,
+    hmin: float = 0.0,
+    ixpr: int = 0,
+    mxstep: int = 0,
+    mxhnil: int = 0,
+    mxordn: int = 12,
+    mxords: int = 5,
+    printmessg: int = 0,
+    tfirst: bool = False,
+    *,
+    method: str = "lsoda",
+    adjoint: str | AdjointOptions = "checkpoint",
+    checkpoints: int = 0,
+    adjoint_method: str | None = None,
+    adjoint_rtol: float | np.ndarray | None = None,
+    adjoint_atol: float | np.ndarray | None = None,
+    adjoint_seminorm: bool = False,
+    adjoint_jacobian: bool | None = None,
+) -> Any:
+    """Integrate ``dy/dt = func(y, t, *args)``; differentiable by autograd to any order.
+
+    Same call as :func:`scipy.integrate.odeint`; with plain numpy inputs and ``method="lsoda"``
+    it returns what scipy returns. Under autograd (``grad``, ``jacobian``, ``hessian``,
+    ``make_vjp``, ...) the derivatives with respect to ``y0``, every entry of ``t`` and every
+    float in ``args`` come from the adjoint method (Algorithm 1 and Appendix C of Chen et al.,
+    2018), whose own derivatives autograd takes in turn.
+
+    Parameters
+    ----------
+    func : callable
+        ``func(y, t, *args) -> dy/dt`` with ``y`` and ``dy/dt`` of ``y0``'s shape, written with
+        ``autograd.numpy``. Values to differentiate must come in through ``args``, not a closure.
+        With ``tfirst=True`` the signature is ``func(t, y, *args)``.
+    y0 : float or array_like
+        Initial state at ``t[0]``, of any shape (a scalar, a vector, a matrix, ...).
+    t : array_like, shape (T,)
+        Output times, strictly increasing or strictly decreasing; ``t[0]`` is the initial time.
+    args : tuple, optional
+        Extra arguments of ``func``: floats, arrays, and lists, tuples or dicts of them, nested.
+        Float leaves are differentiated; other leaves (ints, strings, ...) are passed unchanged.
+        A non-tuple is treated as ``(args,)``, as in scipy.
+    Dfun : callable, optional
+        ``Dfun(y, t, *args)``: the Jacobian of ``func`` over the flattened state, shape (n, n),
+        for the forward solve (stiff problems). ``col_deriv`` as in scipy.
+    full_output : bool, optional
+        Also return a :class:`odegrad.SolveInfo` with forward and (after a gradient) backward
+        statistics.
+    ml, mu, tcrit, ixpr, mxhnil, mxordn, mxords, printmessg
+        As in :func:`scipy.integrate.odeint`; LSODA only.
+    rtol, atol : float or array_like, optional
+        Relative and absolute tolerances (default 1.49012e-8 for every method, as scipy's
+        odeint); arrays broadcast to ``y0``'s shape.
+    h0, hmax, hmin, mxstep
+        First, largest and smallest step size, and the step budget per output interval.
+    method : {"lsoda", "adams", "bdf"}, optional
+        ``"lsoda"`` (scipy's odeint), ``"adams"`` (VODE implicit Adams, the paper's choice) or
+        ``"bdf"`` (VODE BDF, for stiff problems).
+    adjoint : {"checkpoint", "backsolve", "interpolate"} or AdjointOptions, optional
+        How gradients are computed: a mode name with the flat ``checkpoints`` and
+        ``adjoint_*`` keywords below, or one :class:`odegrad.AdjointOptions` holding them all.
+        ``"checkpoint"`` (default) restarts the backward reconstruction of ``y`` from the stored
+        forward state at each output time (and each checkpoint); ``"backsolve"`` is the paper's
+        Algorithm 1, reconstructing ``y`` backwards from the final state alone;
+        ``"interpolate"`` reads ``y`` from a dense forward solution instead of solving it
+        backwards: use it for stiff problems (first derivatives only).
+    checkpoints : int, optional
+        Extra evenly spaced checkpoints per output interval stored by the forward solve, so the
+        backward reconstruction of ``y`` restarts more often (for contracting dynamics).
+    adjoint_method, adjoint_rtol, adjoint_atol : optional
+        Method and tolerances of the backward solves; default: those of the forward solve.
+    adjoint_seminorm : bool, optional
+        Exclude the parameter and time components of the augmented state from the backward
+        step-size control (Kidger et al. 2021); fewer backward steps for many parameters.
+    adjoint_jacobian : bool, optional
+        Give the backward solves the exact Jacobian of the augmented dynamics (from autograd).
+        Default: when the backward method is ``"bdf"`` or ``"lsoda"`` and the augmented state
+        has at most 200 entries.
+
+    Returns
+    -------
+    ys : ndarray, shape (T,) + shape(y0)
+        ``ys[i]`` is the state at ``t[i]``; ``ys[0] == y0``.
+    info : SolveInfo
+        Only with ``full_output=True``.
+
+    Raises
+    ------
+    ODESolveError
+        When the solver fails (excess work, step-size underflow, non-finite dynamics, blow-up).
+    ValueError
+        For non-monotonic, repeated or non-finite ``t``; non-finite ``y0``; a ``func`` whose
+        output shape differs from ``y0``'s; unknown methods or bad tolerances.
+    TypeError
+        When ``func`` closes over a value that autograd is differentiating.
+    """
+    check_method("method", method)
+    options = adjoint_options(
+        adjoint, checkpoints=checkpoints, adjoint_method=adjoint_method, adjoint_rtol=adjoint_rtol,
+        adjoint_atol=adjoint_atol, adjoint_seminorm=adjoint_seminorm, adjoint_jacobian=adjoint_jacobian,
+    )
+    lsoda_kwargs = {"ml": ml, "mu": mu, "tcrit": tcrit, "ixpr": ixpr, "mxhnil": mxhnil,
+                    "mxordn": mxordn, "mxords": mxords, "printmessg": printmessg}
+    changed = [k for k, v in lsoda_kwargs.items()
+               if ((v is not None) if _LSODA_ONLY[k] is None else v != _LSODA_ONLY[k])]
+    if method != "lsoda" and changed:
+        raise ValueError(f"{', '.join(changed)} only apply to method='lsoda', not {method!r}")
+
+    y0_value = as_real_array("y0", y0)
+    t_value = as_real_array("t", t)
+    check_times(t_value)
+    shape = y0_value.shape
+    args = open_containers(args)
+    if not isinstance(args, tuple):
+        args = (args,)
+    if tfirst:
+        user_func, user_dfun = func, Dfun
+        func = lambda y, tt, *a: user_func(tt, y, *a)  # noqa: E731
+        Dfun = None if user_dfun is None else (lambda y, tt, *a: user_dfun(tt, y, *a))
+
+    theta, unflatten = flatten_args(args)
+    y0_flat = anp.ravel(y0) if isbox(y0) else y0_value.ravel()
+    t_in = t if isbox(t) else t_value
+
+    flat_state = len(shape) == 1
+
+    def rhs(y, tt, th):
+        out = func(y if flat_state else anp.reshape(y, shape), tt, *unflatten(th))
+        if isinstance(out, (list, tuple)):
+            out = anp.array(out)
+        return out if flat_state and anp.ndim(out) == 1 else anp.ravel(out)
+
+    def make_fun(th):
+        bound = unflatten(th)
+
+        def fun(y, tt):
+            out = func(y.reshape(shape), tt, *bound)
+            if isbox(out) or (isinstance(out, (list, tuple)) and any(isbox(o) for o in out)):
+                raise _closure_error()
+            if np.shape(out) != shape:
+                raise ValueError(
+                    f"func returned shape {np.shape(out)} but y0 has shape {shape}; "
+                    "func(y, t, *args) must return dy/dt with y0's shape"
+                )
+            return np.ravel(out)
+
+        return fun
+
+    def make_jac(th):
+        if Dfun is None:
+            return None
+        bound = unflatten(th)
+        n = y0_value.size
+
+        def jac(y, tt):
+            matrix = np.reshape(Dfun(y.reshape(shape), tt, *bound), (n, n))
+            return matrix.T if col_deriv else matrix
+
+        return jac
+
+    rtol_v = tolerance("rtol", rtol, shape)
+    atol_v = tolerance("atol", atol, shape)
+    opts = solvers.SolverOptions(
+        method=method, rtol=rtol_v, atol=atol_v, h0=h0, hmax=hmax, hmin=hmin, mxstep=mxstep,
+        lsoda_kwargs={k: v for k, v in lsoda_kwargs.items() if k in changed},
+    )
+    backward_opts = options.backward_solver(opts, shape)
+    problem = Problem(
+        rhs=rhs, n=y0_value.size, n_params=int(np.size(getval(theta))), opts=opts,
+        backward_opts=backward_opts, adjoint=options, info=new_info(method, backward_opts.method),
+        stage="forward", make_fun=make_fun, make_jac=make_jac,
+    )
+    k = options.checkpoints
+    if k:
+        ys = solve(y0_flat, refine_times(t_in, k, AutogradOps), theta, problem)[:: k + 1]
+    else:
+        ys = solve(y0_flat, t_in, theta, problem)
+    ys = anp.reshape(ys, (len(t_value),) + shape)
+    return (ys, problem.info) if full_output else ys

@@ -1,0 +1,148 @@
+"""How a gradient is computed: one immutable :class:`AdjointOptions`, shared by both front doors.
+
+``odegrad.odeint`` and ``odegrad.tf.odeint`` take the options either as one object
+(``adjoint=AdjointOptions(mode="interpolate", seminorm=True)``) or as scipy-style flat keywords
+(``adjoint="interpolate", adjoint_seminorm=True``); :func:`adjoint_options` turns either into the
+same object, once, and :meth:`AdjointOptions.backward_solver` derives the solver options of the
+backward solves from the forward ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from .solvers import METHODS, SolverOptions
+from .validation import tolerance
+
+ADJOINT_MODES = ("checkpoint", "backsolve", "interpolate")
+"""``checkpoint`` (default): restart ``y`` from the stored forward state at every output time;
+``backsolve``: the paper's Algorithm 1 verbatim; ``interpolate``: read ``y`` from a dense forward
+solution (stiff problems, first derivatives)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AdjointOptions:
+    """Options of the gradient (the backward, adjoint solves) of one ``odeint`` call.
+
+    Parameters
+    ----------
+    mode : {"checkpoint", "backsolve", "interpolate"}
+        How the backward pass obtains ``y(t)``; see :data:`ADJOINT_MODES`.
+    checkpoints : int
+        Extra evenly spaced forward states stored per output interval (``checkpoint`` and
+        ``backsolve`` restart ``y`` from them).
+    method : {"lsoda", "adams", "bdf"} or None
+        Method of the backward solves; ``None``: the forward method.
+    rtol, atol : float or array_like or None
+        Tolerances of the backward solves; ``None``: the forward ones.
+    seminorm : bool
+        Leave the quadrature components ``a_t``, ``a_theta`` out of the backward step-size
+        control (Kidger et al., 2021).
+    jacobian : bool or None
+        Give the backward solves the exact Jacobian of the augmented dynamics; ``None``: when
+        the backward method is ``"lsoda"`` or ``"bdf"`` and the augmented state is small.
+
+    Raises
+    ------
+    ValueError
+        For an unknown mode or method, a negative or fractional ``checkpoints``, bad
+        tolerances, or ``checkpoints`` with ``mode="interpolate"``.
+    """
+
+    mode: str = "checkpoint"
+    checkpoints: int = 0
+    method: str | None = None
+    rtol: Any = None
+    atol: Any = None
+    seminorm: bool = False
+    jacobian: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ADJOINT_MODES:
+            raise ValueError(f"adjoint must be one of {ADJOINT_MODES}, got {self.mode!r}")
+        if self.method is not None and self.method not in METHODS:
+            raise ValueError(f"adjoint_method must be one of {METHODS}, got {self.method!r}")
+        checkpoints = self.checkpoints
+        if isinstance(checkpoints, bool) or int(checkpoints) != checkpoints or checkpoints < 0:
+            raise ValueError(f"checkpoints must be a non-negative integer, got {checkpoints!r}")
+        object.__setattr__(self, "checkpoints", int(checkpoints))
+        if self.checkpoints and self.mode == "interpolate":
+            raise ValueError(
+                "checkpoints only apply to adjoint='checkpoint' or 'backsolve'; "
+                "adjoint='interpolate' reads y from a dense forward solution instead"
+            )
+        for name in ("rtol", "atol"):
+            value = getattr(self, name)
+            if value is not None:
+                tolerance(f"adjoint_{name}", value, np.shape(value))
+
+    def backward_solver(self, forward: SolverOptions, shape: tuple[int, ...]) -> SolverOptions:
+        """The solver options of the backward solves for a state of ``shape``.
+
+        Parameters
+        ----------
+        forward : SolverOptions
+            The forward solve's options: method, tolerances and step controls default to them.
+        shape : tuple of int
+            Shape of the state; vector tolerances broadcast to it.
+
+        Returns
+        -------
+        SolverOptions
+            With a scalar ``rtol`` (the smallest, where a vector was given: VODE and LSODA
+            take one ``rtol`` for the augmented system).
+        """
+        rtol = forward.rtol if self.rtol is None else tolerance("adjoint_rtol", self.rtol, shape)
+        atol = forward.atol if self.atol is None else tolerance("adjoint_atol", self.atol, shape)
+        return dataclasses.replace(
+            forward, method=self.method or forward.method, rtol=float(np.min(rtol)), atol=atol,
+            lsoda_kwargs={},
+        )
+
+
+def adjoint_options(
+    adjoint: str | AdjointOptions = "checkpoint",
+    *,
+    checkpoints: int = 0,
+    adjoint_method: str | None = None,
+    adjoint_rtol: Any = None,
+    adjoint_atol: Any = None,
+    adjoint_seminorm: bool = False,
+    adjoint_jacobian: bool | None = None,
+) -> AdjointOptions:
+    """Build :class:`AdjointOptions` from the flat scipy-style keywords of ``odeint``.
+
+    Parameters
+    ----------
+    adjoint : str or AdjointOptions
+        A mode name, or a complete options object (then the other keywords must keep their
+        defaults).
+    checkpoints, adjoint_method, adjoint_rtol, adjoint_atol, adjoint_seminorm, adjoint_jacobian
+        The fields of :class:`AdjointOptions`.
+
+    Returns
+    -------
+    AdjointOptions
+
+    Raises
+    ------
+    ValueError
+        If ``adjoint`` is an :class:`AdjointOptions` and flat keywords are given too.
+    """
+    flat = {"checkpoints": checkpoints, "method": adjoint_method, "rtol": adjoint_rtol,
+            "atol": adjoint_atol, "seminorm": adjoint_seminorm, "jacobian": adjoint_jacobian}
+    if isinstance(adjoint, AdjointOptions):
+        defaults = AdjointOptions()
+        given = [name for name, value in flat.items()
+                 if ((value is not None) if getattr(defaults, name) is None
+                     else (value != getattr(defaults, name)))]
+        if given:
+            raise ValueError(
+                f"adjoint is an AdjointOptions object; also passing {', '.join(given)} as "
+                "keywords is ambiguous: set them in the AdjointOptions (dataclasses.replace)"
+            )
+        return adjoint
+    return AdjointOptions(mode=adjoint, **flat)

@@ -1,0 +1,26 @@
+"""TensorFlow dynamics: ``odeint`` for TF tensors and the Keras :class:`ODEBlock`.
+
+As in the paper's experiments, a host-side scipy solver does the stepping while the dynamics and
+their vector-Jacobian products run in TensorFlow (on the GPU when one is visible). The adjoint
+is :func:`odegrad.adjoint.backward` — the same Algorithm 1 as the autograd front door — run with
+TensorFlow operations, so nested ``tf.GradientTape``\\ s give higher derivatives in eager mode.
+
+Modules: :mod:`odegrad.tf.integrate` (``odeint``), :mod:`odegrad.tf.layers` (``ODEBlock``),
+:mod:`odegrad.tf.backend` (the TF dynamics and the differentiable solve).
+
+Importing this package imports TensorFlow; ``import odegrad`` alone does not.
+"""
+
+try:
+    import tensorflow  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised only without TensorFlow
+    raise ImportError(
+        "odegrad.tf needs TensorFlow. From a clone of odegrad: `pip install -e \".[tf]\"`; "
+        "from PyPI: `pip install \"odegrad[tf]\"` (or `pip install tensorflow`)."
+    ) from exc
+
+from .backend import compile_dynamics
+from .integrate import odeint
+from .layers import ODEBlock
+
+__all__ = ["odeint", "ODEBlock", "compile_dynamics"]
