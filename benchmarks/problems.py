@@ -212,6 +212,7 @@ def reference_gradient(problem: Problem) -> tuple[np.ndarray, str]:
 def _odegrad_tight(problem: Problem) -> np.ndarray:
     import autograd
     import autograd.numpy as anp
+
     from odegrad import odeint
 
     def loss(p):

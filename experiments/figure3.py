@@ -68,9 +68,9 @@ def tolerance_sweep(
     import keras
     import tensorflow as tf
 
-    from odegrad.tf import ODEBlock
     from experiments.models import INTEGRATION_TIME
     from experiments.training import to_input
+    from odegrad.tf import ODEBlock
 
     block = model.ode_block
     if block is None or not hasattr(block, "func"):

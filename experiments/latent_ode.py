@@ -327,7 +327,7 @@ def run_table2(data: dict, n_obs: int, n_train: int, iters: int, batch: int, lr:
     for name, gap in (("rnn", False), ("rnn_time_gap", True)):
         q0 = init_rnn(np.random.default_rng(seed), gap)
         qpack = Packer(q0)
-        qvg = value_and_grad(lambda flat, x, t, g=gap: rnn_loss(qpack.unpack(flat), x, t, g))
+        qvg = value_and_grad(lambda flat, x, t, g=gap, qpack=qpack: rnn_loss(qpack.unpack(flat), x, t, g))
 
         def qstep(flat, it, qvg=qvg):
             rows = rng.choice(train_rows, batch, replace=False)

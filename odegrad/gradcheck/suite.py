@@ -14,8 +14,7 @@ import scipy.linalg
 from autograd import grad as ag_grad
 
 from ..integrate import odeint
-from . import CheckResult, _result, check_grad, check_hessian
-
+from .checks import CheckResult, check_grad, check_hessian, make_result
 
 # ---------------------------------------------------------------------------
 # Built-in suite of ODE problems for odegrad.odeint
@@ -97,7 +96,7 @@ def _compare(
         exact_arr = np.ravel(np.asarray(exact, dtype=float))
         floor = 1e-3 * float(np.linalg.norm(exact_arr))
         labels = [f"e{i}" for i in range(ad_arr.size)]
-        return _result("gradient", ad_arr, exact_arr, floor, tol, labels, 0.0, 0)
+        return make_result("gradient", ad_arr, exact_arr, floor, tol, labels, 0.0, 0)
 
     return _timed(problem, derivative, check)
 
@@ -298,7 +297,8 @@ def _robertson(tol: float, quick: bool) -> list[SuiteRow]:
                     atol=1e-14, mxstep=20000)
         return anp.sum(weights * scale * ys)
 
-    return [_timed("robertson (lsoda, interpolate)", "d/dtheta", lambda: check_grad(loss, log_k, tol=tol, step=1e-3, n_random=1))]
+    check = lambda: check_grad(loss, log_k, tol=tol, step=1e-3, n_random=1)  # noqa: E731
+    return [_timed("robertson (lsoda, interpolate)", "d/dtheta", check)]
 
 
 def _output_times(tol: float, quick: bool) -> list[SuiteRow]:

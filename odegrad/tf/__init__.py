@@ -19,8 +19,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without TensorFl
         "from PyPI: `pip install \"odegrad[tf]\"` (or `pip install tensorflow`)."
     ) from exc
 
-from .backend import compile_dynamics
+from .backend import compile_dynamics, flatten_dynamics
 from .integrate import odeint
 from .layers import ODEBlock
 
-__all__ = ["odeint", "ODEBlock", "compile_dynamics"]
+__all__ = ["odeint", "ODEBlock", "compile_dynamics", "flatten_dynamics"]

@@ -59,6 +59,14 @@ def cache_of(f: TFCallable) -> dict:
         return {}
 
 
+def flatten_dynamics(f: TFCallable, shape: Sequence[int]) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """``flat_f(y, t)``: ``f(t, y)`` on flat states for a state of ``shape``."""
+    def flat_f(y: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
+        return tf.reshape(f(t, tf.reshape(y, shape)), [-1])
+
+    return flat_f
+
+
 def compile_dynamics(flat_f: Callable[[tf.Tensor, tf.Tensor], tf.Tensor], n: int,
                      dtype: tf.DType) -> Callable[[np.ndarray, float], np.ndarray]:
     """``flat_f`` compiled with ``tf.function``, called with and returning float64 NumPy.

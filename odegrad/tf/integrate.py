@@ -11,7 +11,7 @@ from .. import solvers
 from ..options import AdjointOptions, adjoint_options
 from ..stats import SolveInfo, new_info
 from ..validation import as_real_array, check_method, check_times, tolerance
-from .backend import TFCallable, TFDynamics, cache_of, discover_variables, solve_eager, solve_graph
+from .backend import TFCallable, TFDynamics, cache_of, discover_variables, flatten_dynamics, solve_eager, solve_graph
 
 
 def _check_supported(options: AdjointOptions) -> None:
@@ -102,15 +102,12 @@ def odeint(
     if variables is None:
         variables = discover_variables(f, t[0], y0)
 
-    def flat_f(y, tt):
-        return tf.reshape(f(tt, tf.reshape(y, shape)), [-1])
-
     n = int(np.prod(shape))
     opts = solvers.SolverOptions(method=method, rtol=tolerance("rtol", rtol, ()),
                                  atol=tolerance("atol", atol, ()))
     backward_opts = options.backward_solver(opts, ())
     dynamics = TFDynamics(
-        flat_f=flat_f, n=n, dtype=y0.dtype, variables=tuple(variables), opts=opts,
+        flat_f=flatten_dynamics(f, shape), n=n, dtype=y0.dtype, variables=tuple(variables), opts=opts,
         backward_opts=backward_opts, adjoint=options, info=new_info(method, backward_opts.method),
         compiled=cache_of(f), key=(tuple(shape), y0.dtype.name, tuple(id(v) for v in variables)),
     )

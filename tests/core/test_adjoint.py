@@ -1,7 +1,7 @@
 """Adjoint gradients against finite differences, Taylor remainders, closed-form second
 derivatives, adjoint modes (checkpoint vs backsolve), seminorm, and property-based checks.
 
-Tolerances: see the module docstring of ``conftest.py``.
+Tolerances: see the module docstring of ``tests/helpers.py``.
 """
 
 from __future__ import annotations
@@ -15,22 +15,28 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from odegrad import ODESolveError, odeint, record_stats
+from tests.helpers import (
+    FD_RTOL,
+    FD_SOLVE_TOL,
+    GRAD_RTOL,
+    HESS_RTOL,
+    TOL,
+    central_fd,
+    central_fd_jac,
+    loglog_slope,
+    rel_err,
+    taylor_remainders,
+)
+from tests.problems import METHODS, lin_exact_grads, linear
+from tests.problems import lotka_volterra_p as _lv
 
-from conftest import (FD_RTOL, FD_SOLVE_TOL, GRAD_RTOL, HESS_RTOL, TOL, central_fd,
-                      central_fd_jac, lin_exact_grads, loglog_slope, rel_err, taylor_remainders)
-
-METHODS = ("lsoda", "adams", "bdf")
 MODES = ("checkpoint", "backsolve")
+SLOW_OK = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 
 
 # --------------------------------------------------------------------------------------------
 # Problems. Each is (loss(theta, tol, **kw), theta0) with theta a flat float vector.
 # --------------------------------------------------------------------------------------------
-
-def _lv(y, t, p):
-    a, b, c, d = p[0], p[1], p[2], p[3]
-    return np.array([a * y[0] - b * y[0] * y[1], c * y[0] * y[1] - d * y[1]])
-
 
 T_LV = onp.array([0.0, 0.7, 1.6, 3.0])
 
@@ -258,7 +264,7 @@ Y0_STIFF = onp.array([1.0, 1.0])
 
 
 def _stiff_loss(A, t, **kw):
-    return np.sum(odeint(lambda y, tt, A: np.dot(A, y), Y0_STIFF, t, args=(A,), rtol=TOL, atol=TOL, **kw)[-1])
+    return np.sum(odeint(linear, Y0_STIFF, t, args=(A,), rtol=TOL, atol=TOL, **kw)[-1])
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -338,22 +344,20 @@ def test_checkpoints_do_not_change_values_or_gradients(checkpoints):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_seminorm_gradients_within_tolerance(method, record_error):
-    from conftest import lin_exact_grads as exact_grads
-
     A = onp.array([[-0.5, 1.0, 0.0], [-1.0, -0.3, 0.2], [0.1, 0.0, -0.8]])
     y0 = onp.array([1.0, -0.5, 0.3])
     t = onp.array([0.0, 0.6, 2.0])
     G = onp.array([[0.0, 0.0, 0.0], [1.0, 2.0, -1.0], [0.5, -0.5, 1.0]])
 
     def loss(A, y0, t, seminorm):
-        return np.sum(odeint(lambda y, tt, A: np.dot(A, y), y0, t, args=(A,), rtol=TOL, atol=TOL,
+        return np.sum(odeint(linear, y0, t, args=(A,), rtol=TOL, atol=TOL,
                              method=method, adjoint_seminorm=seminorm) * G)
 
     with record_stats() as rec_semi:
         got = grad(loss, argnum=(0, 1, 2))(A, y0, t, True)
     with record_stats() as rec_full:
         grad(loss, argnum=(0, 1, 2))(A, y0, t, False)
-    for g, e in zip(got, exact_grads(A, y0, t, G)):
+    for g, e in zip(got, lin_exact_grads(A, y0, t, G)):
         err = rel_err(g, e)
         record_error(f"seminorm: linear expm ({method})", err)
         assert err < 10 * GRAD_RTOL
@@ -371,7 +375,7 @@ def test_seminorm_mlp_vs_fd(record_error):
 
 @pytest.mark.parametrize("adjoint_method", METHODS)
 def test_adjoint_method_and_tolerances_independent_of_forward(adjoint_method, record_error):
-    gA = grad(lambda A: np.sum(odeint(lambda y, t, A: np.dot(A, y), onp.array([1.0, 2.0]), [0.0, 1.5],
+    gA = grad(lambda A: np.sum(odeint(linear, onp.array([1.0, 2.0]), [0.0, 1.5],
                                       args=(A,), method="lsoda", rtol=TOL, atol=TOL,
                                       adjoint_method=adjoint_method, adjoint_rtol=1e-11,
                                       adjoint_atol=1e-11)[-1]))
@@ -395,7 +399,7 @@ def test_jvp_linear_vs_expm_frechet(record_error):
     dy0 = onp.array([-1.0, 2.0])
 
     def traj(A, y0):
-        return odeint(lambda y, tt, A: np.dot(A, y), y0, t, args=(A,), rtol=TOL, atol=TOL)
+        return odeint(linear, y0, t, args=(A,), rtol=TOL, atol=TOL)
 
     ys, d_ys = make_jvp(traj, argnum=(0, 1))(A, y0)((dA, dy0))
     exact = onp.stack([scipy.linalg.expm_frechet(A * tau, dA * tau, compute_expm=False) @ y0
@@ -442,7 +446,7 @@ def _times(draw, max_len=5):
     return t
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=SLOW_OK)
 @given(n=st.integers(1, 3), t=_times(), seed=st.integers(0, 2**31 - 1),
        mode=st.sampled_from(MODES))
 def test_property_linear_gradients_vs_closed_form(n, t, seed, mode, record_error):
@@ -452,7 +456,7 @@ def test_property_linear_gradients_vs_closed_form(n, t, seed, mode, record_error
     G = rng.normal(size=(len(t), n))
 
     def loss(A, y0, t):
-        return np.sum(odeint(lambda y, tt, A: np.dot(A, y), y0, t, args=(A,), rtol=TOL, atol=TOL,
+        return np.sum(odeint(linear, y0, t, args=(A,), rtol=TOL, atol=TOL,
                              adjoint=mode) * G)
 
     got = grad(loss, argnum=(0, 1, 2))(A, y0, t)
@@ -464,7 +468,7 @@ def test_property_linear_gradients_vs_closed_form(n, t, seed, mode, record_error
         assert err < 10 * GRAD_RTOL, (name, g, e)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=SLOW_OK)
 @given(shape=st.sampled_from([(), (2,), (3,), (2, 2), (1, 2, 2)]), t=_times(max_len=4),
        seed=st.integers(0, 2**31 - 1))
 def test_property_tanh_dynamics_vs_fd(shape, t, seed, record_error):

@@ -17,16 +17,10 @@ from autograd.builtins import tuple as ag_tuple
 import appendix_d
 from odegrad import odeint
 from odegrad.gradcheck import check_grad
+from tests.problems import K_ROBERTSON, decay, reversible_kinetics, robertson_rates
+from tests.problems import lotka_volterra_p as lotka_volterra
 
 TOL = dict(rtol=1e-10, atol=1e-10)
-
-
-def lotka_volterra(y, t, p):
-    return anp.array([p[0] * y[0] - p[1] * y[0] * y[1], p[2] * y[0] * y[1] - p[3] * y[1]])
-
-
-def decay(y, t, k):
-    return -k * y
 
 
 LV_THETA = np.array([1.1, 0.4, 0.1, 0.4])
@@ -164,13 +158,6 @@ def test_non_monotonic_times(t):
         grad(lambda k: anp.sum(odeint(decay, np.array([1.0]), t, (k,))))(0.5)
 
 
-def _kinetics(y, s, lk):
-    """A <-> B fast (rates 100, 50), 2 B -> C slow (rate 1), with log rate constants."""
-    k = anp.exp(lk)
-    r0, r1, r2 = k[0] * y[0], k[1] * y[1], k[2] * y[1] ** 2
-    return anp.array([-r0 + r1, r0 - r1 - 2.0 * r2, r2])
-
-
 def test_stiff_kinetics():
     """Appendix D reconstructs y backwards over whole output intervals: on a stiff problem the
     fast mode blows up (scipy warns of excess work) and the gradient is wrong by O(1). odegrad
@@ -182,13 +169,13 @@ def test_stiff_kinetics():
     tol = dict(rtol=1e-10, atol=1e-12)
 
     def loss(lk):
-        return anp.sum(w * odeint(_kinetics, y0, t, (lk,), checkpoints=10, **tol))
+        return anp.sum(w * odeint(reversible_kinetics, y0, t, (lk,), checkpoints=10, **tol))
 
     result = check_grad(loss, log_k, step=1e-3, n_random=0, tol=1e-5)
     assert result.passed, str(result)
 
     def loss_ref(lk):
-        return anp.sum(w * appendix_d.odeint(_kinetics, y0, t, ag_tuple((lk,)), **tol))
+        return anp.sum(w * appendix_d.odeint(reversible_kinetics, y0, t, ag_tuple((lk,)), **tol))
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -197,25 +184,21 @@ def test_stiff_kinetics():
     assert _rel(g_ref, result.finite_diff) > 0.5
 
 
-def _robertson(y, s, k):
-    r1, r2, r3 = k[0] * y[0], k[1] * y[1] ** 2, k[2] * y[1] * y[2]
-    return anp.array([-r1 + r3, r1 - r2 - r3, r2])
-
-
 def test_robertson_appendix_d_gradient_is_wrong():
     """On Robertson's kinetics Appendix D's gradient of y_A(1) in k1 is off by two orders of
     magnitude (reference: central differences of tight scipy solves)."""
-    k = np.array([0.04, 3e7, 1e4])
+    k = K_ROBERTSON
     y0 = np.array([1.0, 0.0, 0.0])
     t = np.array([0.0, 1.0])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        g_ref = grad(lambda k: appendix_d.odeint(_robertson, y0, t, ag_tuple((k,)), rtol=1e-8, atol=1e-10)[-1, 0])(k)
+        g_ref = grad(lambda k: appendix_d.odeint(robertson_rates, y0, t, ag_tuple((k,)),
+                                                 rtol=1e-8, atol=1e-10)[-1, 0])(k)
     assert any(issubclass(c.category, scipy.integrate.ODEintWarning) for c in caught)
 
     def y_a(k1):
         kk = np.array([k1, k[1], k[2]])
-        return scipy.integrate.odeint(_robertson, y0, t, (kk,), rtol=1e-12, atol=1e-14, mxstep=100000)[-1, 0]
+        return scipy.integrate.odeint(robertson_rates, y0, t, (kk,), rtol=1e-12, atol=1e-14, mxstep=100000)[-1, 0]
 
     h = 1e-5 * k[0]
     fd = (y_a(k[0] + h) - y_a(k[0] - h)) / (2 * h)

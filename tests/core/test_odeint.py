@@ -10,24 +10,18 @@ import scipy.linalg
 from autograd import elementwise_grad, grad, jacobian
 
 from odegrad import ODESolveError, odeint
+from tests.helpers import GRAD_RTOL, TOL, rel_err
+from tests.problems import METHODS, lin_exact_grads, linear_solution
+from tests.problems import linear as _lin
+from tests.problems import lotka_volterra as _lotka
+from tests.problems import lotka_volterra_jac as _lotka_jac
 
-from conftest import GRAD_RTOL, TOL, lin_exact_grads, rel_err
-
-METHODS = ("lsoda", "adams", "bdf")
 MODES = ("checkpoint", "backsolve", "interpolate")
 
 
 # --------------------------------------------------------------------------------------------
 # 1. Drop-in replacement for scipy.integrate.odeint (LSODA, plain numpy inputs): bit-for-bit.
 # --------------------------------------------------------------------------------------------
-
-def _lotka(y, t, a, b, c, d):
-    return np.array([a * y[0] - b * y[0] * y[1], c * y[0] * y[1] - d * y[1]])
-
-
-def _lotka_jac(y, t, a, b, c, d):
-    return onp.array([[a - b * y[1], -b * y[0]], [c * y[1], c * y[0] - d]])
-
 
 LV_ARGS = (1.5, 1.0, 1.0, 3.0)
 T_GRID = onp.linspace(0.0, 5.0, 11)
@@ -141,10 +135,6 @@ T_LIN = onp.array([0.0, 0.4, 1.1, 2.0])
 G_LIN = onp.array([[0.0, 0.0, 0.0], [1.0, -2.0, 0.5], [0.3, 0.7, -1.0], [-0.4, 1.0, 2.0]])
 
 
-def _lin(y, t, A):
-    return np.dot(A, y)
-
-
 def _lin_loss(A, y0, t, **kw):
     return np.sum(odeint(_lin, y0, t, args=(A,), rtol=TOL, atol=TOL, **kw) * G_LIN)
 
@@ -152,7 +142,7 @@ def _lin_loss(A, y0, t, **kw):
 @pytest.mark.parametrize("method", METHODS)
 def test_linear_solution_matches_expm(method):
     ys = odeint(_lin, Y0_LIN, T_LIN, args=(A_LIN,), method=method, rtol=TOL, atol=TOL)
-    exact = onp.stack([scipy.linalg.expm(A_LIN * tt) @ Y0_LIN for tt in T_LIN])
+    exact = linear_solution(A_LIN, Y0_LIN, T_LIN)
     assert rel_err(ys, exact) < 1e-8
 
 

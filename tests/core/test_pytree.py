@@ -1,7 +1,7 @@
 """args as pytrees: nested tuples/lists/dicts of arrays, static (non-float) leaves, and
 gradients through them checked against finite differences and closed forms.
 
-Tolerances: see the module docstring of ``conftest.py``.
+Tolerances: see the module docstring of ``tests/helpers.py``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from autograd import grad
 
 from odegrad import odeint
 from odegrad.pytree import flatten_args
-
-from conftest import FD_RTOL, FD_SOLVE_TOL, GRAD_RTOL, TOL, central_fd, rel_err
+from tests.helpers import FD_RTOL, FD_SOLVE_TOL, GRAD_RTOL, TOL, central_fd, rel_err
 
 Params = collections.namedtuple("Params", ["rate", "power"])
 

@@ -1,25 +1,32 @@
 """The scipy back-ends (odegrad.solvers) and stiff problems: Robertson's chemical kinetics with
 gradients checked against an independent forward-sensitivity reference.
 
-Tolerances: see the module docstring of ``conftest.py``.
+Tolerances: see the module docstring of ``tests/helpers.py``.
 """
 
 from __future__ import annotations
 
-import autograd.numpy as np
-import numpy as onp
 import warnings
 
+import autograd.numpy as np
+import numpy as onp
 import pytest
 import scipy.integrate
 from autograd import grad
 
-from odegrad import ODESolveError, SolveStats, odeint, record_stats
-from odegrad import solvers
-
-from conftest import GRAD_RTOL, TOL, rel_err
-
-METHODS = ("lsoda", "adams", "bdf")
+from odegrad import ODESolveError, SolveStats, odeint, record_stats, solvers
+from tests.helpers import GRAD_RTOL, TOL, rel_err
+from tests.problems import (
+    K_ROBERTSON,
+    METHODS,
+    lin_exact_grads,
+    linear,
+    linear_solution,
+    robertson,
+    robertson_jac,
+    robertson_rates,
+    robertson_sensitivities,
+)
 
 # --------------------------------------------------------------------------------------------
 # solvers.solve directly.
@@ -112,18 +119,10 @@ def test_vode_options_mxstep_and_h0(method):
 
 def _vode_transposes_user_jacobian() -> bool:
     """scipy 1.17.x (gh-24933) hands VODE the transpose of a user-supplied Jacobian."""
-    def rhs(t, y):
-        return [-0.04 * y[0] + 1e4 * y[1] * y[2],
-                0.04 * y[0] - 1e4 * y[1] * y[2] - 3e7 * y[1] ** 2,
-                3e7 * y[1] ** 2]
-
-    def jac_ok(t, y):
-        return onp.array([[-0.04, 1e4 * y[2], 1e4 * y[1]],
-                          [0.04, -1e4 * y[2] - 6e7 * y[1], -1e4 * y[1]],
-                          [0.0, 6e7 * y[1], 0.0]])
+    log_k = onp.log(K_ROBERTSON)
 
     def steps(jac_fun):
-        s = scipy.integrate.ode(rhs, jac_fun)
+        s = scipy.integrate.ode(lambda t, y: robertson_rates(y, t, K_ROBERTSON), jac_fun)
         s.set_integrator("vode", method="bdf", with_jacobian=True, nsteps=3000, rtol=1e-8, atol=1e-12)
         s.set_initial_value([1.0, 0.0, 0.0], 0.0)
         s.integrate(10.0)
@@ -131,7 +130,7 @@ def _vode_transposes_user_jacobian() -> bool:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return steps(jac_ok) > 3 * steps(lambda t, y: jac_ok(t, y).T)
+        return steps(lambda t, y: robertson_jac(y, t, log_k)) > 3 * steps(lambda t, y: robertson_jac(y, t, log_k).T)
 
 
 def test_vode_jacobian_orientation_probe_agrees():
@@ -143,70 +142,12 @@ def test_vode_jacobian_orientation_probe_agrees():
 # scipy's Radau at rtol 1e-12 (an implicit method independent of LSODA/VODE and of the adjoint).
 # --------------------------------------------------------------------------------------------
 
-K_ROB = onp.array([0.04, 3e7, 1e4])
 W_ROB = onp.array([1.0, 1e4, 1.0])    # y2 is O(1e-5): weight it so it matters in the loss
 ATOL_ROB = onp.array([1e-12, 1e-16, 1e-12])
 
 
-def _robertson(y, t, logk):
-    k1, k2, k3 = np.exp(logk[0]), np.exp(logk[1]), np.exp(logk[2])
-    return np.array([-k1 * y[0] + k3 * y[1] * y[2],
-                     k1 * y[0] - k2 * y[1] ** 2 - k3 * y[1] * y[2],
-                     k2 * y[1] ** 2])
-
-
-def _robertson_jac(y, t, logk):
-    k1, k2, k3 = onp.exp(logk)
-    return onp.array([[-k1, k3 * y[2], k3 * y[1]],
-                      [k1, -2 * k2 * y[1] - k3 * y[2], -k3 * y[1]],
-                      [0.0, 2 * k2 * y[1], 0.0]])
-
-
-def _robertson_dlogk(y, k):
-    k1, k2, k3 = k
-    return onp.array([[-k1 * y[0], 0.0, k3 * y[1] * y[2]],
-                      [k1 * y[0], -k2 * y[1] ** 2, -k3 * y[1] * y[2]],
-                      [0.0, k2 * y[1] ** 2, 0.0]])
-
-
 def _sensitivity_reference(t, logk):
-    """y(t) and d(Σ_i W·y(t_i))/d logk from the forward sensitivity equations (plain numpy)."""
-    k = onp.exp(logk)
-    k1, k2, k3 = k
-    dJ = [onp.zeros((3, 3)),                                                   # ∂J/∂y_0
-          onp.array([[0, 0, k3], [0, -2 * k2, -k3], [0, 2 * k2, 0]], float),   # ∂J/∂y_1
-          onp.array([[0, k3, 0], [0, -k3, 0], [0, 0, 0]], float)]              # ∂J/∂y_2
-
-    def dB(y):
-        return [onp.array([[-k1, 0, 0], [k1, 0, 0], [0, 0, 0]], float),
-                onp.array([[0, 0, k3 * y[2]], [0, -2 * k2 * y[1], -k3 * y[2]], [0, 2 * k2 * y[1], 0]]),
-                onp.array([[0, 0, k3 * y[1]], [0, 0, -k3 * y[1]], [0, 0, 0]])]
-
-    def aug(tt, z):
-        y, S = z[:3], z[3:].reshape(3, 3)
-        J = _robertson_jac(y, tt, logk)
-        return onp.concatenate([onp.asarray(_robertson(y, tt, logk)),
-                                (J @ S + _robertson_dlogk(y, k)).ravel()])
-
-    def aug_jac(tt, z):
-        y, S = z[:3], z[3:].reshape(3, 3)
-        J = _robertson_jac(y, tt, logk)
-        out = onp.zeros((12, 12))
-        out[:3, :3] = J
-        out[3:, 3:] = onp.kron(J, onp.eye(3))        # d(J S)_{ij} / d S_{lj} = J_{il}
-        dBy = dB(y)
-        for m in range(3):
-            out[3:, m] = (dJ[m] @ S + dBy[m]).ravel()
-        return out
-
-    z0 = onp.concatenate([[1.0, 0.0, 0.0], onp.zeros(9)])
-    sol = scipy.integrate.solve_ivp(aug, (t[0], t[-1]), z0, method="Radau", t_eval=t, rtol=1e-12,
-                                    atol=onp.concatenate([ATOL_ROB * 1e-2, onp.full(9, 1e-14)]),
-                                    jac=aug_jac)
-    assert sol.success
-    ys = sol.y[:3].T
-    S = sol.y[3:].T.reshape(len(t), 3, 3)
-    return ys, onp.einsum("j,tjk->k", W_ROB, S)
+    return robertson_sensitivities(t, logk, W_ROB, ATOL_ROB)
 
 
 T_ROB_FAST = onp.concatenate([[0.0], onp.logspace(-5, -2, 6)])
@@ -214,23 +155,23 @@ T_ROB_FAST = onp.concatenate([[0.0], onp.logspace(-5, -2, 6)])
 
 @pytest.fixture(scope="module")
 def robertson_reference():
-    return _sensitivity_reference(T_ROB_FAST, onp.log(K_ROB))
+    return _sensitivity_reference(T_ROB_FAST, onp.log(K_ROBERTSON))
 
 
 def _robertson_loss(logk, t, **kw):
-    ys = odeint(_robertson, onp.array([1.0, 0.0, 0.0]), t, args=(logk,), rtol=1e-10, atol=ATOL_ROB, **kw)
+    ys = odeint(robertson, onp.array([1.0, 0.0, 0.0]), t, args=(logk,), rtol=1e-10, atol=ATOL_ROB, **kw)
     return np.sum(ys * W_ROB)
 
 
 @pytest.mark.parametrize("kw", [{"method": "lsoda"},
-                                {"method": "lsoda", "Dfun": _robertson_jac},
+                                {"method": "lsoda", "Dfun": robertson_jac},
                                 {"method": "bdf", "adjoint_jacobian": False, "mxstep": 5000},
                                 {"method": "bdf", "adjoint_method": "lsoda"}],
                          ids=["lsoda", "lsoda-Dfun", "bdf-nojac", "bdf-lsoda-adjoint"])
 def test_robertson_gradient_vs_forward_sensitivities(kw, robertson_reference, record_error):
     ys_ref, g_ref = robertson_reference
-    logk = onp.log(K_ROB)
-    ys = odeint(_robertson, onp.array([1.0, 0.0, 0.0]), T_ROB_FAST, args=(logk,), rtol=1e-10, atol=ATOL_ROB,
+    logk = onp.log(K_ROBERTSON)
+    ys = odeint(robertson, onp.array([1.0, 0.0, 0.0]), T_ROB_FAST, args=(logk,), rtol=1e-10, atol=ATOL_ROB,
                 **{k: v for k, v in kw.items() if k in ("method", "Dfun", "mxstep")})
     assert rel_err(ys[:, 1], ys_ref[:, 1]) < 1e-6
     g = grad(_robertson_loss)(logk, T_ROB_FAST, **kw)
@@ -254,8 +195,8 @@ def test_robertson_bdf_backward_jacobian(adjoint_jacobian, record_error):
         # ... succeeds (and is right) with adjoint_jacobian=False.
     """
     t = onp.array([0.0, 1e-4])
-    _, g_ref = _sensitivity_reference(t, onp.log(K_ROB))
-    g = grad(_robertson_loss)(onp.log(K_ROB), t, method="bdf", mxstep=150,
+    _, g_ref = _sensitivity_reference(t, onp.log(K_ROBERTSON))
+    g = grad(_robertson_loss)(onp.log(K_ROBERTSON), t, method="bdf", mxstep=150,
                               adjoint_jacobian=adjoint_jacobian)
     err = onp.max(onp.abs(g - g_ref) / onp.abs(g_ref))
     record_error(f"Robertson [0,1e-4] bdf (adjoint_jacobian={adjoint_jacobian})", err)
@@ -265,10 +206,10 @@ def test_robertson_bdf_backward_jacobian(adjoint_jacobian, record_error):
 def test_bdf_forward_with_dfun_is_efficient():
     """A correct Jacobian must not make VODE-BDF slower than its internal FD Jacobian."""
     t = onp.array([0.0, 1.0, 100.0])
-    logk = onp.log(K_ROB)
-    with_jac, info_j = odeint(_robertson, [1.0, 0.0, 0.0], t, args=(logk,), method="bdf",
-                              Dfun=_robertson_jac, rtol=1e-8, atol=ATOL_ROB, mxstep=2000, full_output=True)
-    plain, info_p = odeint(_robertson, [1.0, 0.0, 0.0], t, args=(logk,), method="bdf",
+    logk = onp.log(K_ROBERTSON)
+    with_jac, info_j = odeint(robertson, [1.0, 0.0, 0.0], t, args=(logk,), method="bdf",
+                              Dfun=robertson_jac, rtol=1e-8, atol=ATOL_ROB, mxstep=2000, full_output=True)
+    plain, info_p = odeint(robertson, [1.0, 0.0, 0.0], t, args=(logk,), method="bdf",
                            rtol=1e-8, atol=ATOL_ROB, mxstep=2000, full_output=True)
     assert rel_err(with_jac, plain) < 1e-5
     assert info_j.forward.nst <= 2 * info_p.forward.nst
@@ -278,8 +219,8 @@ def test_robertson_interpolate_short_span(record_error):
     """Outputs log-spaced 1e-5 .. 1e-1 with the interpolating adjoint (no backward y at all).
     The default mxstep (500 per interval) is not enough backwards here; see the report."""
     t = onp.concatenate([[0.0], onp.logspace(-5, -1, 5)])
-    _, g_ref = _sensitivity_reference(t, onp.log(K_ROB))
-    g = grad(_robertson_loss)(onp.log(K_ROB), t, method="lsoda", adjoint="interpolate", mxstep=20000)
+    _, g_ref = _sensitivity_reference(t, onp.log(K_ROBERTSON))
+    g = grad(_robertson_loss)(onp.log(K_ROBERTSON), t, method="lsoda", adjoint="interpolate", mxstep=20000)
     err = onp.max(onp.abs(g - g_ref) / onp.abs(g_ref))
     record_error("Robertson 1e-5..1e-1 (lsoda, interpolate)", err)
     assert err < 1e-4
@@ -289,8 +230,8 @@ def test_robertson_interpolate_short_span(record_error):
 def test_robertson_interpolate_full_span(record_error):
     """Outputs log-spaced 1e-5 .. 1e2 with the interpolating adjoint. ~10-20 s."""
     t = onp.concatenate([[0.0], onp.logspace(-5, 2, 8)])
-    _, g_ref = _sensitivity_reference(t, onp.log(K_ROB))
-    g = grad(_robertson_loss)(onp.log(K_ROB), t, method="lsoda", adjoint="interpolate")
+    _, g_ref = _sensitivity_reference(t, onp.log(K_ROBERTSON))
+    g = grad(_robertson_loss)(onp.log(K_ROBERTSON), t, method="lsoda", adjoint="interpolate")
     err = onp.max(onp.abs(g - g_ref) / onp.abs(g_ref))
     record_error("Robertson 1e-5..1e2 (lsoda, interpolate)", err)
     assert err < 1e-4
@@ -301,8 +242,8 @@ def test_robertson_longer_span_with_checkpoints(record_error):
     """Outputs up to t = 0.1; the backward reconstruction of y needs checkpoints (fast modes
     grow backwards). ~10-40 s."""
     t = onp.concatenate([[0.0], onp.logspace(-5, -1, 9)])
-    _, g_ref = _sensitivity_reference(t, onp.log(K_ROB))
-    g = grad(_robertson_loss)(onp.log(K_ROB), t, method="lsoda", checkpoints=10)
+    _, g_ref = _sensitivity_reference(t, onp.log(K_ROBERTSON))
+    g = grad(_robertson_loss)(onp.log(K_ROBERTSON), t, method="lsoda", checkpoints=10)
     err = onp.max(onp.abs(g - g_ref) / onp.abs(g_ref))
     record_error("Robertson to 0.1 (lsoda, checkpoints=10)", err)
     assert err < 1e-4
@@ -311,10 +252,6 @@ def test_robertson_longer_span_with_checkpoints(record_error):
 def test_stiff_linear_small_bdf_vs_expm(record_error):
     """A faster stiff check: y' = A y, eigenvalues -200 and -1, over 6 outputs in [0, 0.5];
     checkpoints=4 keeps the backward growth of the fast mode per segment at e^{200·0.02} = e^4."""
-    import scipy.linalg
-
-    from conftest import lin_exact_grads
-
     A = onp.array([[-200.0, 0.0], [199.0, -1.0]])
     y0 = onp.array([1.0, 0.0])
     t = onp.linspace(0.0, 0.5, 6)
@@ -322,14 +259,14 @@ def test_stiff_linear_small_bdf_vs_expm(record_error):
     G[1:] = [1.0, 1.0]
 
     for method in ("lsoda", "bdf"):
-        def loss(A):
-            return np.sum(odeint(lambda y, tt, A: np.dot(A, y), y0, t, args=(A,), method=method,
+        def loss(A, method=method):
+            return np.sum(odeint(linear, y0, t, args=(A,), method=method,
                                  rtol=TOL, atol=TOL, checkpoints=4, mxstep=20000,
                                  adjoint_jacobian=False if method == "bdf" else None) * G)
 
-        ys = odeint(lambda y, tt, A: np.dot(A, y), y0, t, args=(A,), method=method, rtol=TOL, atol=TOL,
+        ys = odeint(linear, y0, t, args=(A,), method=method, rtol=TOL, atol=TOL,
                     mxstep=20000)
-        exact_ys = onp.stack([scipy.linalg.expm(A * tt) @ y0 for tt in t])
+        exact_ys = linear_solution(A, y0, t)
         assert rel_err(ys, exact_ys) < 1e-7
         exact, _, _ = lin_exact_grads(A, y0, t, G)
         err = rel_err(grad(loss)(A), exact)
@@ -341,13 +278,13 @@ def test_lsoda_method_switch_statistics():
     """LSODA starts non-stiff (Adams) and switches to BDF on Robertson: stats record it."""
     t = onp.concatenate([[0.0], onp.logspace(-5, 2, 20)])
     with record_stats() as rec:
-        odeint(_robertson, [1.0, 0.0, 0.0], t, args=(onp.log(K_ROB),))
+        odeint(robertson, [1.0, 0.0, 0.0], t, args=(onp.log(K_ROBERTSON),))
     assert rec.forward.method_switches >= 1
     assert rec.forward.nje >= 1
 
 
 def test_lsoda_method_switch_before_first_output_is_counted():
     with record_stats() as rec:
-        odeint(_robertson, [1.0, 0.0, 0.0], [0.0, 1.0, 100.0], args=(onp.log(K_ROB),))
+        odeint(robertson, [1.0, 0.0, 0.0], [0.0, 1.0, 100.0], args=(onp.log(K_ROBERTSON),))
     assert rec.forward.nje >= 1              # Jacobians are only formed in the BDF phase
     assert rec.forward.method_switches >= 1  # ... so at least one Adams -> BDF switch happened

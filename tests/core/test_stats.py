@@ -8,12 +8,8 @@ import pytest
 from autograd import grad, hessian
 
 from odegrad import SolveInfo, SolveStats, odeint, record_stats
-
-METHODS = ("lsoda", "adams", "bdf")
-
-
-def _decay(y, t, k):
-    return -k * y
+from tests.problems import METHODS
+from tests.problems import decay as _decay
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -49,7 +49,7 @@ def test_planar_cnf_trace_is_exact(params):
     for t in (0.0, 0.6):
         _, trace = cnf.cnf_field(z, t, params)
         for i in range(4):
-            jac = jacobian(lambda x: cnf.cnf_field(x[None], t, params)[0][0])(z[i])
+            jac = jacobian(lambda x, t=t: cnf.cnf_field(x[None], t, params)[0][0])(z[i])
             np.testing.assert_allclose(trace[i], np.trace(jac), rtol=1e-10, atol=1e-12)
 
 
