@@ -1,9 +1,9 @@
 """Peak memory and wall time of one training step as the depth of the feature layers grows.
 
-Depth means: residual blocks for the ResNet, fixed RK4 steps for the RK-Net (4 dynamics
-evaluations each, all kept for backpropagation), and the solver tolerance for the ODE-Net,
-whose forward NFE grows as the tolerance shrinks while its adjoint gradient should keep the
-memory flat.
+Depth means: residual blocks for the ResNet, and the solver tolerance (``rtol = atol``) for the
+RK-Net and the ODE-Net, whose forward NFE grows as the tolerance shrinks.  The RK-Net's
+dopri5 keeps every evaluation for backpropagation (memory O(L~) in the forward NFE L~); the
+ODE-Net's adjoint gradient should keep the memory flat.
 
 Each configuration runs in a fresh subprocess (``--worker``), which builds the model and runs
 training steps *eagerly* (a :class:`tf.GradientTape` keeps exactly the tensors the backward
@@ -46,18 +46,18 @@ import numpy as np
 
 DEFAULT_SWEEP: dict[str, tuple[float, ...]] = {
     "resnet": (1, 2, 4, 6, 8),
-    "rknet": (1, 2, 4, 6),
+    "rknet": (1e-1, 1e-2, 1e-3, 1e-4),
     "odenet": (1e-1, 1e-2, 1e-3, 1e-4),
 }
-"""Depths per model: ResNet blocks, RK-Net RK4 steps, ODE-Net tolerances (``rtol = atol``)."""
+"""Depths per model: ResNet blocks, RK-Net (dopri5) and ODE-Net tolerances (``rtol = atol``)."""
 
 SMOKE_SWEEP: dict[str, tuple[float, ...]] = {
     "resnet": (1, 6),
-    "rknet": (1, 4),
+    "rknet": (1e-1, 1e-3),
     "odenet": (1e-1, 1e-3),
 }
 
-DEPTH_LABEL = {"resnet": "residual blocks", "rknet": "RK4 steps", "odenet": "tolerance"}
+DEPTH_LABEL = {"resnet": "residual blocks", "rknet": "tolerance", "odenet": "tolerance"}
 
 
 def _status_kb(field: str) -> int:
@@ -84,7 +84,8 @@ def measure_step(model_name: str, depth: float, batch_size: int = 128, timed_ste
     ----------
     model_name : {"resnet", "rknet", "odenet", "mlp"}
     depth : float
-        Residual blocks, RK4 steps, or ODE solver tolerance (ignored for the MLP).
+        Residual blocks, or the solver tolerance of the RK-Net's dopri5 or the ODE-Net (ignored
+        for the MLP).
     batch_size : int
     timed_steps : int
         Steps timed after the measured one.
@@ -107,7 +108,7 @@ def measure_step(model_name: str, depth: float, batch_size: int = 128, timed_ste
     if model_name == "resnet":
         config["resnet_blocks"] = int(depth)
     elif model_name == "rknet":
-        config["rk_steps"] = int(depth)
+        config.update(rk_method="dopri5", tol=float(depth))
     elif model_name == "odenet":
         config["tol"] = float(depth)
     keras.utils.set_random_seed(seed)
@@ -203,8 +204,8 @@ def fit_slope(depths: Sequence[float], values: Sequence[float]) -> tuple[float, 
 def summarize(rows: Sequence[dict]) -> dict[str, dict]:
     """Per model: the rows, and slopes of memory and time per unit of depth.
 
-    For the ResNet the unit is a residual block; for the RK-Net an RK4 step; for the
-    ODE-Net one forward dynamics evaluation (the x-axis is the measured forward NFE).
+    For the ResNet the unit is a residual block; for the RK-Net and the ODE-Net one forward
+    dynamics evaluation (the x-axis is the measured forward NFE of the tolerance sweep).
 
     Parameters
     ----------
@@ -218,8 +219,9 @@ def summarize(rows: Sequence[dict]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for name in sorted({r["model"] for r in rows}):
         mine = [r for r in rows if r["model"] == name]
-        xs = [r["nfe_forward"] if name == "odenet" else r["depth"] for r in mine]
-        unit = "forward NFE" if name == "odenet" else {"resnet": "block", "rknet": "RK4 step"}.get(name, "layer")
+        by_nfe = name in ("rknet", "odenet")
+        xs = [r["nfe_forward"] if by_nfe else r["depth"] for r in mine]
+        unit = "forward NFE" if by_nfe else {"resnet": "block"}.get(name, "layer")
         tf_slope, tf_icpt = fit_slope(xs, [r["tf_peak_mb"] for r in mine])
         rss = [r["rss_peak_mb"] for r in mine]
         rss_slope = fit_slope(xs, rss)[0] if all(v is not None for v in rss) else None

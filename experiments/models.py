@@ -13,8 +13,10 @@ released with the paper, ``--downsampling-method conv``), in NHWC layout:
   ODE block (:class:`odegrad.tf.ODEBlock`, adjoint gradients) whose dynamics are
   :class:`ODEFunc` (GroupNorm, ReLU, ConcatConv2d 3x3, GroupNorm, ReLU, ConcatConv2d 3x3,
   GroupNorm; the time is concatenated as an extra input channel); RK-Net = the same
-  dynamics integrated on ``[0, 1]`` by :class:`RKBlock`, a **fixed-step classical RK4**
-  written in TensorFlow and unrolled, gradients backpropagated directly through it;
+  dynamics integrated on ``[0, 1]`` by :class:`RKBlock`, by default the **adaptive
+  Dormand-Prince 5(4)** solver at the ODE-Net's tolerance written in TensorFlow
+  (:mod:`experiments.runge_kutta`), gradients backpropagated directly through all its
+  steps (as the paper's RK-Net); fixed-step classical RK4 is an option;
 * head: GroupNorm, ReLU, global average pooling, ``Dense(10)``.
 
 GroupNorm is :class:`keras.layers.GroupNormalization` with ``min(32, channels)`` groups and
@@ -39,6 +41,8 @@ from typing import Sequence
 import keras
 import numpy as np
 import tensorflow as tf
+
+from experiments.runge_kutta import dopri5, rk4
 
 MODEL_NAMES = ("mlp", "resnet", "rknet", "odenet")
 
@@ -150,46 +154,100 @@ class ODEFunc(keras.layers.Layer):
         return self.norm3(out)
 
 
-class RKBlock(keras.layers.Layer):
-    """RK-Net feature block: fixed-step RK4 on ``[t0, t1]``, backpropagated directly.
+RK_METHODS = ("dopri5", "rk4")
+"""Solvers of the RK-Net: adaptive Dormand-Prince 5(4) (the paper's) or fixed-step RK4."""
 
-    The integrator is unrolled in TensorFlow, so the gradient is ordinary reverse-mode
-    differentiation through every stage: memory grows linearly with ``steps`` (the paper's
-    O(L~)), unlike the adjoint ODE block.
+
+class RKBlock(keras.layers.Layer):
+    """RK-Net feature block: a Runge-Kutta solve on ``[t0, t1]``, backpropagated directly.
+
+    The solver (:mod:`experiments.runge_kutta`) is written in TensorFlow, so the gradient is
+    ordinary reverse-mode differentiation through every stage: the memory of a training
+    step grows linearly with the number of dynamics evaluations L~ (the paper's O(L~)),
+    unlike the adjoint ODE block.
+
+    * ``method="dopri5"`` (the paper's RK-Net): adaptive Dormand-Prince 5(4) at
+      ``rtol``/``atol``; L~ = ``2 + 6 * steps`` varies with the input and over training.
+    * ``method="rk4"``: ``steps`` fixed steps of classical RK4, L~ = ``4 * steps``.
+
+    NFE.  ``nfe_forward`` is the number of dynamics evaluations of the last call: a Python
+    ``int`` when read eagerly, and, for dopri5, a scalar ``int32`` tensor when read inside
+    the :func:`tf.function` that made the call (it is kept in a non-trainable
+    :class:`tf.Variable` outside the model's weights, assigned in :meth:`call`).
+    ``nfe_backward`` is 0: backpropagation evaluates the dynamics no further times; it runs
+    the vector-Jacobian product of each evaluation recorded by the forward pass instead, so
+    the backward work and memory follow ``nfe_forward``.  (The ODE-Net's ``nfe_backward``
+    counts evaluations of its adjoint system.)
 
     Parameters
     ----------
     func : keras.layers.Layer
         Dynamics with ``call(t, h)``.
-    steps : int
-        Number of RK4 steps; ``4 * steps`` evaluations of ``func`` per forward pass.
+    method : {"dopri5", "rk4"}
+        Solver.
+    steps : int, optional
+        RK4 steps (default 4); only with ``method="rk4"``.
+    rtol, atol : float
+        Tolerances of dopri5.
+    max_steps : int
+        Most dopri5 steps (accepted plus rejected) per call; beyond it the call raises
+        :class:`tf.errors.InvalidArgumentError`.
     t : tuple of float
         Integration interval.
+
+    Raises
+    ------
+    ValueError
+        If ``method`` is unknown, ``steps`` is given for dopri5 or is below 1, or the
+        tolerances are not positive.
     """
 
-    def __init__(self, func: keras.layers.Layer, steps: int = 4, t: tuple[float, float] = (0.0, 1.0), **kwargs) -> None:
+    def __init__(
+        self,
+        func: keras.layers.Layer,
+        method: str = "dopri5",
+        *,
+        steps: int | None = None,
+        rtol: float = 1e-3,
+        atol: float = 1e-3,
+        max_steps: int = 1000,
+        t: tuple[float, float] = (0.0, 1.0),
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
-        if steps < 1:
-            raise ValueError(f"RKBlock needs at least one step, got steps={steps}")
+        if method not in RK_METHODS:
+            raise ValueError(f"unknown RK-Net method {method!r}; choose one of {', '.join(RK_METHODS)}")
+        if method == "dopri5" and steps is not None:
+            raise ValueError("steps is the step count of method='rk4'; dopri5 chooses its steps from rtol/atol")
+        if method == "rk4":
+            steps = 4 if steps is None else int(steps)
+            if steps < 1:
+                raise ValueError(f"RKBlock needs at least one step, got steps={steps}")
+        if not (rtol > 0 and atol > 0):
+            raise ValueError(f"RKBlock needs positive tolerances, got rtol={rtol}, atol={atol}")
         self.func = func
-        self.steps = int(steps)
+        self.method = method
+        self.steps = steps
+        self.rtol, self.atol, self.max_steps = float(rtol), float(atol), int(max_steps)
         self.t0, self.t1 = float(t[0]), float(t[-1])
-        self.nfe_forward = 4 * self.steps
+        self._nfe = tf.Variable(0, dtype=tf.int32, trainable=False, name="nfe_forward")
         self.nfe_backward = 0
+
+    @property
+    def nfe_forward(self) -> int | tf.Tensor:
+        """Dynamics evaluations of the last call (a tensor inside a traced function, for dopri5)."""
+        if self.method == "rk4":
+            return 4 * self.steps
+        return int(self._nfe.numpy()) if tf.executing_eagerly() else self._nfe.read_value()
 
     def build(self, input_shape: tuple) -> None:
         self.built = True
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        dt = (self.t1 - self.t0) / self.steps
-        h = x
-        for i in range(self.steps):
-            t = tf.constant(self.t0 + i * dt, dtype=x.dtype)
-            k1 = self.func(t, h)
-            k2 = self.func(t + dt / 2, h + (dt / 2) * k1)
-            k3 = self.func(t + dt / 2, h + (dt / 2) * k2)
-            k4 = self.func(t + dt, h + dt * k3)
-            h = h + (dt / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
+        if self.method == "rk4":
+            return rk4(self.func, x, self.t0, self.t1, self.steps)
+        h, stats = dopri5(self.func, x, self.t0, self.t1, rtol=self.rtol, atol=self.atol, max_steps=self.max_steps)
+        self._nfe.assign(stats.nfe)
         return h
 
 
@@ -264,7 +322,8 @@ def build_model(
     name: str,
     *,
     resnet_blocks: int = 6,
-    rk_steps: int = 4,
+    rk_method: str = "dopri5",
+    rk_steps: int | None = None,
     tol: float = 1e-3,
     method: str = "adams",
     seed: int | None = None,
@@ -277,10 +336,14 @@ def build_model(
         Which model.
     resnet_blocks : int
         Residual blocks of the ResNet (6 in the paper).
-    rk_steps : int
-        Fixed RK4 steps of the RK-Net.
+    rk_method : {"dopri5", "rk4"}
+        Solver of the RK-Net (:class:`RKBlock`): adaptive dopri5 at ``tol`` (the paper's) or
+        fixed-step RK4.
+    rk_steps : int, optional
+        Fixed RK4 steps of the RK-Net (default 4); only with ``rk_method="rk4"``.
     tol : float
-        ``rtol = atol`` of the ODE-Net's solver (torchdiffeq's ``--tol``, default 1e-3).
+        ``rtol = atol`` of the ODE-Net's solver (torchdiffeq's ``--tol``, default 1e-3) and of
+        the RK-Net's dopri5.
     method : str
         Solver of the ODE block (passed to :class:`odegrad.tf.ODEBlock`).
     seed : int, optional
@@ -295,7 +358,9 @@ def build_model(
     Raises
     ------
     ValueError
-        If ``name`` is unknown or a depth is not positive.
+        If ``name`` is unknown, a depth is not positive, or ``rk_steps`` is given with
+        ``rk_method="dopri5"`` (checkpoints that stored only ``rk_steps`` were RK4: pass
+        ``rk_method="rk4"``).
     """
     if seed is not None:
         keras.utils.set_random_seed(seed)
@@ -311,7 +376,12 @@ def build_model(
             raise ValueError(f"resnet_blocks must be >= 0, got {resnet_blocks}")
         model = Classifier(downsampling(), [ResBlock(WIDTH) for _ in range(resnet_blocks)], classification_head(), "resnet")
     elif name == "rknet":
-        block = RKBlock(ODEFunc(WIDTH), steps=rk_steps, t=INTEGRATION_TIME)
+        if rk_method == "dopri5" and rk_steps is not None:
+            raise ValueError(
+                "rk_steps sets the fixed steps of rk_method='rk4'; the dopri5 RK-Net chooses its steps from tol. "
+                "Pass rk_method='rk4' with rk_steps (RK-Net checkpoints that store only rk_steps are RK4)."
+            )
+        block = RKBlock(ODEFunc(WIDTH), rk_method, steps=rk_steps, rtol=tol, atol=tol, t=INTEGRATION_TIME)
         model = Classifier(downsampling(), [block], classification_head(), "rknet")
     elif name == "odenet":
         from odegrad.tf import ODEBlock

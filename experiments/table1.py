@@ -18,9 +18,11 @@ Protocols (see :data:`experiments.training.PROTOCOLS`):
 * ``--smoke``: 1 epoch of 8 batches (1,024 images), first 1,000 test images.
 
 ``--epochs N`` overrides the number of epochs of any protocol (the decay epochs are kept).
-The RK-Net integrates the same dynamics as the ODE-Net with ``--rk-steps`` (default 4)
-fixed steps of classical RK4, backpropagated directly (16 dynamics evaluations per forward
-pass, about the ODE-Net's forward NFE at ``tol = 1e-3``).
+The RK-Net integrates the same dynamics as the ODE-Net with an adaptive Dormand-Prince 5(4)
+solver written in TensorFlow at the ODE-Net's ``--tol`` (default 1e-3), backpropagated directly
+through every step (the paper's RK-Net: its number of evaluations L~ varies with the input and
+over training); ``--rk-method rk4 --rk-steps N`` uses ``N`` fixed steps of classical RK4
+instead (``4 N`` evaluations).
 
 Each model trains in ``OUT/<model>/`` (``checkpoint.npz`` every epoch, automatic exact
 resume; ``results.json``).  Then :mod:`experiments.memory` measures peak memory and time of
@@ -41,7 +43,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from experiments import memory
-from experiments.models import MODEL_NAMES
+from experiments.models import MODEL_NAMES, RK_METHODS
 from experiments.training import PROTOCOLS, RESULTS, Protocol, protocol_for, train
 
 PAPER_TABLE1 = {
@@ -84,13 +86,43 @@ def make_protocol(quick: bool = False, smoke: bool = False, epochs: int | None =
     )
 
 
-def model_config(name: str, rk_steps: int, tol: float) -> dict[str, Any]:
-    """Keyword arguments of :func:`experiments.models.build_model` for ``name``."""
-    return {"rknet": {"rk_steps": rk_steps}, "odenet": {"tol": tol}}.get(name, {})
+def model_config(name: str, tol: float, rk_method: str = "dopri5", rk_steps: int | None = None) -> dict[str, Any]:
+    """Keyword arguments of :func:`experiments.models.build_model` for ``name``.
+
+    Parameters
+    ----------
+    name : str
+        Model name.
+    tol : float
+        ``rtol = atol`` of the ODE-Net's solver and of the RK-Net's dopri5.
+    rk_method : {"dopri5", "rk4"}
+        Solver of the RK-Net.
+    rk_steps : int, optional
+        Fixed steps of the RK-Net's RK4 (default 4); only with ``rk_method="rk4"``.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    ValueError
+        If ``rk_steps`` is given with dopri5.
+    """
+    if rk_method != "rk4" and rk_steps is not None:
+        raise ValueError(f"rk_steps applies to rk_method='rk4', not {rk_method!r}")
+    if rk_method == "rk4":
+        rknet = {"rk_method": "rk4", "rk_steps": 4 if rk_steps is None else rk_steps}
+    else:
+        rknet = {"rk_method": rk_method, "tol": tol}
+    return {"rknet": rknet, "odenet": {"tol": tol}}.get(name, {})
 
 
 def _configured_depth(name: str, config: dict) -> float | None:
-    return {"resnet": config.get("resnet_blocks", 6), "rknet": config.get("rk_steps"), "odenet": config.get("tol")}.get(name)
+    """The memory-sweep depth a trained model corresponds to (``None`` if the sweep has none)."""
+    if name == "rknet":
+        return config.get("tol") if config.get("rk_method", "dopri5") == "dopri5" else None
+    return {"resnet": config.get("resnet_blocks", 6), "odenet": config.get("tol")}.get(name)
 
 
 def _memory_cell(name: str, mem: dict | None, result: dict) -> tuple[str, str]:
@@ -173,13 +205,13 @@ def write_table(out: str | Path, command: str, names: Sequence[str] = MODEL_NAME
         lines.append(
             f"- memory: peak of TensorFlow's CPU allocator during one eager training step (batch {mem['batch_size']}) "
             "above the memory live before it, one fresh process per configuration (`python -m experiments.memory`); "
-            "slopes are least-squares fits against residual blocks (ResNet), RK4 steps (RK-Net) or the forward NFE "
-            "obtained by varying the tolerance (ODE-Net)."
+            "slopes are least-squares fits against residual blocks (ResNet) or the forward NFE obtained by varying "
+            "the tolerance (RK-Net's dopri5, ODE-Net)."
         )
         for name, info in mem["models"].items():
             pairs = ", ".join(
                 f"{r['depth']:g} -> {r['tf_peak_mb']:.0f} MB / {r['step_seconds']:.2f} s"
-                + (f" (NFE {r['nfe_forward']}/{r['nfe_backward']})" if name == "odenet" else "")
+                + (f" (NFE {r['nfe_forward']}/{r['nfe_backward']})" if name in ("rknet", "odenet") else "")
                 for r in info["rows"]
             )
             lines.append(f"- {name} sweep ({memory.DEPTH_LABEL.get(name, 'depth')}): {pairs}")
@@ -206,8 +238,9 @@ def run(
     data_dir: str | None,
     out: str | Path,
     *,
-    rk_steps: int = 4,
     tol: float = 1e-3,
+    rk_method: str = "dopri5",
+    rk_steps: int | None = None,
     resume: bool = True,
     measure_memory: bool = True,
     remeasure: bool = False,
@@ -223,10 +256,12 @@ def run(
     data_dir : str, optional
         MNIST directory (see :func:`experiments.mnist.resolve_data_dir`).
     out : str or path-like
-    rk_steps : int
-        RK4 steps of the RK-Net.
     tol : float
-        ODE-Net solver tolerance.
+        ``rtol = atol`` of the ODE-Net's solver and of the RK-Net's dopri5.
+    rk_method : {"dopri5", "rk4"}
+        Solver of the RK-Net.
+    rk_steps : int, optional
+        Fixed RK4 steps of the RK-Net (default 4); only with ``rk_method="rk4"``.
     resume : bool
         Resume from existing checkpoints.
     measure_memory : bool
@@ -248,7 +283,7 @@ def run(
     data = load_mnist(data_dir)
     for name in models:
         tic = time.perf_counter()
-        train(name, protocol_for(name, protocol), data, out / name, model_config=model_config(name, rk_steps, tol),
+        train(name, protocol_for(name, protocol), data, out / name, model_config=model_config(name, tol, rk_method, rk_steps),
               resume=resume, verbose=verbose, command=command)
         if verbose:
             print(f"[{name}] done in {time.perf_counter() - tic:.0f} s", flush=True)
@@ -277,8 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--smoke", action="store_true", help="8 batches, minutes in total")
     parser.add_argument("--data-dir", default=None, help="MNIST directory (default: $ODEGRAD_MNIST_DIR or ../shared/data/mnist)")
     parser.add_argument("--out", default="runs/table1")
-    parser.add_argument("--rk-steps", type=int, default=4, help="fixed RK4 steps of the RK-Net")
-    parser.add_argument("--tol", type=float, default=1e-3, help="ODE-Net rtol = atol")
+    parser.add_argument("--rk-method", choices=RK_METHODS, default="dopri5",
+                        help="RK-Net solver: adaptive dopri5 at --tol, backpropagated through its steps (the paper's "
+                             "RK-Net, default), or fixed-step rk4")
+    parser.add_argument("--rk-steps", type=int, default=None,
+                        help="fixed steps of the RK-Net's rk4 (default 4; only with --rk-method rk4)")
+    parser.add_argument("--tol", type=float, default=1e-3,
+                        help="rtol = atol of the ODE-Net's solver and of the RK-Net's dopri5 (default 1e-3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0,
                         help="TensorFlow intra- and inter-op threads (default 0: one per core)")
@@ -292,7 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> Path:
     """Entry point of ``python -m experiments.table1``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.rk_steps is not None and args.rk_method != "rk4":
+        parser.error("--rk-steps sets the fixed steps of --rk-method rk4; dopri5 chooses its steps from --tol")
     if args.threads:
         import tensorflow as tf
 
@@ -301,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     protocol = make_protocol(args.quick, args.smoke, args.epochs, args.batch_size, args.seed, args.full)
     models = MODEL_NAMES if args.model == "all" else (args.model,)
     command = "python -m experiments.table1 " + shlex.join(argv)
-    return run(models, protocol, args.data_dir, args.out, rk_steps=args.rk_steps, tol=args.tol,
+    return run(models, protocol, args.data_dir, args.out, tol=args.tol, rk_method=args.rk_method, rk_steps=args.rk_steps,
                resume=args.resume, measure_memory=not args.no_memory, remeasure=args.remeasure,
                command=command.strip())
 

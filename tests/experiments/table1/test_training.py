@@ -25,7 +25,7 @@ from experiments.training import (
 )
 
 TINY = Protocol("tiny", epochs=2, batch_size=8, train_size=16, test_size=8, seed=3)
-CONFIGS = {"mlp": {}, "resnet": {"resnet_blocks": 1}, "rknet": {"rk_steps": 1}, "odenet": {"tol": 0.1}}
+CONFIGS = {"mlp": {}, "resnet": {"resnet_blocks": 1}, "rknet": {"rk_method": "dopri5", "tol": 0.1}, "odenet": {"tol": 0.1}}
 
 
 @pytest.fixture(scope="module")
@@ -98,14 +98,36 @@ def test_one_epoch_each_model(name: str, data: MNIST, tmp_path: Path) -> None:
     if name == "odenet":
         assert entry["nfe_forward"] > 0 and entry["nfe_backward"] > 0
     if name == "rknet":
-        assert entry["nfe_forward"] == 4
+        per_step = load_checkpoint_state(tmp_path / name)["log"][0]["nfe_forward_per_step"]
+        assert all(n > 2 and (n - 2) % 6 == 0 for n in per_step) and entry["nfe_backward"] == 0
     saved = json.loads((tmp_path / name / RESULTS).read_text())
     assert saved["params"] == result["params"]
 
 
+def test_rknet_fixed_rk4_option_trains(data: MNIST, tmp_path: Path) -> None:
+    protocol = dataclasses.replace(TINY, epochs=1)
+    config = table1.model_config("rknet", 1e-3, "rk4", 1)
+    assert config == {"rk_method": "rk4", "rk_steps": 1}
+    result = train("rknet", protocol, data, tmp_path, model_config=config, verbose=0)
+    assert load_checkpoint_state(tmp_path)["log"][0]["nfe_forward_per_step"] == [4, 4]
+    assert result["params"] == 208_266
+
+
+def test_table1_rknet_configuration() -> None:
+    assert table1.model_config("rknet", 1e-2) == {"rk_method": "dopri5", "tol": 1e-2}
+    assert table1.model_config("rknet", 1e-2, "rk4") == {"rk_method": "rk4", "rk_steps": 4}
+    assert table1.model_config("odenet", 1e-2, "rk4", 3) == {"tol": 1e-2}
+    with pytest.raises(ValueError, match="rk_method='rk4'"):
+        table1.model_config("rknet", 1e-3, "dopri5", 4)
+    args = table1.build_parser().parse_args(["--model", "rknet"])
+    assert (args.rk_method, args.rk_steps, args.tol) == ("dopri5", None, 1e-3)
+    with pytest.raises(SystemExit):
+        table1.main(["--model", "rknet", "--rk-steps", "4", "--smoke"])
+
+
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_resume_gives_identical_weights(name: str, data: MNIST, tmp_path: Path) -> None:
-    config = {**CONFIGS[name], "rk_steps": 2} if name == "rknet" else CONFIGS[name]
+    config = CONFIGS[name]
     straight = train(name, TINY, data, tmp_path / "straight", model_config=config, verbose=0)
     first = train(name, TINY, data, tmp_path / "resumed", model_config=config, max_epochs=1, verbose=0)
     assert not first["finished"] and load_checkpoint_state(tmp_path / "resumed")["epoch"] == 1
