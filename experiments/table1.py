@@ -283,7 +283,8 @@ def run(
     data = load_mnist(data_dir)
     for name in models:
         tic = time.perf_counter()
-        train(name, protocol_for(name, protocol), data, out / name, model_config=model_config(name, tol, rk_method, rk_steps),
+        config = model_config(name, tol, rk_method, rk_steps)
+        train(name, protocol_for(name, protocol), data, out / name, model_config=config,
               resume=resume, verbose=verbose, command=command)
         if verbose:
             print(f"[{name}] done in {time.perf_counter() - tic:.0f} s", flush=True)
@@ -344,9 +345,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     protocol = make_protocol(args.quick, args.smoke, args.epochs, args.batch_size, args.seed, args.full)
     models = MODEL_NAMES if args.model == "all" else (args.model,)
     command = "python -m experiments.table1 " + shlex.join(argv)
-    return run(models, protocol, args.data_dir, args.out, tol=args.tol, rk_method=args.rk_method, rk_steps=args.rk_steps,
-               resume=args.resume, measure_memory=not args.no_memory, remeasure=args.remeasure,
-               command=command.strip())
+    return run(models, protocol, args.data_dir, args.out, tol=args.tol, rk_method=args.rk_method,
+               rk_steps=args.rk_steps, resume=args.resume, measure_memory=not args.no_memory,
+               remeasure=args.remeasure, command=command.strip())
 
 
 if __name__ == "__main__":

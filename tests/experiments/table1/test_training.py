@@ -25,7 +25,12 @@ from experiments.training import (
 )
 
 TINY = Protocol("tiny", epochs=2, batch_size=8, train_size=16, test_size=8, seed=3)
-CONFIGS = {"mlp": {}, "resnet": {"resnet_blocks": 1}, "rknet": {"rk_method": "dopri5", "tol": 0.1}, "odenet": {"tol": 0.1}}
+CONFIGS = {
+    "mlp": {},
+    "resnet": {"resnet_blocks": 1},
+    "rknet": {"rk_method": "dopri5", "tol": 0.1},
+    "odenet": {"tol": 0.1},
+}
 
 
 @pytest.fixture(scope="module")
