@@ -21,8 +21,8 @@ try:
     import tensorflow as tf
 except ImportError as exc:  # pragma: no cover - exercised only without TensorFlow
     raise ImportError(
-        "odegrad.tf needs TensorFlow; install it with `pip install odegrad[tf]` "
-        "(or `pip install tensorflow`)."
+        "odegrad.tf needs TensorFlow; install it with `pip install -e \".[tf]\"` in a clone of odegrad, "
+        "`pip install \"odegrad[tf]\"` otherwise (or `pip install tensorflow`)."
     ) from exc
 
 from . import solvers
