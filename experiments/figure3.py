@@ -28,6 +28,7 @@ import csv
 import io
 import json
 import os
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -194,7 +195,8 @@ def plot(rows: Sequence[dict], train: dict[str, list[float]], path: str | os.Pat
     ax.set(xlabel="training epoch", ylabel="NFE forward", title="(d) NFE over training")
     ax.legend(fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=10, color="C3" if title.startswith("SMOKE") else "black")
+        fig.suptitle("\n".join(textwrap.wrap(title, 100)), fontsize=10,
+                     color="C3" if title.startswith("SMOKE") else "black")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
