@@ -65,12 +65,6 @@ def test_commands_without_extras_still_run(tmp_path: Path) -> None:
     assert proc.returncode == 0 and "--download" in proc.stdout
 
 
-def test_odegrad_tf_without_tensorflow_gives_both_install_commands(tmp_path: Path) -> None:
-    proc = run_without(tmp_path, "tensorflow", "-c", "import odegrad.tf")
-    assert proc.returncode == 1
-    assert 'pip install -e ".[tf]"' in proc.stderr and 'pip install "odegrad[tf]"' in proc.stderr
-
-
 def test_missing_modules_sees_a_blocked_import(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "keras", None)
     assert cli.missing_modules(["keras", "numpy", "no_such_package_here"]) == ["keras", "no_such_package_here"]

@@ -186,7 +186,7 @@ def test_core_imports_without_tensorflow():
             "assert 'odegrad.tf' not in sys.modules\n"
             "try:\n    import odegrad.tf\nexcept ImportError as e:\n    print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "pip install odegrad[tf]" in out.stdout
+    assert 'pip install -e ".[tf]"' in out.stdout and 'pip install "odegrad[tf]"' in out.stdout
 
 
 @pytest.mark.skipif(not tf.config.list_physical_devices("GPU"), reason="needs a GPU")
