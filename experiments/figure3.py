@@ -252,8 +252,8 @@ def require_checkpoint(run_dir: str | os.PathLike[str]) -> Path:
     out = run_dir.parent if run_dir.name == "odenet" else run_dir
     raise FileNotFoundError(
         f"no {CHECKPOINT} in {run_dir}: figure 3 needs a trained ODE-Net. Train one with "
-        f"`python -m experiments.table1 --model odenet --quick --out {out}` (about 6 minutes on 2 CPU cores; "
-        f"--smoke instead of --quick for a one-minute pipeline check), which writes {out / 'odenet' / CHECKPOINT}, "
+        f"`python -m experiments.table1 --model odenet --quick --out {out}` (--smoke instead of --quick for a "
+        f"pipeline check of a few minutes), which writes {out / 'odenet' / CHECKPOINT}, "
         f"then run `python -m experiments.figure3 --run {out / 'odenet'}`"
     )
 

@@ -8,7 +8,8 @@ Trains MLP, ResNet, RK-Net and ODE-Net for one epoch of 8 batches (1,024 MNIST i
 ``--smoke`` in :mod:`experiments.table1`), measures memory/time at two depths per model with
 batch 32, writes ``OUT/table1.md``, then Figure 3 from the ODE-Net run on 32 test images
 and 4 tolerances (reference 1e-6) (``OUT/odenet/figure3.png``); both say that they come from a
-smoke run.  About 5 minutes on 2 CPU cores (:data:`experiments.table1.DURATIONS`).  Existing
+smoke run.  5.3 CPU-minutes on a 2-core AMD EPYC, 11 minutes wall there while other jobs shared
+the cores (:data:`experiments.table1.DURATIONS`).  Existing
 checkpoints in ``OUT`` are resumed (a finished run is not retrained); pass ``--fresh`` to
 delete ``OUT`` and start over.
 """

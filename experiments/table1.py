@@ -67,14 +67,17 @@ PAPER_TABLE1 = {
 """Table 1 of the paper (L = layers, L~ = solver evaluations)."""
 
 DURATIONS = {
-    "smoke": "about 5 min",
-    "quick": "about 15 min",
-    "full": "about 2 h for the ResNet, most of a day for all four models",
+    "smoke": "5.3 CPU-minutes; 11 min wall measured on 2 cores shared with other jobs",
+    "quick": "about 15 min on 2 cores (13.5 min in the README's measurement), longer on shared ones",
+    "full": "an estimated 4+ h on 2 idle cores, not measured",
 }
-"""Wall time of ``--model all`` per budget on a 2-core AMD EPYC (AVX2), memory sweep included.
+"""Cost of ``--model all`` per budget on a 2-core AMD EPYC (AVX2), memory sweep included.
 
-smoke: ``python -m experiments.smoke`` measured; quick: ``--quick --model all`` measured at
-13.5 min; full: extrapolated from the per-step times of the quick run (468 steps per epoch)."""
+smoke: ``python -m experiments.smoke`` (all four models, memory sweep, Figure 3) used 298 s
+user + 20 s system CPU and 654 s wall while five other CPU-bound jobs shared the two cores;
+quick: 13.5 min wall as measured for the README (experiments/results/quick/); full: 12 epochs of 468
+steps per model at the quick run's step times (ResNet 0.21 s, RK-Net 0.45 s, ODE-Net 1.6 s)
+give about 4 h of training, more as the ODE-Net's NFE grows."""
 
 
 def make_protocol(quick: bool = False, smoke: bool = False, epochs: int | None = None,
@@ -339,12 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="training batch size; the learning rate scales with it / 128 (default: %(default)s)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--full", action="store_true",
-                        help=f"all 60k images, 12 epochs, lr 0.1/0.01/0.001 ({DURATIONS['full']} on 2 CPU cores)")
+                        help=f"all 60k images, 12 epochs, lr 0.1/0.01/0.001 ({DURATIONS['full']})")
     budget.add_argument("--quick", action="store_true",
-                        help=f"3 epochs on 8k images ({DURATIONS['quick']} for all models on 2 CPU cores)")
+                        help=f"3 epochs on 8k images, full test set ({DURATIONS['quick']})")
     budget.add_argument("--smoke", action="store_true",
-                        help=f"1 epoch of 8 batches ({DURATIONS['smoke']} for all models, memory sweep and "
-                             "figure in `python -m experiments.smoke`)")
+                        help="1 epoch of 8 batches on 1,024 images: minutes (`python -m experiments.smoke`, which "
+                             f"adds Figure 3: {DURATIONS['smoke']})")
     add_data_arguments(parser)
     parser.add_argument("--out", default="runs/table1",
                         help="run directory: OUT/<model>/ checkpoints, OUT/memory.json, OUT/table1.md (default: %(default)s)")
