@@ -134,11 +134,7 @@ def test_download_writes_each_file_whole(tmp_path: Path, monkeypatch: pytest.Mon
     requested = []
 
     class Response(io.BytesIO):
-        def __enter__(self) -> "Response":
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            self.close()
+        """What ``urlopen`` returns: a readable context manager."""
 
     def urlopen(url: str, timeout: float) -> Response:
         requested.append(url)
