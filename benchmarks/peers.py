@@ -45,6 +45,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from experiments.atomic import write_atomic
+
 from . import problems as P
 
 COLUMNS = ["implementation", "forward s", "gradient s", "grad/fwd", "fwd NFE", "bwd NFE",
@@ -517,8 +519,7 @@ def run(argv: list[str] | None = None, stream=None) -> str:
     if args.cell:
         problem_name, impl = args.cell
         result = _run_cell_guarded(problem_name, impl, args.repeats, args.timeout)
-        with open(args.cell_out, "w") as fh:
-            json.dump(result, fh)
+        write_atomic(args.cell_out, json.dumps(result))
         return ""
     repeats = 1 if args.quick and args.repeats is None else (args.repeats or 5)
     timeout = args.timeout if args.timeout is not None else (20.0 if args.quick else 60.0)
@@ -548,14 +549,14 @@ def run(argv: list[str] | None = None, stream=None) -> str:
         lines += section
     text = "\n".join(lines) + "\n"
     if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text)
+        write_atomic(args.out, text)
     return text
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.peers", description=__doc__.split("\n")[0])
-    parser.add_argument("--problems", nargs="+", default=list(P.PROBLEMS), choices=list(P.PROBLEMS))
+    parser.add_argument("--problems", nargs="+", default=list(P.PROBLEMS), choices=list(P.PROBLEMS),
+                        help="problems to time (default: all)")
     parser.add_argument("--impls", nargs="+", default=None,
                         help="only these implementations (e.g. odegrad autograd fd jax, or odegrad:adams)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per cell (default 5; 1 with --quick)")

@@ -135,9 +135,10 @@ def gradient_profile(problem: P.Problem, variant: str = "lsoda", top: int = 25) 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.split("\n")[0])
-    parser.add_argument("--problems", nargs="+", default=["kinetics", "spiral-mlp"], choices=list(P.PROBLEMS))
+    parser.add_argument("--problems", nargs="+", default=["kinetics", "spiral-mlp"], choices=list(P.PROBLEMS),
+                        help="problems to profile (default: kinetics spiral-mlp)")
     parser.add_argument("--variant", default=None, help="odegrad variant, e.g. lsoda, adams+seminorm")
-    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--top", type=int, default=25, help="cProfile entries shown (default: %(default)s)")
     args = parser.parse_args(argv)
     for name in args.problems:
         problem = P.get(name)

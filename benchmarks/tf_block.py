@@ -172,9 +172,9 @@ def render(rows: dict[str, dict[str, float] | None], command: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.tf_block", description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--tol", type=float, default=1e-3)
-    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats; medians are reported (default: %(default)s)")
+    parser.add_argument("--tol", type=float, default=1e-3, help="solver rtol = atol (default: %(default)s)")
+    parser.add_argument("--batch", type=int, default=128, help="feature maps per batch (default: %(default)s)")
     parser.add_argument("--out", help="also write the Markdown table to this file")
     args = parser.parse_args(argv)
     command = "python -m benchmarks.tf_block " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -186,8 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = render(rows, command.strip())
     print(table)
     if args.out:
-        with open(args.out, "w") as handle:
-            handle.write(table + "\n")
+        from experiments.atomic import write_atomic
+
+        write_atomic(args.out, table + "\n")
     return 0
 
 

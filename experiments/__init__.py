@@ -16,4 +16,11 @@ figure3
     The four NFE panels of Figure 3 from a trained ODE-Net run.
 smoke
     A few-minute end-to-end run of all of the above on a slice of MNIST.
+
+Shared by all of them: ``cli`` (what ``python -m experiments.X`` does before TensorFlow starts:
+the check for the optional packages and quiet TensorFlow logs) and ``atomic`` (atomic writes).
 """
+
+from experiments.cli import prepare_command_line
+
+prepare_command_line()

@@ -342,22 +342,24 @@ def plot_maximum_likelihood(models: dict, data_fns: dict, path: Path, t_end: flo
 
 def main(argv: list[str] | None = None) -> dict:
     """Command-line entry point; returns the JSON summary."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m experiments.cnf", description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 8, 32, 64],
                     help="K = M values for density matching")
-    ap.add_argument("--targets", nargs="+", default=["U1", "U2", "U3"])
+    ap.add_argument("--targets", nargs="+", default=["U1", "U2", "U3"],
+                    help="target densities of the density-matching fits (default: U1 U2 U3)")
     ap.add_argument("--iters", type=int, default=150, help="Adam steps per density-matching fit")
     ap.add_argument("--nf-iters", type=int, default=None,
                     help="steps for the planar NF (default: same as --iters)")
     ap.add_argument("--batch", type=int, default=128, help="samples per step")
     ap.add_argument("--ml-iters", type=int, default=300, help="Adam steps per maximum-likelihood fit")
     ap.add_argument("--ml-units", type=int, default=64, help="M of the maximum-likelihood CNF")
-    ap.add_argument("--lr", type=float, default=2e-2)
+    ap.add_argument("--lr", type=float, default=2e-2, help="Adam step size (default: %(default)s)")
     ap.add_argument("--quick", action="store_true", help="smoke run: sizes 1 8, 15 steps")
-    ap.add_argument("--skip-ml", action="store_true")
-    ap.add_argument("--skip-dm", action="store_true")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--skip-ml", action="store_true", help="leave out the maximum-likelihood fits (Fig. 5)")
+    ap.add_argument("--skip-dm", action="store_true", help="leave out the density-matching fits (Fig. 4)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the initial parameters and samples (default: %(default)s)")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                    help="directory of the figures and cnf.json (default: experiments/figures)")
     args = ap.parse_args(argv)
     if args.quick:
         args.sizes, args.iters, args.ml_iters, args.ml_units = [1, 8], 15, 15, 16

@@ -15,22 +15,29 @@ and once at ``--ref-tol`` (default 1e-7) as the reference.  Panels:
     the tolerance sweep (loss = cross-entropy on the same images);
 (d) forward NFE over training: mean per epoch (line) and every step (dots).
 
-Writes ``figure3.png`` (2x2, Agg backend), ``figure3.csv`` (the tolerance sweep) and
+Writes ``figure3.png`` (2x2, Agg backend; its title names the training protocol, and says so
+when the model comes from a smoke run), ``figure3.csv`` (the tolerance sweep) and
 ``figure3.json`` (every number behind every panel) into ``--out`` (default: the run
-directory).
+directory), each atomically.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from experiments.atomic import write_atomic
+from experiments.cli import add_verbose_argument
+from experiments.mnist import add_data_arguments, data_dir_from_args
 
 DEFAULT_TOLS = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5)
 
@@ -143,7 +150,7 @@ def training_nfe(log: Sequence[dict]) -> dict[str, list[float]]:
     return out
 
 
-def plot(rows: Sequence[dict], train: dict[str, list[float]], path: str | os.PathLike[str]) -> None:
+def plot(rows: Sequence[dict], train: dict[str, list[float]], path: str | os.PathLike[str], title: str = "") -> None:
     """Draw the 2x2 figure.
 
     Parameters
@@ -153,7 +160,9 @@ def plot(rows: Sequence[dict], train: dict[str, list[float]], path: str | os.Pat
     train : dict
         Output of :func:`training_nfe`.
     path : str or path-like
-        PNG file.
+        PNG file (written atomically).
+    title : str
+        Title above the four panels (see :func:`figure_title`).
     """
     import matplotlib
 
@@ -185,9 +194,68 @@ def plot(rows: Sequence[dict], train: dict[str, list[float]], path: str | os.Pat
     ax.plot(train["epoch"], train["nfe_forward"], "o-", color="C1", label="epoch mean")
     ax.set(xlabel="training epoch", ylabel="NFE forward", title="(d) NFE over training")
     ax.legend(fontsize=8)
+    if title:
+        fig.suptitle("\n".join(textwrap.wrap(title, 100)), fontsize=10,
+                     color="C3" if title.startswith("SMOKE") else "black")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
+    write_atomic(path, buffer.getvalue())
+
+
+def figure_title(protocol: dict, images: int) -> str:
+    """The figure's title: which training protocol, on how much data; a smoke run says so first.
+
+    Parameters
+    ----------
+    protocol : dict
+        The run's protocol (:meth:`experiments.training.Protocol.to_json`).
+    images : int
+        Test images of the tolerance sweep.
+
+    Returns
+    -------
+    str
+    """
+    train_images = f"{protocol['train_size']:,}" if protocol.get("train_size") else "all"
+    epochs = protocol["epochs"]
+    text = (f"ODE-Net trained with the '{protocol['name']}' protocol ({epochs} epoch{'s' if epochs != 1 else ''}, "
+            f"{train_images} training images); tolerance sweep on {images} test images")
+    if protocol["name"] == "smoke":
+        text = "SMOKE RUN (a pipeline check, not a result): " + text
+    return text
+
+
+def require_checkpoint(run_dir: str | os.PathLike[str]) -> Path:
+    """Return ``run_dir/checkpoint.npz``, or say which command makes it.
+
+    Parameters
+    ----------
+    run_dir : str or path-like
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no checkpoint; the message gives the training command for this directory.
+    """
+    from experiments.training import CHECKPOINT
+
+    run_dir = Path(run_dir)
+    path = run_dir / CHECKPOINT
+    if path.is_file():
+        return path
+    out = run_dir.parent if run_dir.name == "odenet" else run_dir
+    raise FileNotFoundError(
+        f"no {CHECKPOINT} in {run_dir}: figure 3 needs a trained ODE-Net. Train one with "
+        f"`python -m experiments.table1 --model odenet --quick --out {out}` (--smoke instead of --quick for a "
+        f"pipeline check of a few minutes), which writes {out / 'odenet' / CHECKPOINT}, "
+        f"then run `python -m experiments.figure3 --run {out / 'odenet'}`"
+    )
 
 
 def make_figure(
@@ -218,11 +286,16 @@ def make_figure(
 
     Raises
     ------
+    FileNotFoundError
+        If ``run_dir`` holds no checkpoint; the message names the command that makes one.
+    experiments.training.CheckpointError
+        If the checkpoint cannot be read.
     ValueError
         If the run is not an ODE-Net.
     """
     from experiments.training import load_checkpoint_state, restore_model
 
+    require_checkpoint(run_dir)
     state = load_checkpoint_state(run_dir)
     if state["model"] != "odenet":
         raise ValueError(f"{run_dir} holds a {state['model']} run; figure 3 needs an odenet run")
@@ -231,23 +304,26 @@ def make_figure(
     rows = tolerance_sweep(model, images, labels, tols, ref_tol, method)
     train = training_nfe(state["log"])
     out = Path(out or run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "figure3.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(out / "figure3.csv", table.getvalue())
+    title = figure_title(state["protocol"], len(images))
     payload = {
         "run": str(run_dir),
         "images": int(len(images)),
         "ref_tol": ref_tol,
         "method": method,
         "trained_tol": state["model_config"].get("tol"),
+        "protocol": state["protocol"],
+        "title": title,
         "panel_a_b_c_sweep": rows,
         "panel_c_d_training": train,
     }
-    (out / "figure3.json").write_text(json.dumps(payload, indent=2))
+    write_atomic(out / "figure3.json", json.dumps(payload, indent=2))
     png = out / "figure3.png"
-    plot(rows, train, png)
+    plot(rows, train, png, title)
     return png
 
 
@@ -255,15 +331,22 @@ def main(argv: Sequence[str] | None = None) -> Path:
     """Entry point of ``python -m experiments.figure3``."""
     from experiments.mnist import load_mnist
 
-    parser = argparse.ArgumentParser(description="Figure 3 (NFE statistics) of a trained ODE-Net")
-    parser.add_argument("--run", required=True, help="ODE-Net run directory (holds checkpoint.npz)")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--images", type=int, default=128, help="test images in the evaluation batch")
-    parser.add_argument("--tols", type=float, nargs="+", default=list(DEFAULT_TOLS))
-    parser.add_argument("--ref-tol", type=float, default=1e-7)
+    parser = argparse.ArgumentParser(prog="python -m experiments.figure3",
+                                     description="Figure 3 (NFE statistics) of a trained ODE-Net")
+    parser.add_argument("--run", required=True,
+                        help="ODE-Net run directory holding checkpoint.npz, e.g. runs/table1/odenet "
+                             "(made by `python -m experiments.table1 --model odenet`)")
+    add_data_arguments(parser)
+    parser.add_argument("--images", type=int, default=128, help="test images in the evaluation batch (default: %(default)s)")
+    parser.add_argument("--tols", type=float, nargs="+", default=list(DEFAULT_TOLS),
+                        help="solver tolerances rtol = atol of the sweep (default: 0.1 down to 3e-5)")
+    parser.add_argument("--ref-tol", type=float, default=1e-7,
+                        help="tolerance of the reference solve that panel (a) measures errors against (default: %(default)s)")
     parser.add_argument("--out", default=None, help="output directory (default: --run)")
+    add_verbose_argument(parser)
     args = parser.parse_args(argv)
-    data = load_mnist(args.data_dir)
+    require_checkpoint(args.run)
+    data = load_mnist(data_dir_from_args(args))
     png = make_figure(args.run, data.x_test[: args.images], data.y_test[: args.images], args.out, args.tols, args.ref_tol)
     print(f"wrote {png}")
     return png

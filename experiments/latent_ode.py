@@ -472,17 +472,21 @@ def plot_poisson(events: list[np.ndarray], phases: np.ndarray, p: dict, t_end: f
 
 def main(argv: list[str] | None = None) -> dict:
     """Command-line entry point; returns the JSON summary."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n-obs", type=int, nargs="+", default=[30, 50, 100])
-    ap.add_argument("--n-spirals", type=int, default=1000)
-    ap.add_argument("--n-train", type=int, default=800)
+    ap = argparse.ArgumentParser(prog="python -m experiments.latent_ode", description=__doc__.split("\n")[0])
+    ap.add_argument("--n-obs", type=int, nargs="+", default=[30, 50, 100],
+                    help="observed points per training spiral, one Table 2 row each (default: 30 50 100)")
+    ap.add_argument("--n-spirals", type=int, default=1000, help="spirals generated (default: %(default)s)")
+    ap.add_argument("--n-train", type=int, default=800,
+                    help="of which used for training, the rest for testing (default: %(default)s)")
     ap.add_argument("--iters", type=int, default=200, help="Adam steps per model and n")
-    ap.add_argument("--batch", type=int, default=50)
-    ap.add_argument("--lr", type=float, default=1e-2)
-    ap.add_argument("--poisson-iters", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=50, help="spirals per Adam step (default: %(default)s)")
+    ap.add_argument("--lr", type=float, default=1e-2, help="Adam step size (default: %(default)s)")
+    ap.add_argument("--poisson-iters", type=int, default=200,
+                    help="Adam steps of the Poisson-process fit (Fig. 7) (default: %(default)s)")
     ap.add_argument("--quick", action="store_true", help="smoke run (n=30 only, 10 steps)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the data and initial parameters (default: %(default)s)")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                    help="directory of the figures and latent_ode.json (default: experiments/figures)")
     args = ap.parse_args(argv)
     if args.quick:
         args.n_obs, args.iters, args.poisson_iters = [30], 10, 10

@@ -185,14 +185,16 @@ def plot(systems: list[System], results: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     """Command-line entry point; returns the JSON summary."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m experiments.learn_dynamics", description=__doc__.split("\n")[0])
     ap.add_argument("--iters", type=int, default=400, help="Adam steps per system")
     ap.add_argument("--quick", action="store_true", help="smoke run (40 steps per system)")
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--batch-time", type=int, default=10)
-    ap.add_argument("--lr", type=float, default=1e-2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--batch-size", type=int, default=16,
+                    help="trajectory segments per Adam step (default: %(default)s)")
+    ap.add_argument("--batch-time", type=int, default=10, help="time points per segment (default: %(default)s)")
+    ap.add_argument("--lr", type=float, default=1e-2, help="Adam step size (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the data and initial parameters (default: %(default)s)")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                    help="directory of learn_dynamics.png/.json (default: experiments/figures)")
     args = ap.parse_args(argv)
     iters = 40 if args.quick else args.iters
     systems = make_systems()

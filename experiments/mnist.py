@@ -9,8 +9,10 @@ labels), the item count (60000 train / 10000 test), the 28x28 image size, and th
 payload length matches the header.  Anything missing or wrong raises
 :class:`MNISTDataError` naming the directory and the expected files.
 
-Nothing is downloaded unless asked: ``python -m experiments.mnist --download --data-dir D``
-(or :func:`download_mnist`) fetches the files from the standard mirrors.
+Nothing is downloaded unless asked: ``--download`` (of ``python -m experiments.mnist``, and of
+the ``table1``, ``smoke`` and ``figure3`` commands, all through :func:`add_data_arguments`) or
+:func:`download_mnist` fetch the missing files from the standard mirrors into the directory
+above (``../shared/data/mnist`` is created if nothing else is given).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
+
+from experiments.atomic import write_atomic
 
 ENV_VAR = "ODEGRAD_MNIST_DIR"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -73,13 +77,15 @@ def _expected_listing(directory: Path) -> str:
     return f"{directory} (expected files: {', '.join(FILES)})"
 
 
-def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None, *, for_download: bool = False) -> Path:
     """Return the MNIST directory to use.
 
     Parameters
     ----------
     data_dir : str or path-like, optional
         Explicit directory; wins over the environment.
+    for_download : bool
+        The directory is a download target: the default is returned even if it does not exist.
 
     Returns
     -------
@@ -90,14 +96,15 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     Raises
     ------
     MNISTDataError
-        If no directory is given, the variable is unset and the default does not exist.
+        If no directory is given, the variable is unset and the default does not exist
+        (and ``for_download`` is False).
     """
     if data_dir is not None:
         return Path(data_dir).expanduser()
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser()
-    if DEFAULT_DIR.is_dir():
+    if DEFAULT_DIR.is_dir() or for_download:
         return DEFAULT_DIR
     raise MNISTDataError(
         f"no MNIST directory: pass --data-dir, set {ENV_VAR}, or create {DEFAULT_DIR}; "
@@ -239,31 +246,62 @@ def download_mnist(
             continue
         errors = []
         for base in mirrors:
-            partial = target.with_suffix(target.suffix + ".part")
             try:
                 with urllib.request.urlopen(base + name, timeout=timeout) as response:
-                    partial.write_bytes(response.read())
-                os.replace(partial, target)
+                    write_atomic(target, response.read())
                 break
             except OSError as exc:
                 errors.append(f"{base}{name}: {exc}")
-                partial.unlink(missing_ok=True)
         else:
             raise MNISTDataError(f"could not download {name} into {directory}: " + "; ".join(errors))
     load_mnist(directory)
     return directory
 
 
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--data-dir`` and ``--download`` to a command's parser (see :func:`data_dir_from_args`).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    """
+    parser.add_argument("--data-dir", default=None,
+                        help=f"MNIST directory (default: ${ENV_VAR}, else {DEFAULT_DIR})")
+    parser.add_argument("--download", action="store_true",
+                        help="first fetch the MNIST files missing from that directory from the standard mirrors")
+
+
+def data_dir_from_args(args: argparse.Namespace) -> str | None:
+    """Download the MNIST files if ``args.download`` asks for it; return ``args.data_dir``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed by a parser given :func:`add_data_arguments`.
+
+    Returns
+    -------
+    str or None
+        The ``--data-dir`` given, or the download directory when ``--download`` had to choose one.
+
+    Raises
+    ------
+    MNISTDataError
+        If a download fails or the files are then not valid.
+    """
+    if not args.download:
+        return args.data_dir
+    return str(download_mnist(resolve_data_dir(args.data_dir, for_download=True)))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Check (and with ``--download`` fetch) the MNIST files; print a summary."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None, help=f"MNIST directory (default: ${ENV_VAR} or {DEFAULT_DIR})")
-    parser.add_argument("--download", action="store_true", help="fetch missing files from the standard mirrors")
+    parser = argparse.ArgumentParser(prog="python -m experiments.mnist", description=__doc__.splitlines()[0])
+    add_data_arguments(parser)
     args = parser.parse_args(argv)
-    if args.download:
-        download_mnist(resolve_data_dir(args.data_dir))
-    data = load_mnist(args.data_dir)
-    print(f"MNIST OK in {resolve_data_dir(args.data_dir)}: train {data.x_train.shape}, test {data.x_test.shape}")
+    data_dir = data_dir_from_args(args)
+    data = load_mnist(data_dir)
+    print(f"MNIST OK in {resolve_data_dir(data_dir)}: train {data.x_train.shape}, test {data.x_test.shape}")
 
 
 if __name__ == "__main__":

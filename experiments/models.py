@@ -434,8 +434,8 @@ def parameter_table(names: Sequence[str] = MODEL_NAMES) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Print the parameter-count table."""
-    parser = argparse.ArgumentParser(description="Parameter counts of the Table 1 models")
-    parser.add_argument("--model", choices=[*MODEL_NAMES, "all"], default="all")
+    parser = argparse.ArgumentParser(prog="python -m experiments.models", description="Parameter counts of the Table 1 models")
+    parser.add_argument("--model", choices=[*MODEL_NAMES, "all"], default="all", help="model to count (default: all)")
     args = parser.parse_args(argv)
     print(parameter_table(MODEL_NAMES if args.model == "all" else (args.model,)))
 

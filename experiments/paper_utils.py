@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from experiments.atomic import write_atomic
 from odegrad.pytree import flatten_args
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "figures"
@@ -110,11 +111,8 @@ def train(loss_and_grad: Callable[[np.ndarray, int], tuple[float, np.ndarray]], 
 
 
 def save_json(data: Any, out: Path, name: str) -> Path:
-    """Write ``data`` as indented JSON to ``out / name`` and return the path."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / name
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=float) + "\n")
-    return path
+    """Write ``data`` as indented JSON to ``out / name`` (atomically) and return the path."""
+    return write_atomic(out / name, json.dumps(data, indent=2, sort_keys=True, default=float) + "\n")
 
 
 def pyplot() -> Any:

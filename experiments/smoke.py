@@ -2,14 +2,16 @@
 
 Usage::
 
-    python -m experiments.smoke [--data-dir D] [--out runs/smoke]
+    python -m experiments.smoke [--data-dir D] [--download] [--out runs/smoke] [--fresh]
 
 Trains MLP, ResNet, RK-Net and ODE-Net for one epoch of 8 batches (1,024 MNIST images; see
 ``--smoke`` in :mod:`experiments.table1`), measures memory/time at two depths per model with
 batch 32, writes ``OUT/table1.md``, then Figure 3 from the ODE-Net run on 32 test images
-and 4 tolerances (reference 1e-6) (``OUT/odenet/figure3.png``).  A few minutes on 2 CPU cores.  Existing
+and 4 tolerances (reference 1e-6) (``OUT/odenet/figure3.png``); both say that they come from a
+smoke run.  5.3 CPU-minutes on a 2-core AMD EPYC, 11 minutes wall there while other jobs shared
+the cores (:data:`experiments.table1.DURATIONS`).  Existing
 checkpoints in ``OUT`` are resumed (a finished run is not retrained); pass ``--fresh`` to
-start over.
+delete ``OUT`` and start over.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import shutil
 import time
 from pathlib import Path
 from typing import Sequence
+
+from experiments.cli import add_verbose_argument
+from experiments.mnist import add_data_arguments, data_dir_from_args
 
 SMOKE_TOLS = (1e-1, 1e-2, 1e-3, 1e-4)
 
@@ -60,14 +65,21 @@ def run_smoke(data_dir: str | None = None, out: str | Path = "runs/smoke", fresh
     return {"table1": table, "figure3": png}
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser of ``python -m experiments.smoke``."""
+    parser = argparse.ArgumentParser(prog="python -m experiments.smoke", description=__doc__.splitlines()[0])
+    add_data_arguments(parser)
+    parser.add_argument("--out", default="runs/smoke", help="output directory (default: %(default)s)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete OUT first and start over (default: resume what OUT holds)")
+    add_verbose_argument(parser)
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``python -m experiments.smoke``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--out", default="runs/smoke")
-    parser.add_argument("--fresh", action="store_true", help="delete OUT first")
-    args = parser.parse_args(argv)
-    run_smoke(args.data_dir, args.out, args.fresh)
+    args = build_parser().parse_args(argv)
+    run_smoke(data_dir_from_args(args), args.out, args.fresh)
 
 
 if __name__ == "__main__":

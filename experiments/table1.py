@@ -16,6 +16,9 @@ Protocols (see :data:`experiments.training.PROTOCOLS`):
 * ``--quick``: 3 epochs on a fixed random subset of 8,000 training images, learning rate
   0.1 then 0.01 for the last epoch, full test set.
 * ``--smoke``: 1 epoch of 8 batches (1,024 images), first 1,000 test images.
+* ``--full``: all 60k images, 12 epochs, learning rate 0.1 / 0.01 / 0.001.
+
+Measured durations on a 2-core AMD EPYC (AVX2): see :data:`DURATIONS`.
 
 ``--epochs N`` overrides the number of epochs of any protocol (the decay epochs are kept).
 The RK-Net integrates the same dynamics as the ODE-Net with an adaptive Dormand-Prince 5(4)
@@ -25,7 +28,8 @@ over training); ``--rk-method rk4 --rk-steps N`` uses ``N`` fixed steps of class
 instead (``4 N`` evaluations).
 
 Each model trains in ``OUT/<model>/`` (``checkpoint.npz`` every epoch, automatic exact
-resume; ``results.json``).  Then :mod:`experiments.memory` measures peak memory and time of
+resume; ``results.json``; ``--fresh`` moves an existing ``OUT/<model>`` aside to
+``OUT/<model>.old-<n>`` and starts over).  Then :mod:`experiments.memory` measures peak memory and time of
 one training step against depth (``OUT/memory.json``, skipped if present unless
 ``--remeasure``), and ``OUT/table1.md`` is written from whatever results exist, with the
 command at the top and the paper's numbers beside ours.
@@ -43,8 +47,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from experiments import memory
+from experiments.atomic import write_atomic
+from experiments.cli import add_verbose_argument
+from experiments.mnist import add_data_arguments, data_dir_from_args
 from experiments.models import MODEL_NAMES, RK_METHODS
-from experiments.training import PROTOCOLS, RESULTS, Protocol, protocol_for, train
+from experiments.training import (
+    PROTOCOLS,
+    RESULTS,
+    Protocol,
+    move_aside,
+    protocol_for,
+    train,
+)
 
 PAPER_TABLE1 = {
     "mlp": {"label": "1-Layer MLP", "error": "1.60%", "params": "0.24M", "memory": "-", "time": "-"},
@@ -53,6 +67,20 @@ PAPER_TABLE1 = {
     "odenet": {"label": "ODE-Net", "error": "0.42%", "params": "0.22M", "memory": "O(1)", "time": "O(L~)"},
 }
 """Table 1 of the paper (L = layers, L~ = solver evaluations)."""
+
+DURATIONS = {
+    "smoke": "5.3 CPU-minutes; 11 min wall measured on 2 cores shared with other jobs",
+    "quick": "about 15 min on 2 cores (13.5 min in the README's measurement), longer on shared ones",
+    "full": "an estimated 4+ h on 2 idle cores, not measured",
+}
+"""Cost of ``--model all`` per budget on a 2-core AMD EPYC (AVX2), memory sweep included.
+
+smoke: ``python -m experiments.smoke`` (all four models, memory sweep, Figure 3) used 298 s
+user + 20 s system CPU and 654 s wall while five other CPU-bound jobs shared the two cores;
+quick: 13.5 min wall as measured for the README (experiments/results/quick/); full: 12 epochs of 468
+steps per model at the quick run's step times (ResNet 0.21 s, RK-Net 0.45 s, ODE-Net 1.6 s)
+give about 4 h of training, more as the ODE-Net's NFE grows."""
+
 
 def make_protocol(quick: bool = False, smoke: bool = False, epochs: int | None = None,
                   batch_size: int = 128, seed: int = 0, full: bool = False) -> Protocol:
@@ -132,21 +160,35 @@ def _memory_cell(name: str, mem: dict | None, result: dict) -> tuple[str, str]:
         return "not measured", time_cell
     info = mem["models"][name]
     rows = info["rows"]
+    source = info.get("memory_source", "tf")
     depth = _configured_depth(name, result["model_config"])
     at = [r for r in rows if depth is not None and abs(float(r["depth"]) - float(depth)) < 1e-12]
     xs = info["x"]
-    span = max(xs) - min(xs) if xs else 0
-    peaks = [r["tf_peak_mb"] for r in rows]
-    growth = info["tf_peak_mb_per_unit"] * span
-    order = "O(1)" if span == 0 or abs(growth) < 0.1 * max(min(peaks), 1e-9) else ("O(L)" if name == "resnet" else "O(L~)")
-    level = f"{at[0]['tf_peak_mb']:.0f} MB, " if at else ""
-    memory_cell = f"{order}: {level}{info['tf_peak_mb_per_unit']:+.1f} MB per {info['unit']}"
     sweep_time = f"{at[0]['step_seconds']:.3f} s/step, " if at else ""
     time_cell = (
         f"{sweep_time}{info['step_seconds_per_unit']:+.3f} s per {info['unit']} "
         f"(training median {result['seconds_per_step']:.3f} s/step)"
     )
-    return memory_cell, time_cell
+    if source is None:
+        return "not measured (no TensorFlow allocator statistics, no RSS high-water mark)", time_cell
+    key = memory.PEAK_KEYS[source]
+    slope = info.get("peak_mb_per_unit", info["tf_peak_mb_per_unit"])
+    span = max(xs) - min(xs) if xs else 0
+    peaks = [r[key] for r in rows]
+    order = "O(1)" if span == 0 or abs(slope * span) < 0.1 * max(min(peaks), 1e-9) else ("O(L)" if name == "resnet" else "O(L~)")
+    level = f"{at[0][key]:.0f} MB, " if at else ""
+    label = " (RSS)" if source == "rss" else ""
+    return f"{order}: {level}{slope:+.1f} MB per {info['unit']}{label}", time_cell
+
+
+def _read_results(path: Path) -> tuple[dict | None, str | None]:
+    """A model's ``results.json``, or ``None`` and why it cannot be used."""
+    if not path.is_file():
+        return None, None
+    try:
+        return json.loads(path.read_text()), None
+    except (OSError, ValueError) as exc:
+        return None, f"{path} cannot be read ({type(exc).__name__}: {exc}); rerun this model to rewrite it"
 
 
 def write_table(out: str | Path, command: str, names: Sequence[str] = MODEL_NAMES) -> Path:
@@ -159,48 +201,65 @@ def write_table(out: str | Path, command: str, names: Sequence[str] = MODEL_NAME
     command : str
         Command line printed at the top.
     names : sequence of str
-        Models to include (those without results are listed as not run).
+        Models to include (those without results are listed as not run, those with an
+        unreadable ``results.json`` as unreadable, with the reason in the notes).
 
     Returns
     -------
     pathlib.Path
-        The Markdown file.
+        The Markdown file (written atomically).
     """
     out = Path(out)
     mem_path = out / "memory.json"
     mem = json.loads(mem_path.read_text()) if mem_path.is_file() else None
-    lines = [
-        "# Table 1: MNIST",
-        "",
-        f"Produced by: `{command}`",
-        "",
-        "| model | test error | params | memory (peak of one training step) | time (per training step) "
-        "| paper: test error | paper: params | paper: memory | paper: time |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    protocols = set()
+    rows = []
+    protocols: dict[str, str] = {}
+    problems = []
     for name in names:
         paper = PAPER_TABLE1[name]
-        path = out / name / RESULTS
-        if not path.is_file():
-            lines.append(f"| {paper['label']} | not run | | | | {paper['error']} | {paper['params']} "
-                         f"| {paper['memory']} | {paper['time']} |")
+        paper_cells = f"{paper['error']} | {paper['params']} | {paper['memory']} | {paper['time']} |"
+        result, problem = _read_results(out / name / RESULTS)
+        if result is None:
+            status = "not run" if problem is None else "results unreadable"
+            rows.append(f"| {paper['label']} | {status} | | | | {paper_cells}")
+            if problem:
+                problems.append(problem)
             continue
-        result = json.loads(path.read_text())
-        protocols.add(json.dumps(result["protocol"], sort_keys=True))
+        protocols[json.dumps(result["protocol"], sort_keys=True)] = result["protocol"]["name"]
         mem_cell, time_cell = _memory_cell(name, mem, result) if name != "mlp" else ("-", f"{result['seconds_per_step']:.4f} s/step")
         status = "" if result["finished"] else f" (epoch {result['epochs_done']}/{result['protocol']['epochs']})"
         nfe = ""
         if name in ("rknet", "odenet"):
             nfe = f"; NFE-F {result['nfe_forward_per_epoch'][-1]:.1f}, NFE-B {result['nfe_backward_per_epoch'][-1]:.1f}"
-        lines.append(
+        rows.append(
             f"| {paper['label']} | {100 * result['test_error']:.2f}%{status} | {result['params'] / 1e6:.3f}M "
-            f"({result['params']:,}) | {mem_cell} | {time_cell}{nfe} | {paper['error']} | {paper['params']} "
-            f"| {paper['memory']} | {paper['time']} |"
+            f"({result['params']:,}) | {mem_cell} | {time_cell}{nfe} | {paper_cells}"
         )
-    lines += ["", "Notes:", ""]
+    smoke = bool(protocols) and set(protocols.values()) == {"smoke"}
+    lines = ["# Table 1: MNIST" + (" (smoke run)" if smoke else ""), ""]
+    if smoke:
+        lines += [
+            (
+                "**Smoke run**: one epoch of 8 batches on 1,024 training images, tested on 1,000 images, memory "
+                "measured at batch 32. It shows that the pipeline runs end to end; its numbers are not results and "
+                "are not comparable with the paper's."
+            ),
+            "",
+        ]
+    lines += [
+        f"Produced by: `{command}`",
+        "",
+        "| model | test error | params | memory (peak of one training step) | time (per training step) "
+        "| paper: test error | paper: params | paper: memory | paper: time |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "Notes:",
+        "",
+    ]
     for proto in sorted(protocols):
         lines.append(f"- training protocol: `{proto}`")
+    lines += [f"- {problem}" for problem in problems]
     if mem is not None:
         lines.append(
             f"- memory: peak of TensorFlow's CPU allocator during one eager training step (batch {mem['batch_size']}) "
@@ -209,8 +268,12 @@ def write_table(out: str | Path, command: str, names: Sequence[str] = MODEL_NAME
             "the tolerance (RK-Net's dopri5, ODE-Net)."
         )
         for name, info in mem["models"].items():
+            source = info.get("memory_source", "tf")
+            if source != "tf":
+                lines.append(f"- {name} memory (marked RSS): {info.get('memory_note')}.")
+            key = memory.PEAK_KEYS.get(source)
             pairs = ", ".join(
-                f"{r['depth']:g} -> {r['tf_peak_mb']:.0f} MB / {r['step_seconds']:.2f} s"
+                f"{r['depth']:g} -> " + (f"{r[key]:.0f} MB" if key else "n/a") + f" / {r['step_seconds']:.2f} s"
                 + (f" (NFE {r['nfe_forward']}/{r['nfe_backward']})" if name in ("rknet", "odenet") else "")
                 for r in info["rows"]
             )
@@ -227,9 +290,7 @@ def write_table(out: str | Path, command: str, names: Sequence[str] = MODEL_NAME
         "208,266 ODE-Net/RK-Net). The paper prints 0.60M/0.22M without saying which variant it counted; "
         "torchdiffeq's `res` downsampling would give 601,482/232,970."
     )
-    path = out / "table1.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_atomic(out / "table1.md", "\n".join(lines) + "\n")
 
 
 def run(
@@ -242,6 +303,7 @@ def run(
     rk_method: str = "dopri5",
     rk_steps: int | None = None,
     resume: bool = True,
+    fresh: bool = False,
     measure_memory: bool = True,
     remeasure: bool = False,
     command: str = "",
@@ -264,6 +326,9 @@ def run(
         Fixed RK4 steps of the RK-Net (default 4); only with ``rk_method="rk4"``.
     resume : bool
         Resume from existing checkpoints.
+    fresh : bool
+        Start every model in ``models`` over: an existing ``OUT/<model>`` is renamed to
+        ``OUT/<model>.old-<n>`` (see :func:`experiments.training.move_aside`) first.
     measure_memory : bool
         Run the memory/time sweep if ``OUT/memory.json`` is missing.
     remeasure : bool
@@ -282,6 +347,8 @@ def run(
     out = Path(out)
     data = load_mnist(data_dir)
     for name in models:
+        if fresh and (moved := move_aside(out / name)) is not None and verbose:
+            print(f"[{name}] --fresh: moved the old run {out / name} to {moved}", flush=True)
         tic = time.perf_counter()
         config = model_config(name, tol, rk_method, rk_steps)
         train(name, protocol_for(name, protocol), data, out / name, model_config=config,
@@ -302,31 +369,44 @@ def run(
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser of ``python -m experiments.table1``."""
-    parser = argparse.ArgumentParser(description="Reproduce Table 1 (MNIST) of Chen et al. 2018")
-    parser.add_argument("--model", choices=[*MODEL_NAMES, "all"], default="all")
+    parser = argparse.ArgumentParser(prog="python -m experiments.table1",
+                                     description="Reproduce Table 1 (MNIST) of Chen et al. 2018")
+    parser.add_argument("--model", choices=[*MODEL_NAMES, "all"], default="all",
+                        help="model to train, or all of them in turn (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=None, help="override the protocol's number of epochs")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=128,
+                        help="training batch size; the learning rate scales with it / 128 (default: %(default)s)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--full", action="store_true",
-                        help="all 60k images, 12 epochs, lr 0.1/0.01/0.001 (hours on 2 CPU cores)")
-    budget.add_argument("--quick", action="store_true", help="3 epochs on 8k images (< 1 h on 2 CPU cores)")
-    budget.add_argument("--smoke", action="store_true", help="8 batches, minutes in total")
-    parser.add_argument("--data-dir", default=None, help="MNIST directory (default: $ODEGRAD_MNIST_DIR or ../shared/data/mnist)")
-    parser.add_argument("--out", default="runs/table1")
+                        help=f"all 60k images, 12 epochs, lr 0.1/0.01/0.001 ({DURATIONS['full']})")
+    budget.add_argument("--quick", action="store_true",
+                        help=f"3 epochs on 8k images, full test set ({DURATIONS['quick']})")
+    budget.add_argument("--smoke", action="store_true",
+                        help="1 epoch of 8 batches on 1,024 images: minutes (`python -m experiments.smoke`, which "
+                             f"adds Figure 3: {DURATIONS['smoke']})")
+    add_data_arguments(parser)
+    parser.add_argument("--out", default="runs/table1",
+                        help="run directory: OUT/<model>/ checkpoints, OUT/memory.json, OUT/table1.md (default: %(default)s)")
     parser.add_argument("--rk-method", choices=RK_METHODS, default="dopri5",
                         help="RK-Net solver: adaptive dopri5 at --tol, backpropagated through its steps (the paper's "
                              "RK-Net, default), or fixed-step rk4")
     parser.add_argument("--rk-steps", type=int, default=None,
                         help="fixed steps of the RK-Net's rk4 (default 4; only with --rk-method rk4)")
     parser.add_argument("--tol", type=float, default=1e-3,
-                        help="rtol = atol of the ODE-Net's solver and of the RK-Net's dopri5 (default 1e-3)")
-    parser.add_argument("--seed", type=int, default=0)
+                        help="rtol = atol of the ODE-Net's solver and of the RK-Net's dopri5 (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the initial weights, training subset, batch order and crops (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=0,
                         help="TensorFlow intra- and inter-op threads (default 0: one per core)")
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                        help="resume from OUT/<model>/checkpoint.npz when present (default: yes)")
+                        help="resume from OUT/<model>/checkpoint.npz when present; --no-resume refuses to touch an "
+                             "existing one (default: resume)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start the selected models over: an existing OUT/<model> is renamed to "
+                             "OUT/<model>.old-<n> (nothing is deleted); memory.json is kept unless --remeasure")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory/time sweep")
     parser.add_argument("--remeasure", action="store_true", help="redo the memory/time sweep even if memory.json exists")
+    add_verbose_argument(parser)
     return parser
 
 
@@ -345,8 +425,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     protocol = make_protocol(args.quick, args.smoke, args.epochs, args.batch_size, args.seed, args.full)
     models = MODEL_NAMES if args.model == "all" else (args.model,)
     command = "python -m experiments.table1 " + shlex.join(argv)
-    return run(models, protocol, args.data_dir, args.out, tol=args.tol, rk_method=args.rk_method,
-               rk_steps=args.rk_steps, resume=args.resume, measure_memory=not args.no_memory,
+    return run(models, protocol, data_dir_from_args(args), args.out, tol=args.tol, rk_method=args.rk_method,
+               rk_steps=args.rk_steps, resume=args.resume, fresh=args.fresh, measure_memory=not args.no_memory,
                remeasure=args.remeasure, command=command.strip())
 
 

@@ -15,8 +15,14 @@ Every epoch ends with an evaluation on the test set and an atomic checkpoint
 draws the batch order and the crops (the only randomness during training), the protocol and
 the training log.  Restarting the same command resumes from it; with op determinism on and
 Grappler off (:func:`deterministic_ops`) the resumed run ends with weights bit-identical to
-an uninterrupted one.  ``results.json`` beside it is rewritten each
-epoch.
+an uninterrupted one.  ``results.json`` beside it is rewritten (atomically, as the checkpoint)
+each epoch.  A checkpoint that cannot be read raises :class:`CheckpointError` naming the file;
+:func:`move_aside` starts a run over without deleting the old one (``--fresh`` of
+:mod:`experiments.table1`).
+
+Progress: a Keras progress bar when stdout is a terminal; otherwise (a log file, a pipe)
+plain lines without terminal escapes, at most every :data:`PROGRESS_SECONDS` seconds and at the
+end of each epoch.
 """
 
 from __future__ import annotations
@@ -26,19 +32,29 @@ import dataclasses
 import io
 import json
 import os
+import sys
 import time
+import zipfile
+import zlib
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from experiments.atomic import write_atomic
 from experiments.mnist import MNIST
 from experiments.models import build_model, count_parameters
 
 CHECKPOINT = "checkpoint.npz"
 RESULTS = "results.json"
+PROGRESS_SECONDS = 30.0
+"""Seconds between two plain progress lines when stdout is not a terminal."""
+
+
+class CheckpointError(ValueError):
+    """A run directory's checkpoint cannot be read, or does not fit the run asked for."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,21 +241,90 @@ def _save_checkpoint(path: Path, model: keras.Model, optimizer: keras.optimizers
     arrays["state"] = np.array(json.dumps(state))
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)
+    write_atomic(path, buffer.getvalue())
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict]:
+    """Read every array and the JSON state of a ``checkpoint.npz``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The checkpoint file.
+
+    Returns
+    -------
+    arrays : dict of str to numpy.ndarray
+        ``model/<i>`` and ``optimizer/<i>`` arrays.
+    state : dict
+        Protocol, model configuration, epoch, generator state and training log.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    CheckpointError
+        If the file is truncated, garbled or not a checkpoint; the message names the file and
+        how to start over.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint {path}")
+
+    def unreadable(reason: str) -> CheckpointError:
+        return CheckpointError(
+            f"checkpoint {path} cannot be read ({reason}); it is truncated or corrupt (a copy cut short, a full "
+            f"disk, or a crash mid-write). Rerun the command with --fresh to start this run over, or delete {path}"
+        )
+
+    try:
+        loaded = np.load(path)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise unreadable("a single NumPy array, not an .npz archive")
+        with loaded as archive:
+            arrays = {key: archive[key] for key in archive.files}
+        state = json.loads(str(arrays.pop("state")))
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise unreadable(f"{type(exc).__name__}: {exc}") from exc
+    return arrays, state
 
 
 def _load_checkpoint(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimizer) -> dict:
-    with np.load(path) as archive:
-        n_model = sum(key.startswith("model/") for key in archive.files)
-        n_opt = sum(key.startswith("optimizer/") for key in archive.files)
-        if n_model != len(model.get_weights()) or n_opt != len(optimizer.variables):
-            raise ValueError(f"checkpoint {path} does not match this model/optimizer ({n_model}, {n_opt} arrays)")
-        model.set_weights([archive[f"model/{i}"] for i in range(n_model)])
-        for i, variable in enumerate(optimizer.variables):
-            variable.assign(archive[f"optimizer/{i}"])
-        return json.loads(str(archive["state"]))
+    arrays, state = read_checkpoint(path)
+    n_model = sum(key.startswith("model/") for key in arrays)
+    n_opt = sum(key.startswith("optimizer/") for key in arrays)
+    if n_model != len(model.get_weights()) or n_opt != len(optimizer.variables):
+        raise CheckpointError(f"checkpoint {path} does not match this model/optimizer ({n_model}, {n_opt} arrays)")
+    model.set_weights([arrays[f"model/{i}"] for i in range(n_model)])
+    for i, variable in enumerate(optimizer.variables):
+        variable.assign(arrays[f"optimizer/{i}"])
+    return state
+
+
+def move_aside(run_dir: str | os.PathLike[str]) -> Path | None:
+    """Rename a run directory to ``<run_dir>.old-<n>`` (first free ``n``) so that a run starts over.
+
+    Nothing is deleted: the old checkpoint and results stay in the renamed directory.
+
+    Parameters
+    ----------
+    run_dir : str or path-like
+
+    Returns
+    -------
+    pathlib.Path or None
+        The new name, or ``None`` if ``run_dir`` did not exist.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        return None
+    n = 1
+    while (target := run_dir.with_name(f"{run_dir.name}.old-{n}")).exists():
+        n += 1
+    os.replace(run_dir, target)
+    return target
 
 
 def load_checkpoint_state(run_dir: str | os.PathLike[str]) -> dict:
@@ -257,12 +342,13 @@ def load_checkpoint_state(run_dir: str | os.PathLike[str]) -> dict:
     ------
     FileNotFoundError
         If the run directory holds no checkpoint.
+    CheckpointError
+        If the checkpoint cannot be read.
     """
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint {CHECKPOINT} in {run_dir}")
-    with np.load(path) as archive:
-        return json.loads(str(archive["state"]))
+    return read_checkpoint(path)[1]
 
 
 def restore_model(run_dir: str | os.PathLike[str], **overrides: Any) -> tuple[keras.Model, dict]:
@@ -279,13 +365,84 @@ def restore_model(run_dir: str | os.PathLike[str], **overrides: Any) -> tuple[ke
     model : keras.Model
     state : dict
         The checkpoint's JSON state.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the run directory holds no checkpoint.
+    CheckpointError
+        If the checkpoint cannot be read.
     """
-    state = load_checkpoint_state(run_dir)
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint {CHECKPOINT} in {run_dir}")
+    arrays, state = read_checkpoint(path)
     config = {**state["model_config"], **overrides}
     model = build_model(state["model"], **config)
-    with np.load(Path(run_dir) / CHECKPOINT) as archive:
-        model.set_weights([archive[f"model/{i}"] for i in range(len(model.get_weights()))])
+    model.set_weights([arrays[f"model/{i}"] for i in range(len(model.get_weights()))])
     return model, state
+
+
+class LineProgress:
+    """Progress as plain text lines, for logs: no terminal escapes, no carriage returns.
+
+    Same ``update`` interface as :class:`keras.utils.Progbar`: metrics named in
+    ``stateful_metrics`` are shown as last given, the others as their mean over the epoch.
+
+    Parameters
+    ----------
+    total : int
+        Steps in the epoch.
+    label : str
+        Prefix of each line (e.g. ``[odenet]``).
+    stateful_metrics : sequence of str
+    interval : float
+        Minimum seconds between two lines; the last step always prints one.
+    stream : file-like, optional
+        Default :data:`sys.stdout` (looked up at each line).
+    """
+
+    def __init__(self, total: int, label: str, stateful_metrics: Sequence[str] = (),
+                 interval: float = PROGRESS_SECONDS, stream: Any = None):
+        self.total, self.label, self.interval, self.stream = total, label, interval, stream
+        self.stateful = set(stateful_metrics)
+        self.sums: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+        self.start = self.printed = time.perf_counter()
+
+    def update(self, step: int, values: Sequence[tuple[str, float]]) -> None:
+        """Record the metrics of ``step`` (1-based) and print a line if one is due."""
+        for name, value in values:
+            self.sums[name] = self.sums.get(name, 0.0) + float(value)
+            self.last[name] = float(value)
+        now = time.perf_counter()
+        if step < self.total and now - self.printed < self.interval:
+            return
+        self.printed = now
+        shown = " ".join(
+            f"{name} {self.last[name] if name in self.stateful else self.sums[name] / step:.4g}" for name in self.last
+        )
+        elapsed = now - self.start
+        print(f"{self.label} step {step}/{self.total}, {elapsed:.0f} s ({elapsed / step:.3g} s/step) {shown}",
+              file=self.stream or sys.stdout, flush=True)
+
+
+def progress(total: int, label: str, stateful_metrics: Sequence[str] = ()) -> Any:
+    """A :class:`keras.utils.Progbar` when stdout is a terminal, else a :class:`LineProgress`.
+
+    Parameters
+    ----------
+    total : int
+    label : str
+    stateful_metrics : sequence of str
+
+    Returns
+    -------
+    keras.utils.Progbar or LineProgress
+    """
+    if getattr(sys.stdout, "isatty", lambda: False)():
+        return keras.utils.Progbar(total, stateful_metrics=list(stateful_metrics), unit_name="step")
+    return LineProgress(total, label, stateful_metrics)
 
 
 def _make_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, jit: bool) -> Callable:
@@ -402,7 +559,8 @@ def train_deterministic(
     max_epochs : int, optional
         Stop after this many epochs *in this call* (simulates an interruption; used by tests).
     verbose : int
-        0 silent, 1 progress bar, 2 one line per epoch.
+        0 silent, 1 progress (a bar on a terminal, plain lines otherwise, see :func:`progress`),
+        2 one line per epoch.
     command : str
         Command line recorded in the results.
 
@@ -413,9 +571,9 @@ def train_deterministic(
 
     Raises
     ------
-    ValueError
-        If a checkpoint exists with a different protocol or model, or exists and
-        ``resume`` is False.
+    CheckpointError
+        If a checkpoint exists with a different protocol or model, exists and ``resume`` is
+        False, or cannot be read.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -431,15 +589,17 @@ def train_deterministic(
     checkpoint = run_dir / CHECKPOINT
     if checkpoint.is_file():
         if not resume:
-            raise ValueError(f"{checkpoint} exists; pass --resume or choose another --out")
+            raise CheckpointError(
+                f"{checkpoint} exists; continue it with --resume, start over with --fresh, or choose another --out"
+            )
         state = _load_checkpoint(checkpoint, model, optimizer)
         stored = {k: v for k, v in state["protocol"].items() if k != "epochs"}
         wanted = {k: v for k, v in json.loads(json.dumps(protocol.to_json())).items() if k != "epochs"}
         if state["model"] != model_name or stored != wanted or state["model_config"] != model_config:
-            raise ValueError(
+            raise CheckpointError(
                 f"checkpoint {checkpoint} was written for model {state['model']} with protocol {state['protocol']} "
                 f"and config {state['model_config']}; it cannot resume {model_name} with {protocol.to_json()} "
-                f"and {model_config}: use another --out"
+                f"and {model_config}: use another --out, or --fresh to start over"
             )
         rng.bit_generator.state = state["rng"]
         log = state["log"]
@@ -458,11 +618,7 @@ def train_deterministic(
         order = rng.permutation(len(subset.x_train))
         if verbose:
             print(f"[{model_name}] epoch {epoch + 1}/{protocol.epochs} lr {lr:g}", flush=True)
-        bar = (
-            keras.utils.Progbar(steps_per_epoch, stateful_metrics=["nfe_f", "nfe_b"], unit_name="step")
-            if verbose == 1
-            else None
-        )
+        bar = progress(steps_per_epoch, f"[{model_name}]", ("nfe_f", "nfe_b")) if verbose == 1 else None
         losses, accs, nfe_f, nfe_b, times = [], [], [], [], []
         epoch_start = time.perf_counter()
         for i in range(steps_per_epoch):
@@ -522,9 +678,9 @@ def train_deterministic(
         }
         _save_checkpoint(checkpoint, model, optimizer, state)
         results = _results(model_name, model_config, protocol, params, log, command, jit)
-        (run_dir / RESULTS).write_text(json.dumps(results, indent=2))
+        write_atomic(run_dir / RESULTS, json.dumps(results, indent=2))
     results = _results(model_name, model_config, protocol, params, log, command, jit)
-    (run_dir / RESULTS).write_text(json.dumps(results, indent=2))
+    write_atomic(run_dir / RESULTS, json.dumps(results, indent=2))
     return results
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import io
 import struct
+import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +115,54 @@ def test_resolve_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 def test_cli_checks_directory(tiny_dir: Path) -> None:
     with pytest.raises(MNISTDataError, match="expected 60000"):
         mnist.main(["--data-dir", str(tiny_dir)])
+
+
+def test_resolve_for_download_returns_the_default_even_if_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(mnist.ENV_VAR, raising=False)
+    monkeypatch.setattr(mnist, "DEFAULT_DIR", tmp_path / "absent")
+    assert resolve_data_dir(for_download=True) == tmp_path / "absent"
+
+
+def test_download_writes_each_file_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failing mirror is skipped; the files land complete (atomically) and pass the checks."""
+    served = tmp_path / "server"
+    served.mkdir()
+    sizes = {mnist.TRAIN_IMAGES: (60000, 28, 28), mnist.TRAIN_LABELS: (60000,),
+             mnist.TEST_IMAGES: (10000, 28, 28), mnist.TEST_LABELS: (10000,)}
+    for name, shape in sizes.items():
+        write_idx(served / name, np.zeros(shape, np.uint8))
+    requested = []
+
+    class Response(io.BytesIO):
+        """What ``urlopen`` returns: a readable context manager."""
+
+    def urlopen(url: str, timeout: float) -> Response:
+        requested.append(url)
+        if url.startswith("https://down.example/"):
+            raise urllib.error.URLError("mirror down")
+        return Response((served / url.rsplit("/", 1)[1]).read_bytes())
+
+    monkeypatch.setattr(mnist.urllib.request, "urlopen", urlopen)
+    target = tmp_path / "new" / "mnist"
+    assert mnist.download_mnist(target, mirrors=("https://down.example/", "https://up.example/")) == target
+    assert len(requested) == 8
+    assert sorted(p.name for p in target.iterdir()) == sorted(mnist.FILES)
+    assert load_mnist(target).x_train.shape == (60000, 28, 28)
+
+
+@pytest.mark.parametrize("command", ["smoke", "table1", "mnist"])
+def test_commands_take_download(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--download`` exists where the error messages tell users to pass it, and fetches first."""
+    import importlib
+
+    fetched, ran = [], []
+    monkeypatch.setattr(mnist, "download_mnist", lambda directory: fetched.append(directory) or directory)
+    module = importlib.import_module(f"experiments.{command}")
+    if command == "smoke":
+        monkeypatch.setattr(module, "run_smoke", lambda data_dir, *args: ran.append(data_dir))
+    elif command == "table1":
+        monkeypatch.setattr(module, "run", lambda models, protocol, data_dir, *args, **kwargs: ran.append(data_dir))
+    else:
+        monkeypatch.setattr(mnist, "load_mnist", lambda data_dir: ran.append(data_dir) or make_mnist_dir(tmp_path / "x"))
+    module.main(["--download", "--data-dir", str(tmp_path / "d")])
+    assert fetched == [tmp_path / "d"] and ran == [str(tmp_path / "d")]

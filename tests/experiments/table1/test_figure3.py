@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from experiments.figure3 import make_figure, training_nfe
+from experiments import atomic, figure3
+from experiments.figure3 import figure_title, make_figure, training_nfe
 from experiments.mnist import MNIST
-from experiments.training import Protocol, train
+from experiments.training import CHECKPOINT, CheckpointError, Protocol, train
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +31,19 @@ def odenet_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, MNIST]:
     return run, data
 
 
-def test_figure3_files(odenet_run: tuple[Path, MNIST], tmp_path: Path) -> None:
+def test_figure3_files(odenet_run: tuple[Path, MNIST], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run, data = odenet_run
+    renamed = []
+    real_replace = os.replace
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        renamed.append(Path(dst).name)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
     png = make_figure(run, data.x_test[:4], data.y_test[:4], out=tmp_path, tols=(1e-1, 1e-3), ref_tol=1e-6)
+    assert sorted(renamed) == ["figure3.csv", "figure3.json", "figure3.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(renamed)
     assert png == tmp_path / "figure3.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(tmp_path / "figure3.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -43,6 +55,34 @@ def test_figure3_files(odenet_run: tuple[Path, MNIST], tmp_path: Path) -> None:
     train_nfe = payload["panel_c_d_training"]
     assert train_nfe["epoch"] == [1, 2] and len(train_nfe["step_nfe_forward"]) == 4
     assert train_nfe["step_epoch"] == [0.5, 1.0, 1.5, 2.0]
+    assert payload["title"].startswith("ODE-Net trained with the 'tiny' protocol (2 epochs, all training images)")
+
+
+def test_smoke_figure_says_it_is_a_smoke_run() -> None:
+    title = figure_title({"name": "smoke", "epochs": 1, "train_size": 1024}, 32)
+    assert title == ("SMOKE RUN (a pipeline check, not a result): ODE-Net trained with the 'smoke' protocol "
+                     "(1 epoch, 1,024 training images); tolerance sweep on 32 test images")
+
+
+def test_figure3_without_checkpoint_names_the_command(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "odenet"
+    run.mkdir(parents=True)
+    with pytest.raises(FileNotFoundError) as info:
+        figure3.main(["--run", str(run), "--data-dir", str(tmp_path / "no-mnist-needed")])
+    message = str(info.value)
+    assert f"no {CHECKPOINT} in {run}" in message
+    assert f"`python -m experiments.table1 --model odenet --quick --out {run.parent}`" in message
+    assert f"`python -m experiments.figure3 --run {run}`" in message
+
+
+def test_figure3_with_damaged_checkpoint_names_the_file(odenet_run: tuple[Path, MNIST], tmp_path: Path) -> None:
+    run, data = odenet_run
+    broken = tmp_path / "odenet"
+    broken.mkdir()
+    raw = (run / CHECKPOINT).read_bytes()
+    (broken / CHECKPOINT).write_bytes(raw[: len(raw) - 100])
+    with pytest.raises(CheckpointError, match=f"checkpoint {broken / CHECKPOINT} cannot be read"):
+        make_figure(broken, data.x_test[:4], data.y_test[:4])
 
 
 def test_figure3_rejects_other_models(odenet_run: tuple[Path, MNIST], tmp_path: Path) -> None:

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from experiments import memory, table1
+from experiments import atomic, memory, table1
 from experiments.mnist import MNIST
 from experiments.models import MODEL_NAMES
 from experiments.training import (
     CHECKPOINT,
     PROTOCOLS,
     RESULTS,
+    CheckpointError,
+    LineProgress,
     Protocol,
     load_checkpoint_state,
+    move_aside,
     random_crop,
     restore_model,
     select_data,
@@ -153,7 +158,7 @@ def test_resume_refuses_other_protocol(data: MNIST, tmp_path: Path) -> None:
     done = train("mlp", protocol, data, tmp_path, verbose=0)
     with pytest.raises(ValueError, match="cannot resume"):
         train("mlp", dataclasses.replace(protocol, base_lr=0.5), data, tmp_path, verbose=0)
-    with pytest.raises(ValueError, match="exists"):
+    with pytest.raises(ValueError, match="exists; continue it with --resume, start over with --fresh"):
         train("mlp", protocol, data, tmp_path, resume=False, verbose=0)
     again = train("mlp", protocol, data, tmp_path, verbose=0)
     assert again["log"] == done["log"]
@@ -205,14 +210,163 @@ def test_memory_summary_slopes() -> None:
     assert summary["rss_peak_mb_per_unit"] is None
 
 
-def test_memory_grows_with_resnet_depth() -> None:
-    """The in-process measurement sees the activations of every residual block."""
-    shallow = memory.measure_step("resnet", 1, batch_size=32, timed_steps=1)
-    deep = memory.measure_step("resnet", 4, batch_size=32, timed_steps=1)
-    per_block = (deep["tf_peak_mb"] - shallow["tf_peak_mb"]) / 3
+def test_memory_workers_measure_with_tensorflow_allocator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep's worker processes get TF's allocator statistics on every CPU and see every block.
+
+    Without ``TF_CPU_ALLOCATOR_USE_BFC=true`` in the workers this fails on CPUs where TensorFlow
+    does not pick the BFC allocator itself (AVX2-only AMD EPYC: ``tf_peak_mb`` is None there).
+    At batch 32 the allocator's chunk rounding makes the peak uneven in depth (on that CPU 1, 4
+    and 8 blocks give 78, 73 and 95 MB), so the two depths are far apart.
+    """
+    monkeypatch.delenv(memory.ALLOCATOR_VAR, raising=False)
+    shallow = memory.measure("resnet", 1, batch_size=32, timed_steps=1)
+    deep = memory.measure("resnet", 8, batch_size=32, timed_steps=1)
+    assert shallow["allocator"] == "true" and shallow["tf_stats_unavailable"] is None
+    per_block = (deep["tf_peak_mb"] - shallow["tf_peak_mb"]) / 7
     activation = 32 * 6 * 6 * 64 * 4 / 2**20
     assert 3 * activation < per_block < 20 * activation
     assert shallow["step_seconds"] > 0
+    summary = memory.summarize([shallow, deep])["resnet"]
+    assert summary["memory_source"] == "tf" and summary["memory_note"] is None
+    assert summary["peak_mb_per_unit"] == summary["tf_peak_mb_per_unit"] == pytest.approx(per_block)
+
+
+def test_memory_falls_back_to_rss_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, data: MNIST, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An explicit TF_CPU_ALLOCATOR_USE_BFC=false is respected: no TF statistics, RSS instead, noted."""
+    monkeypatch.setenv(memory.ALLOCATOR_VAR, "false")
+    result = memory.sweep({"resnet": (1,)}, batch_size=8, timed_steps=1, out=tmp_path / "memory.json")
+    row = result["models"]["resnet"]["rows"][0]
+    assert row["allocator"] == "false" and row["tf_peak_mb"] is None
+    assert "TF_CPU_ALLOCATOR_USE_BFC=false" in row["tf_stats_unavailable"]
+    assert row["rss_peak_mb"] > 0
+    info = result["models"]["resnet"]
+    assert info["memory_source"] == "rss" and info["peak_mb"] == [row["rss_peak_mb"]]
+    assert info["tf_peak_mb_per_unit"] is None and "RSS high-water mark" in info["memory_note"]
+    assert result["allocator"] == "TF_CPU_ALLOCATOR_USE_BFC=false in the worker processes"
+    assert json.loads((tmp_path / "memory.json").read_text())["notes"] == [f"resnet: {info['memory_note']}"]
+    printed = capsys.readouterr().out
+    assert "TF peak      n/a MB" in printed and "[memory] note: resnet:" in printed
+
+    train("resnet", dataclasses.replace(TINY, epochs=1), data, tmp_path / "resnet",
+          model_config={"resnet_blocks": 1}, verbose=0)
+    text = table1.write_table(tmp_path, "python -m experiments.table1 --model resnet").read_text()
+    resnet_row = next(line for line in text.splitlines() if line.startswith("| ResNet |"))
+    assert f"{row['rss_peak_mb']:.0f} MB" in resnet_row and "(RSS)" in resnet_row
+    assert "- resnet memory (marked RSS): TensorFlow keeps no CPU allocator statistics" in text
+
+
+def test_memory_without_any_figure_is_reported_not_crashed(data: MNIST, tmp_path: Path) -> None:
+    rows = [{"model": "resnet", "depth": d, "tf_peak_mb": None, "rss_peak_mb": None, "step_seconds": 0.1,
+             "nfe_forward": 0, "nfe_backward": 0, "tf_stats_unavailable": "no statistics"} for d in (1, 2)]
+    info = memory.summarize(rows)["resnet"]
+    assert info["memory_source"] is None and info["peak_mb_per_unit"] is None
+    (tmp_path / "memory.json").write_text(json.dumps({"batch_size": 8, "models": {"resnet": info}}))
+    train("resnet", dataclasses.replace(TINY, epochs=1), data, tmp_path / "resnet",
+          model_config={"resnet_blocks": 1}, verbose=0)
+    text = table1.write_table(tmp_path, "cmd").read_text()
+    assert "not measured (no TensorFlow allocator statistics, no RSS high-water mark)" in text
+    assert "1 -> n/a / 0.10 s" in text
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbled", "empty", "bit-flipped"])
+def test_damaged_checkpoint_names_the_file_and_the_way_out(damage: str, data: MNIST, tmp_path: Path) -> None:
+    protocol = dataclasses.replace(TINY, epochs=1)
+    train("mlp", protocol, data, tmp_path, verbose=0)
+    path = tmp_path / CHECKPOINT
+    raw = bytearray(path.read_bytes())
+    if damage == "truncated":
+        raw = raw[: len(raw) // 2]
+    elif damage == "garbled":
+        raw = bytearray(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    elif damage == "empty":
+        raw = bytearray()
+    else:
+        raw[len(raw) // 3] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    for call in (lambda: train("mlp", protocol, data, tmp_path, verbose=0),
+                 lambda: load_checkpoint_state(tmp_path), lambda: restore_model(tmp_path)):
+        with pytest.raises(CheckpointError) as info:
+            call()
+        message = str(info.value)
+        assert f"checkpoint {path} cannot be read" in message
+        assert "--fresh" in message and f"delete {path}" in message
+
+
+def test_fresh_moves_the_old_run_aside(data: MNIST, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    protocol = dataclasses.replace(TINY, epochs=1)
+    train("mlp", protocol, data, tmp_path / "mlp", verbose=0)
+    (tmp_path / "mlp" / CHECKPOINT).write_bytes(b"PK\x03\x04 cut short")
+    monkeypatch.setattr("experiments.mnist.load_mnist", lambda data_dir: data)
+    table1.run(["mlp"], protocol, None, tmp_path, fresh=True, measure_memory=False, verbose=0)
+    assert (tmp_path / "mlp.old-1" / CHECKPOINT).read_bytes() == b"PK\x03\x04 cut short"
+    assert load_checkpoint_state(tmp_path / "mlp")["epoch"] == 1
+    assert move_aside(tmp_path / "mlp") == tmp_path / "mlp.old-2"
+    assert move_aside(tmp_path / "mlp") is None
+
+
+def test_interrupted_results_write_leaves_the_previous_results(
+    data: MNIST, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed while writing epoch 2's results.json: epoch 1's file is intact and the table still builds."""
+    real_replace = os.replace
+    results_writes = []
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if Path(dst).name == RESULTS:
+            results_writes.append(dst)
+            if len(results_writes) == 2:
+                raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        train("mlp", TINY, data, tmp_path / "mlp", verbose=0)
+    monkeypatch.setattr(atomic.os, "replace", real_replace)
+    saved = json.loads((tmp_path / "mlp" / RESULTS).read_text())
+    assert saved["epochs_done"] == 1 and not saved["finished"]
+    assert sorted(p.name for p in (tmp_path / "mlp").iterdir()) == [CHECKPOINT, RESULTS]
+    assert "(epoch 1/2)" in table1.write_table(tmp_path, "cmd", ["mlp"]).read_text()
+
+
+def test_unreadable_results_do_not_break_the_table(data: MNIST, tmp_path: Path) -> None:
+    train("mlp", dataclasses.replace(TINY, epochs=1), data, tmp_path / "mlp", verbose=0)
+    (tmp_path / "resnet").mkdir()
+    (tmp_path / "resnet" / RESULTS).write_text('{"model": "resn')
+    text = table1.write_table(tmp_path, "cmd").read_text()
+    assert "| ResNet | results unreadable |" in text and "| 1-Layer MLP | " in text
+    assert f"{tmp_path / 'resnet' / RESULTS} cannot be read (JSONDecodeError" in text
+
+
+def test_smoke_table_says_it_is_a_smoke_run(data: MNIST, tmp_path: Path) -> None:
+    smoke = dataclasses.replace(TINY, name="smoke", epochs=1)
+    train("mlp", smoke, data, tmp_path / "mlp", verbose=0)
+    text = table1.write_table(tmp_path, "python -m experiments.smoke").read_text()
+    assert text.startswith("# Table 1: MNIST (smoke run)\n") and "**Smoke run**" in text
+    train("mlp", dataclasses.replace(TINY, epochs=1), data, tmp_path / "other" / "mlp", verbose=0)
+    assert "smoke" not in table1.write_table(tmp_path / "other", "cmd").read_text().lower()
+
+
+def test_training_progress_in_a_log_is_plain_text(data: MNIST, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train("odenet", dataclasses.replace(TINY, epochs=1), data, tmp_path, model_config=CONFIGS["odenet"], verbose=1)
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out and "\b" not in out
+    assert "[odenet] step 2/2, " in out and "nfe_f " in out
+
+
+def test_line_progress_averages_like_progbar() -> None:
+    stream = io.StringIO()
+    bar = LineProgress(3, "[m]", stateful_metrics=("nfe_f",), interval=0.0, stream=stream)
+    bar.update(1, [("loss", 3.0), ("nfe_f", 10)])
+    bar.update(2, [("loss", 1.0), ("nfe_f", 14)])
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("[m] step 2/3, ") and lines[1].endswith("loss 2 nfe_f 14")
+    quiet = io.StringIO()
+    bar = LineProgress(3, "[m]", interval=3600.0, stream=quiet)
+    for step in (1, 2, 3):
+        bar.update(step, [("loss", float(step))])
+    assert quiet.getvalue().count("\n") == 1 and "step 3/3" in quiet.getvalue()
 
 
 @pytest.mark.slow
