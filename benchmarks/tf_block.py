@@ -150,7 +150,8 @@ def render(rows: dict[str, dict[str, float] | None], command: str) -> str:
     lines = [
         f"`{command}` on {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "",
-        "| implementation | one eval (ms) | eval via numpy bridge (ms) | per solver eval (ms) | bridge+solver overhead | forward (s) | fwd+bwd (s) | fwd NFE | bwd NFE |",
+        "| implementation | one eval (ms) | eval via numpy bridge (ms) | per solver eval (ms) | bridge+solver overhead "
+        "| forward (s) | fwd+bwd (s) | fwd NFE | bwd NFE |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():

@@ -24,8 +24,8 @@ maximum likelihood (Figure 5)
 Run ``python -m experiments.cnf`` (``--quick`` for a smoke run). The default budget (150 Adam
 steps per density-matching fit, 300 per maximum-likelihood fit, batches of 128/256) is a few
 percent of the paper's; ``--iters``, ``--ml-iters``, ``--batch`` and ``--lr`` set a paper-scale
-budget (e.g. ``--iters 10000 --ml-iters 10000 --batch 512 --lr 1e-3``). Writes ``cnf_density_matching.png``, ``cnf_maximum_likelihood.png``
-and ``cnf.json`` to ``--out``.
+budget (e.g. ``--iters 10000 --ml-iters 10000 --batch 512 --lr 1e-3``). Writes
+``cnf_density_matching.png``, ``cnf_maximum_likelihood.png`` and ``cnf.json`` to ``--out``.
 """
 
 from __future__ import annotations

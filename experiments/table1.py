@@ -226,7 +226,10 @@ def write_table(out: str | Path, command: str, names: Sequence[str] = MODEL_NAME
                 problems.append(problem)
             continue
         protocols[json.dumps(result["protocol"], sort_keys=True)] = result["protocol"]["name"]
-        mem_cell, time_cell = _memory_cell(name, mem, result) if name != "mlp" else ("-", f"{result['seconds_per_step']:.4f} s/step")
+        if name == "mlp":
+            mem_cell, time_cell = "-", f"{result['seconds_per_step']:.4f} s/step"
+        else:
+            mem_cell, time_cell = _memory_cell(name, mem, result)
         status = "" if result["finished"] else f" (epoch {result['epochs_done']}/{result['protocol']['epochs']})"
         nfe = ""
         if name in ("rknet", "odenet"):
