@@ -15,8 +15,11 @@ Every epoch ends with an evaluation on the test set and an atomic checkpoint
 draws the batch order and the crops (the only randomness during training), the protocol and
 the training log.  Restarting the same command resumes from it; with op determinism on and
 Grappler off (:func:`deterministic_ops`) the resumed run ends with weights bit-identical to
-an uninterrupted one.  ``results.json`` beside it is rewritten (atomically, as the checkpoint)
-each epoch.  A checkpoint that cannot be read raises :class:`CheckpointError` naming the file;
+an uninterrupted one.  Long epochs are also checkpointed inside the epoch every
+``checkpoint_seconds`` (10 minutes by default: the epoch's generator state, the step reached and
+the per-step logs so far), so an interrupted ODE-Net epoch loses at most that.
+``results.json`` beside it is rewritten (atomically, as the checkpoint) each epoch.  A
+checkpoint that cannot be read raises :class:`CheckpointError` naming the file;
 :func:`move_aside` starts a run over without deleting the old one (``--fresh`` of
 :mod:`experiments.table1`).
 
@@ -537,6 +540,8 @@ def train_deterministic(
     model_config: dict[str, Any] | None = None,
     resume: bool = True,
     max_epochs: int | None = None,
+    max_steps: int | None = None,
+    checkpoint_seconds: float = 600.0,
     verbose: int = 1,
     command: str = "",
 ) -> dict:
@@ -558,6 +563,13 @@ def train_deterministic(
         If False an existing checkpoint is an error.
     max_epochs : int, optional
         Stop after this many epochs *in this call* (simulates an interruption; used by tests).
+    max_steps : int, optional
+        Stop after this many training steps *in this call*, checkpointing mid-epoch (simulates an
+        interruption inside an epoch; used by tests).
+    checkpoint_seconds : float
+        Also checkpoint inside an epoch once this many seconds have passed since the last
+        checkpoint (default 600), so that an interrupted long epoch loses at most that much;
+        0 checkpoints at epoch ends only.  The resumed run is bit-identical either way.
     verbose : int
         0 silent, 1 progress (a bar on a terminal, plain lines otherwise, see :func:`progress`),
         2 one line per epoch.
@@ -586,6 +598,7 @@ def train_deterministic(
     rng = np.random.default_rng([protocol.seed, 2])
     log: list[dict] = []
     start_epoch = 0
+    partial: dict | None = None
     checkpoint = run_dir / CHECKPOINT
     if checkpoint.is_file():
         if not resume:
@@ -604,24 +617,52 @@ def train_deterministic(
         rng.bit_generator.state = state["rng"]
         log = state["log"]
         start_epoch = state["epoch"]
+        partial = state.get("partial")
         if verbose:
-            print(f"[{model_name}] resuming from {checkpoint} after epoch {start_epoch}", flush=True)
+            inside = f", step {partial['step']} of epoch {start_epoch + 1}" if partial else ""
+            print(f"[{model_name}] resuming from {checkpoint} after epoch {start_epoch}{inside}", flush=True)
 
     jit = default_jit(model_name)
     step = _make_step(model, optimizer, jit)
     steps_per_epoch = len(subset.x_train) // protocol.batch_size
     params = count_parameters(model)
     end_epoch = protocol.epochs if max_epochs is None else min(protocol.epochs, start_epoch + max_epochs)
+    steps_left = max_steps
+    last_save = time.perf_counter()
+
+    def save(epoch_done: int, partial_state: dict | None) -> None:
+        state = {
+            "model": model_name,
+            "model_config": model_config,
+            "protocol": protocol.to_json(),
+            "epoch": epoch_done,
+            "rng": rng.bit_generator.state,
+            "log": log,
+        }
+        if partial_state is not None:
+            state["partial"] = partial_state
+        _save_checkpoint(checkpoint, model, optimizer, state)
+
     for epoch in range(start_epoch, end_epoch):
         lr = protocol.learning_rate(epoch)
         optimizer.learning_rate.assign(lr)
-        order = rng.permutation(len(subset.x_train))
+        if partial is None:
+            epoch_rng = rng.bit_generator.state
+            first_step, seen = 0, {"losses": [], "accs": [], "nfe_f": [], "nfe_b": [], "times": [], "seconds": 0.0}
+        else:  # resume inside the epoch: the same batch order, the generator where it stopped
+            epoch_rng, first_step, seen = partial["epoch_rng"], partial["step"], partial["seen"]
+        order_rng = np.random.default_rng()
+        order_rng.bit_generator.state = epoch_rng
+        order = order_rng.permutation(len(subset.x_train))
+        if partial is None:
+            rng.bit_generator.state = order_rng.bit_generator.state
+        partial = None
         if verbose:
             print(f"[{model_name}] epoch {epoch + 1}/{protocol.epochs} lr {lr:g}", flush=True)
         bar = progress(steps_per_epoch, f"[{model_name}]", ("nfe_f", "nfe_b")) if verbose == 1 else None
-        losses, accs, nfe_f, nfe_b, times = [], [], [], [], []
-        epoch_start = time.perf_counter()
-        for i in range(steps_per_epoch):
+        losses, accs, nfe_f, nfe_b, times = (seen[k] for k in ("losses", "accs", "nfe_f", "nfe_b", "times"))
+        epoch_start = time.perf_counter() - seen["seconds"]
+        for i in range(first_step, steps_per_epoch):
             idx = order[i * protocol.batch_size : (i + 1) * protocol.batch_size]
             images = subset.x_train[idx]
             if protocol.augment:
@@ -640,6 +681,16 @@ def train_deterministic(
                 if model.ode_block is not None:
                     shown += [("nfe_f", nf), ("nfe_b", nb)]
                 bar.update(i + 1, shown)
+            if steps_left is not None:
+                steps_left -= 1
+            stop = steps_left == 0
+            due = checkpoint_seconds > 0 and time.perf_counter() - last_save >= checkpoint_seconds
+            if (stop or due) and i + 1 < steps_per_epoch:
+                seen["seconds"] = time.perf_counter() - epoch_start
+                save(epoch, {"epoch_rng": epoch_rng, "step": i + 1, "seen": seen})
+                last_save = time.perf_counter()
+            if stop and i + 1 < steps_per_epoch:
+                return _results(model_name, model_config, protocol, params, log, command, jit) if log else {}
         train_time = time.perf_counter() - epoch_start
         test = evaluate(model, subset.x_test, subset.y_test, jit=jit)
         steady = times[1:] if len(times) > 1 else times
@@ -668,17 +719,14 @@ def train_deterministic(
                 f"{entry['step_seconds_median']:.3f} s/step",
                 flush=True,
             )
-        state = {
-            "model": model_name,
-            "model_config": model_config,
-            "protocol": protocol.to_json(),
-            "epoch": epoch + 1,
-            "rng": rng.bit_generator.state,
-            "log": log,
-        }
-        _save_checkpoint(checkpoint, model, optimizer, state)
+        save(epoch + 1, None)
+        last_save = time.perf_counter()
         results = _results(model_name, model_config, protocol, params, log, command, jit)
         write_atomic(run_dir / RESULTS, json.dumps(results, indent=2))
+        if steps_left == 0:
+            return results
+    if not log:
+        return {}
     results = _results(model_name, model_config, protocol, params, log, command, jit)
     write_atomic(run_dir / RESULTS, json.dumps(results, indent=2))
     return results
