@@ -41,7 +41,7 @@ def test_figure3_files(odenet_run: tuple[Path, MNIST], tmp_path: Path, monkeypat
         real_replace(src, dst)
 
     monkeypatch.setattr(atomic.os, "replace", replace)
-    png = make_figure(run, data.x_test[:4], data.y_test[:4], out=tmp_path, tols=(1e-1, 1e-3), ref_tol=1e-6)
+    png = make_figure(run, data.x_test[:4], data.y_test[:4], out=tmp_path, tols=(1e-1, 1e-3), ref_tol=1e-6, repeats=2)
     assert sorted(renamed) == ["figure3.csv", "figure3.json", "figure3.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(renamed)
     assert png == tmp_path / "figure3.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
