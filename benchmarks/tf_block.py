@@ -6,7 +6,8 @@ The block is the paper's MNIST ODE block: a batch of 64×6×6 feature maps (floa
 dynamics GroupNorm, ReLU, 3×3 convolution with time concatenated, twice, then GroupNorm
 (:class:`experiments.models.ODEFunc`). Reported, as medians:
 
-* one evaluation of the dynamics as a compiled TensorFlow function (tensors in and out);
+* one evaluation of the dynamics as a compiled TensorFlow function (tensors in and out), with
+  XLA (``jit_compile=True``, the default) and as a plain graph;
 * one evaluation through the numpy bridge the solver calls (float64 array in, array out);
 * per solver evaluation inside ``odegrad.tf.odeint``: forward time / forward NFE, and its
   overhead over one evaluation (the scipy<->TF bridge plus the solver's own work; target < 10%);
@@ -14,6 +15,9 @@ dynamics GroupNorm, ReLU, 3×3 convolution with time concatenated, twice, then G
 * the same with ``adjoint_seminorm=True`` (the parameter adjoints leave the error control);
 * the same for torchdiffeq's ``odeint_adjoint`` (dopri5) on an identical PyTorch block, when
   torch and torchdiffeq are installed (optional, benchmark-only dependencies).
+
+Repetitions are interleaved across the implementations, and CPU times are given beside wall
+times: on a shared machine only figures of one run compare.
 
 Peak memory against the number of solver steps is measured by ``python -m experiments.memory``.
 """
@@ -28,19 +32,17 @@ import sys
 import time
 from typing import Callable, Sequence
 
+Case = dict[str, Callable[[], object]]
+"""The timed callables of one implementation: ``eval``, ``bridge`` (optional), ``forward``,
+``forward_backward``; ``nfe`` (untimed) returns the forward and backward NFE."""
 
-def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+TIMED = ("eval", "bridge", "forward", "forward_backward")
+EVAL_CALLS = 10
+"""Evaluations timed per round for ``eval`` and ``bridge`` (each is short)."""
 
 
-def measure_odegrad(batch: int, tol: float, repeats: int, seminorm: bool = False) -> dict[str, float]:
-    """Evaluation, forward and forward+backward figures of the TF block with odegrad."""
+def odegrad_case(batch: int, tol: float, seminorm: bool = False, jit_compile: bool = True) -> Case:
+    """The TF block with odegrad: evaluation, bridge, forward and forward+backward callables."""
     import tensorflow as tf
 
     from experiments.models import ODEFunc
@@ -51,40 +53,35 @@ def measure_odegrad(batch: int, tol: float, repeats: int, seminorm: bool = False
     x = tf.random.normal([batch, 6, 6, 64])
     t = tf.constant([0.0, 1.0])
     func(t[0], x)
-    compiled = tf.function(lambda tt, h: func(tt, h))
-    evaluation = _median_seconds(lambda: compiled(t[0], x).numpy(), 10 * repeats)
+    compiled = tf.function(lambda tt, h: func(tt, h), jit_compile=jit_compile)
+    options = dict(rtol=tol, atol=tol, method="adams", adjoint_seminorm=seminorm,
+                   variables=func.trainable_variables, jit_compile=jit_compile, full_output=True)
 
     def forward():
-        ys, info = odeint(func, x, t, rtol=tol, atol=tol, method="adams", adjoint_seminorm=seminorm,
-                          variables=func.trainable_variables, full_output=True)
-        return info
+        return odeint(func, x, t, **options)[1]
 
     def forward_backward():
         with tf.GradientTape() as tape:
             tape.watch(x)
-            ys, info = odeint(func, x, t, rtol=tol, atol=tol, method="adams", adjoint_seminorm=seminorm,
-                              variables=func.trainable_variables, full_output=True)
+            ys, info = odeint(func, x, t, **options)
             loss = tf.reduce_sum(ys[-1] ** 2)
         tape.gradient(loss, [x] + func.trainable_variables)
         return info
 
-    info = forward()
-    bridge_fn = compile_dynamics(flatten_dynamics(func, x.shape), int(tf.size(x)), x.dtype)  # what the solver calls
+    # what the solver calls: float64 NumPy in and out
+    bridge_fn = compile_dynamics(flatten_dynamics(func, x.shape), int(tf.size(x)), x.dtype, jit_compile)
     state = x.numpy().astype("float64").ravel()
-    bridge = _median_seconds(lambda: bridge_fn(state, 0.0), 10 * repeats)
-    fwd = _median_seconds(forward, repeats)
-    both_info = forward_backward()
-    both = _median_seconds(forward_backward, repeats)
-    per_eval = fwd / info.forward.nfe
-    return {
-        "eval_s": evaluation, "bridge_s": bridge, "per_solver_eval_s": per_eval,
-        "overhead": per_eval / evaluation - 1.0, "forward_s": fwd, "forward_backward_s": both,
-        "nfe_forward": info.forward.nfe, "nfe_backward": both_info.backward.nfe,
-    }
+
+    def nfe():
+        fwd, both = forward(), forward_backward()
+        return fwd.forward.nfe, both.backward.nfe
+
+    return {"eval": lambda: compiled(t[0], x).numpy(), "bridge": lambda: bridge_fn(state, 0.0),
+            "forward": forward, "forward_backward": forward_backward, "nfe": nfe}
 
 
-def measure_torchdiffeq(batch: int, tol: float, repeats: int) -> dict[str, float] | None:
-    """The same figures for torchdiffeq's ``odeint_adjoint``, or ``None`` if not installed."""
+def torchdiffeq_case(batch: int, tol: float) -> Case | None:
+    """The same block in PyTorch with torchdiffeq's ``odeint_adjoint``, or ``None`` if absent."""
     try:
         import torch
         import torch.nn as nn
@@ -116,8 +113,10 @@ def measure_torchdiffeq(batch: int, tol: float, repeats: int) -> dict[str, float
     func = ODEFunc()
     x = torch.randn(batch, 64, 6, 6)
     t = torch.tensor([0.0, 1.0])
-    with torch.no_grad():
-        evaluation = _median_seconds(lambda: func(t[0], x), 10 * repeats)
+
+    def evaluate():
+        with torch.no_grad():
+            func(t[0], x)
 
     def forward():
         func.nfe = 0
@@ -133,42 +132,92 @@ def measure_torchdiffeq(batch: int, tol: float, repeats: int) -> dict[str, float
         (ys[-1] ** 2).sum().backward()
         return n_forward, func.nfe - n_forward
 
-    nfe_forward = forward()
-    fwd = _median_seconds(forward, repeats)
-    _, nfe_backward = forward_backward()
-    both = _median_seconds(forward_backward, repeats)
-    return {
-        "eval_s": evaluation, "bridge_s": float("nan"), "per_solver_eval_s": fwd / nfe_forward,
-        "overhead": float("nan"),
-        "forward_s": fwd, "forward_backward_s": both, "nfe_forward": nfe_forward,
-        "nfe_backward": nfe_backward,
-    }
+    def nfe():
+        return forward(), forward_backward()[1]
+
+    return {"eval": evaluate, "forward": forward, "forward_backward": forward_backward, "nfe": nfe}
 
 
-def render(rows: dict[str, dict[str, float] | None], command: str) -> str:
-    """The Markdown table of the measurements, with the command and machine."""
+def run_cases(cases: dict[str, Case | None], repeats: int) -> dict[str, dict[str, float] | None]:
+    """Time every case, interleaved: each round times each callable of each case once
+    (``eval``/``bridge`` :data:`EVAL_CALLS` times), so load changes hit all cases alike.
+
+    Returns medians in seconds (wall ``*_s`` and CPU time ``*_cpu_s``), NFE and the overhead of a
+    solver evaluation (forward time / NFE) over one evaluation.
+    """
+    live = {name: case for name, case in cases.items() if case is not None}
+    wall = {name: {k: [] for k in TIMED if k in case} for name, case in live.items()}
+    cpu = {name: {k: [] for k in TIMED if k in case} for name, case in live.items()}
+    nfe = {}
+    for name, case in live.items():
+        nfe[name] = case["nfe"]()  # also warms up (traces, compiles)
+        for key in wall[name]:
+            case[key]()
+    for _ in range(repeats):
+        for name, case in live.items():
+            for key in wall[name]:
+                calls = EVAL_CALLS if key in ("eval", "bridge") else 1
+                for _ in range(calls):
+                    cpu_start, start = time.process_time(), time.perf_counter()
+                    case[key]()
+                    wall[name][key].append(time.perf_counter() - start)
+                    cpu[name][key].append(time.process_time() - cpu_start)
+    rows: dict[str, dict[str, float] | None] = {name: None for name in cases}
+    for name in live:
+        row = {f"{k}_s": statistics.median(v) for k, v in wall[name].items()}
+        row.update({f"{k}_cpu_s": statistics.median(v) for k, v in cpu[name].items()})
+        row.setdefault("bridge_s", float("nan"))
+        row["nfe_forward"], row["nfe_backward"] = nfe[name]
+        row["per_solver_eval_s"] = row["forward_s"] / row["nfe_forward"]
+        row["overhead"] = row["per_solver_eval_s"] / row["eval_s"] - 1.0
+        rows[name] = row
+    return rows
+
+
+def render(rows: dict[str, dict[str, float] | None], command: str, load: tuple[str, str] = ("?", "?")) -> str:
+    """The Markdown table of the measurements, with the command, machine and load average."""
     lines = [
-        f"`{command}` on {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        f"`{command}` on {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+        f"load average {load[0]} before, {load[1]} after",
         "",
-        "| implementation | one eval (ms) | eval via numpy bridge (ms) | per solver eval (ms) | bridge+solver overhead "
-        "| forward (s) | fwd+bwd (s) | fwd NFE | bwd NFE |",
+        "Medians of interleaved repetitions, wall time (CPU time of the process in brackets).",
+        "",
+        "| implementation | one eval (ms) | eval via numpy bridge (ms) | per solver eval (ms) "
+        "| bridge+solver overhead | forward (s) | fwd+bwd (s) | fwd NFE | bwd NFE |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
         if r is None:
             lines.append(f"| {name} | not installed | | | | | | | |")
             continue
-        overhead = "–" if r["overhead"] != r["overhead"] else f"{100 * r['overhead']:.1f}%"
-        bridge = "–" if r["bridge_s"] != r["bridge_s"] else f"{1e3 * r['bridge_s']:.2f}"
+        bridge = "–" if r["bridge_s"] != r["bridge_s"] else f"{1e3 * r['bridge_s']:.2f} ({1e3 * r['bridge_cpu_s']:.2f})"
         lines.append(
-            f"| {name} | {1e3 * r['eval_s']:.2f} | {bridge} | {1e3 * r['per_solver_eval_s']:.2f} | {overhead} | "
-            f"{r['forward_s']:.3f} | {r['forward_backward_s']:.3f} | {r['nfe_forward']} | {r['nfe_backward']} |"
+            f"| {name} | {1e3 * r['eval_s']:.2f} ({1e3 * r['eval_cpu_s']:.2f}) | {bridge} | "
+            f"{1e3 * r['per_solver_eval_s']:.2f} | {100 * r['overhead']:.1f}% | "
+            f"{r['forward_s']:.3f} ({r['forward_cpu_s']:.3f}) | "
+            f"{r['forward_backward_s']:.3f} ({r['forward_backward_cpu_s']:.3f}) | "
+            f"{r['nfe_forward']} | {r['nfe_backward']} |"
         )
-    ours, theirs = rows.get("odegrad.tf (adams, adjoint)"), rows.get("torchdiffeq odeint_adjoint (dopri5)")
-    if ours and theirs:
-        lines += ["", f"fwd+bwd time odegrad / torchdiffeq: {ours['forward_backward_s'] / theirs['forward_backward_s']:.2f}; "
-                  f"one evaluation TF / PyTorch: {ours['eval_s'] / theirs['eval_s']:.2f}"]
+    theirs = rows.get(TORCH)
+    if theirs:
+        for name in (XLA, GRAPH):
+            ours = rows.get(name)
+            if ours:
+                both = ours["forward_backward_s"] / theirs["forward_backward_s"]
+                lines += ["", f"{name} / torchdiffeq: fwd+bwd time {both:.2f}; "
+                          f"one evaluation {ours['eval_s'] / theirs['eval_s']:.2f} (CPU time "
+                          f"{ours['eval_cpu_s'] / theirs['eval_cpu_s']:.2f})"]
     return "\n".join(lines)
+
+
+XLA = "odegrad.tf (adams, adjoint, XLA)"
+GRAPH = "odegrad.tf (adams, adjoint, graph)"
+SEMINORM = "odegrad.tf (adams, adjoint, XLA, seminorm)"
+TORCH = "torchdiffeq odeint_adjoint (dopri5)"
+
+
+def _load() -> str:
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -179,12 +228,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="also write the Markdown table to this file")
     args = parser.parse_args(argv)
     command = "python -m benchmarks.tf_block " + " ".join(argv if argv is not None else sys.argv[1:])
-    rows = {
-        "odegrad.tf (adams, adjoint)": measure_odegrad(args.batch, args.tol, args.repeats),
-        "odegrad.tf (adams, adjoint, seminorm)": measure_odegrad(args.batch, args.tol, args.repeats, True),
-        "torchdiffeq odeint_adjoint (dopri5)": measure_torchdiffeq(args.batch, args.tol, args.repeats),
+    before = _load()
+    cases = {
+        XLA: odegrad_case(args.batch, args.tol, jit_compile=True),
+        GRAPH: odegrad_case(args.batch, args.tol, jit_compile=False),
+        SEMINORM: odegrad_case(args.batch, args.tol, seminorm=True, jit_compile=True),
+        TORCH: torchdiffeq_case(args.batch, args.tol),
     }
-    table = render(rows, command.strip())
+    rows = run_cases(cases, args.repeats)
+    table = render(rows, command.strip(), (before, _load()))
     print(table)
     if args.out:
         from experiments.atomic import write_atomic

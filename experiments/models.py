@@ -326,6 +326,7 @@ def build_model(
     rk_steps: int | None = None,
     tol: float = 1e-3,
     method: str = "adams",
+    jit_compile: bool = True,
     seed: int | None = None,
 ) -> Classifier:
     """Build and initialise one Table 1 model.
@@ -346,6 +347,10 @@ def build_model(
         the RK-Net's dopri5.
     method : str
         Solver of the ODE block (passed to :class:`odegrad.tf.ODEBlock`).
+    jit_compile : bool
+        Compile the ODE block's dynamics evaluations with XLA (:class:`odegrad.tf.ODEBlock`);
+        on by default here: per training step it is measured faster on the Table 1 block
+        (``python -m benchmarks.odenet_step``), and the long runs amortise its compile time.
     seed : int, optional
         If given, :func:`keras.utils.set_random_seed` is called first so the initial weights
         are reproducible.
@@ -386,7 +391,8 @@ def build_model(
     elif name == "odenet":
         from odegrad.tf import ODEBlock
 
-        block = ODEBlock(ODEFunc(WIDTH), t=INTEGRATION_TIME, rtol=tol, atol=tol, method=method)
+        block = ODEBlock(ODEFunc(WIDTH), t=INTEGRATION_TIME, rtol=tol, atol=tol, method=method,
+                         jit_compile=jit_compile)
         model = Classifier(downsampling(), [block], classification_head(), "odenet")
     else:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from ..stats import SolveInfo
@@ -32,19 +33,24 @@ class ODEBlock(tf.keras.layers.Layer):
         Default ``"adams"``: VODE's implicit Adams, as in the paper.
     adjoint_method, adjoint_rtol, adjoint_atol, adjoint_seminorm : optional
         Options of the backward solves (default: as the forward solve).
+    jit_compile : bool, optional
+        Compile the solver's evaluations of ``func`` (and of ``func`` fused with its VJP) with
+        XLA (default ``False``; see :func:`odegrad.tf.odeint`).
 
     Attributes
     ----------
     nfe_forward : int
-        Dynamics evaluations of the last forward solve.
+        Dynamics evaluations of the last forward solve that ran (eagerly, or in an executed graph:
+        read it after the compiled call returns).
     nfe_backward : int
-        Dynamics evaluations (of the augmented system) of the last backward solve.
+        Dynamics evaluations (of the augmented system) of the backward solve of that call.
     """
 
     def __init__(self, func: tf.keras.layers.Layer, t: Sequence[float] = (0.0, 1.0),
                  rtol: float = 1e-3, atol: float = 1e-3, method: str = "adams",
                  adjoint_method: str | None = None, adjoint_rtol: float | None = None,
-                 adjoint_atol: float | None = None, adjoint_seminorm: bool = False, **kwargs: Any):
+                 adjoint_atol: float | None = None, adjoint_seminorm: bool = False,
+                 jit_compile: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
         if len(t) != 2 or float(t[0]) == float(t[1]):
             raise ValueError(f"t must be an interval (t0, t1) with t0 != t1, got {t!r}")
@@ -52,7 +58,7 @@ class ODEBlock(tf.keras.layers.Layer):
         self.t = (float(t[0]), float(t[1]))
         self.options = dict(rtol=rtol, atol=atol, method=method, adjoint_method=adjoint_method,
                             adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
-                            adjoint_seminorm=adjoint_seminorm)
+                            adjoint_seminorm=adjoint_seminorm, jit_compile=bool(jit_compile))
         self.supports_jit = False
         self._info: SolveInfo | None = None
 
@@ -64,8 +70,19 @@ class ODEBlock(tf.keras.layers.Layer):
     def call(self, x: tf.Tensor) -> tf.Tensor:
         ys, info = odeint(self.func, x, tf.constant(self.t, dtype=x.dtype),
                           variables=self.func.trainable_variables, full_output=True, **self.options)
-        object.__setattr__(self, "_info", info)
-        return ys[-1]
+        if tf.executing_eagerly():
+            object.__setattr__(self, "_info", info)
+            return ys[-1]
+        # In a graph, every trace has its own info, which each execution restarts; the block
+        # reports the info of the solve that ran last, so it is selected when the graph runs.
+        def select() -> np.ndarray:
+            object.__setattr__(self, "_info", info)
+            return np.zeros((), np.int32)
+
+        with tf.control_dependencies([ys]):
+            selected = tf.numpy_function(select, [], tf.int32, stateful=True)
+        with tf.control_dependencies([selected]):
+            return tf.identity(ys[-1])
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape
