@@ -18,7 +18,7 @@ import pytest
 from experiments import atomic, cli
 from experiments.atomic import write_atomic
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 BLOCKER = textwrap.dedent(
     """
