@@ -70,6 +70,7 @@ class Problem:
     stage: str
     make_fun: Callable[[np.ndarray], Callable[[np.ndarray, float], np.ndarray]]
     make_jac: Callable[[np.ndarray], Callable | None] = lambda theta: None
+    _derived: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
 
     def record(self, stats: solvers.SolveStats) -> None:
         """Count the statistics of one solve of this problem."""
@@ -90,22 +91,23 @@ class Problem:
             make_fun=lambda theta: (lambda s, t: rhs(s, t, theta)), make_jac=make_jac,
         )
 
-    @functools.cached_property
-    def augmented(self) -> "Problem":
-        """The problem of ``[y, a, a_t, a_theta]`` solved backwards by the adjoint."""
-        rhs, layout = self.rhs, AugmentedLayout(self.n, self.n_params)
+    def augmented(self, layout: AugmentedLayout) -> "Problem":
+        """The problem of the backward state ``layout`` (``[y, a, a_t, a_theta]``), built once."""
+        if layout not in self._derived:
+            rhs = self.rhs
 
-        def aug_rhs(s, t, theta):
-            y, a, _, _ = layout.split(s)
-            vjp, dy = make_vjp(rhs, argnum=(0, 1, 2))(y, t, theta)
-            v_y, v_t, v_theta = vjp(a)
-            return layout.join(anp.concatenate, dy, -v_y, -anp.reshape(v_t, (1,)), -v_theta)
+            def aug_rhs(s, t, theta):
+                y, a, _, _ = layout.split(s)
+                vjp, dy = make_vjp(rhs, argnum=(0, 1, 2))(y, t, theta)
+                v_y, v_t, v_theta = vjp(a)
+                return layout.join(anp.concatenate, dy, -v_y, -anp.reshape(v_t, (1,)), -v_theta)
 
-        return self._backward_problem(aug_rhs, layout)
+            self._derived[layout] = self._backward_problem(aug_rhs, layout)
+        return self._derived[layout]
 
-    def adjoint_along(self, y_of_t: Callable[[float], np.ndarray]) -> "Problem":
-        """The problem of ``[a, a_t, a_theta]`` with ``y(t)`` read from a forward interpolant."""
-        rhs, layout = self.rhs, AugmentedLayout(self.n, self.n_params, with_state=False)
+    def adjoint_along(self, y_of_t: Callable[[float], np.ndarray], layout: AugmentedLayout) -> "Problem":
+        """The problem of ``layout`` without ``y``, which is read from a forward interpolant."""
+        rhs = self.rhs
 
         def adj_rhs(s, t, theta):
             _, a, _, _ = layout.split(s)
@@ -161,8 +163,8 @@ class AutogradDynamics:
     def f(self, y: Any, t: Any) -> Any:
         return self.problem.rhs(y, t, self.theta)
 
-    def augmented(self) -> "AutogradDynamics":
-        return AutogradDynamics(self.problem.augmented, self.theta)
+    def augmented(self, layout: AugmentedLayout) -> "AutogradDynamics":
+        return AutogradDynamics(self.problem.augmented(layout), self.theta)
 
     def dense_forward(self, y_start: Any, t_start: Any, t_end: Any) -> Callable[[float], np.ndarray]:
         if any(isbox(x) for x in (y_start, t_start, t_end, self.theta)):
@@ -172,8 +174,9 @@ class AutogradDynamics:
             )
         return self.problem.dense_forward(y_start, float(t_start), float(t_end), self.theta)
 
-    def adjoint_along(self, y_of_t: Callable[[float], np.ndarray]) -> "AutogradDynamics":
-        return AutogradDynamics(self.problem.adjoint_along(y_of_t), self.theta)
+    def adjoint_along(self, y_of_t: Callable[[float], np.ndarray],
+                      layout: AugmentedLayout) -> "AutogradDynamics":
+        return AutogradDynamics(self.problem.adjoint_along(y_of_t, layout), self.theta)
 
 
 class AutogradOps:
