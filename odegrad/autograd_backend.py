@@ -317,6 +317,7 @@ def _sensitivity_vjp(argnums, ys, y0, t, theta, problem: Problem):
             zeros = {0: g[0], 1: anp.zeros(1), 2: anp.zeros(problem.n_params)}
             return tuple(zeros[k] for k in argnums)
         if not solved:
+            problem.info.gradient_methods.append("forward")
             f0 = problem.rhs(y0, t[0], theta) if layout.with_t0 else None
             solved.append(solve(layout.initial_state(y0, f0), t, theta, problem.sensitivity(layout)))
         rates = None
@@ -331,6 +332,7 @@ def _sensitivity_vjp(argnums, ys, y0, t, theta, problem: Problem):
 def _adjoint_vjp(argnums, ys, t, theta, problem: Problem, mode: str, automatic: bool):
     """The VJP from Algorithm 1 (:func:`odegrad.adjoint.backward`) in ``mode``."""
     def vjp(g):
+        problem.info.gradient_methods.append(mode)
         try:
             grads = backward(g, ys, t, AutogradDynamics(problem, theta), _solve_dynamics, AutogradOps,
                              mode, wrt_t=1 in argnums, wrt_theta=2 in argnums)
@@ -339,6 +341,7 @@ def _adjoint_vjp(argnums, ys, t, theta, problem: Problem, mode: str, automatic: 
             if mode == "interpolate":
                 raise
             if automatic and first_order:  # stiff without LSODA saying so
+                problem.info.gradient_methods[-1] = "interpolate"
                 grads = backward(g, ys, t, AutogradDynamics(problem, theta), _solve_dynamics,
                                  AutogradOps, "interpolate", wrt_t=1 in argnums, wrt_theta=2 in argnums)
             else:

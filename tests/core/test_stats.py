@@ -122,3 +122,12 @@ def test_solvestats_add():
 def test_single_time_has_no_work():
     _, info = odeint(_decay, 1.0, [0.0], args=(0.5,), full_output=True)
     assert info.forward.nfe == 0 and info.forward.nsolves == 0
+
+
+def test_gradient_methods_say_what_auto_picked():
+    t = onp.linspace(0.0, 1.0, 5)
+    with record_stats() as rec:
+        grad(lambda k: np.sum(odeint(_decay, onp.ones(2), t, args=(k,))))(0.5)
+        grad(lambda k: np.sum(odeint(_decay, onp.ones(2), t, args=(k,), adjoint="checkpoint")))(0.5)
+    assert rec.gradient_methods == ["forward", "checkpoint"]
+    assert rec.calls[0].gradient_methods == ["forward"]
