@@ -80,7 +80,7 @@ def forward_fits(n: int, columns: int, stiff: bool) -> bool:
 
 
 def choose(*, n: int, columns: int, n_intervals: int, nfe: int, rtol: float, stiff: bool,
-           higher_order: bool) -> str:
+           higher_order: bool, derived: bool = False) -> str:
     """The gradient method ``adjoint="auto"`` uses for one solve.
 
     Parameters
@@ -101,6 +101,12 @@ def choose(*, n: int, columns: int, n_intervals: int, nfe: int, rtol: float, sti
     higher_order : bool
         Whether this gradient is itself differentiated (Hessians, grad-of-grad, forward mode
         over it): the interpolating adjoint gives first derivatives only.
+    derived : bool
+        Whether the solve is itself part of a gradient (an adjoint or sensitivity solve being
+        differentiated for a second derivative). Its dynamics hold a trace of ``f`` already, so
+        tracing them costs far more than a backward pass through them: forward sensitivities
+        then cost about one adjoint run (measured on the README's Lotka-Volterra Hessian) and
+        serve every row of a Hessian, so they are taken whenever they fit.
 
     Returns
     -------
@@ -116,7 +122,9 @@ def choose(*, n: int, columns: int, n_intervals: int, nfe: int, rtol: float, sti
         if forward_fits(n, columns, stiff=True):
             return "forward"
         return "checkpoint" if higher_order else "interpolate"
+    if not forward_fits(n, columns, stiff=False):
+        return "checkpoint"
     nfe = max(nfe, 1)
-    if forward_fits(n, columns, stiff=False) and forward_cost(n, nfe) <= adjoint_cost(nfe, n_intervals, rtol):
+    if derived or forward_cost(n, nfe) <= adjoint_cost(nfe, n_intervals, rtol):
         return "forward"
     return "checkpoint"

@@ -374,7 +374,7 @@ def _solve_vjp(argnums, ys, args, kwargs):
     mode = auto.choose(
         n=problem.n, columns=columns, n_intervals=int(np.shape(getval(t))[0]) - 1,
         nfe=0 if stats is None else stats.nfe, rtol=problem.backward_opts.rtol, stiff=stiff,
-        higher_order=any(isbox(x) for x in (ys, y0, t, theta)),
+        higher_order=any(isbox(x) for x in (ys, y0, t, theta)), derived=problem.stage == "backward",
     )
     if mode == "forward":
         return _sensitivity_vjp(argnums, ys, y0, t, theta, problem)

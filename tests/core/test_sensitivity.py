@@ -276,6 +276,9 @@ def test_auto_rule(kwargs, expected):
     assert auto.choose(higher_order=False, **kwargs) == expected
     if expected == "interpolate":
         assert auto.choose(higher_order=True, **kwargs) == "checkpoint"
+    # An adjoint or sensitivity solve being differentiated takes sensitivities where they fit.
+    fits = auto.forward_fits(kwargs["n"], kwargs["columns"], kwargs["stiff"])
+    assert (auto.choose(higher_order=True, derived=True, **kwargs) == "forward") == fits
 
 
 def test_auto_rule_costs():
