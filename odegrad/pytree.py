@@ -9,11 +9,12 @@ and passed through unchanged, so ``args=(p, 3)`` with an integer exponent just w
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import autograd.numpy as anp
 import numpy as np
-from autograd.extend import defjvp, defvjp, primitive
+from autograd.extend import SparseObject, defjvp, defvjp, primitive, vspace
 from autograd.tracer import getval
 
 
@@ -30,12 +31,26 @@ def take_slice(flat: np.ndarray, start: int, stop: int, shape: tuple[int, ...] |
     return piece if shape is None else piece.reshape(shape)
 
 
+@functools.lru_cache(maxsize=256)
+def _vector_space(size: int, dtype: np.dtype) -> Any:
+    return vspace(np.zeros(size, dtype=dtype))
+
+
 @primitive
-def put_slice(piece: np.ndarray, start: int, size: int) -> np.ndarray:
-    """A vector of ``size`` zeros with the entries of ``piece`` at ``[start:start + piece.size]``."""
-    out = np.zeros(size, dtype=np.result_type(piece, float))
-    out[start:start + np.size(piece)] = np.ravel(piece)
-    return out
+def put_slice(piece: np.ndarray, start: int, size: int) -> SparseObject:
+    """A vector of ``size`` zeros with the entries of ``piece`` at ``[start:start + piece.size]``.
+
+    Returned as autograd's ``SparseObject`` (as autograd's own indexing gradient is): the entries
+    are added in place into the gradient being accumulated, so a slice of a long vector costs
+    its own length, not a fresh vector of ``size`` zeros and an addition of two.
+    """
+    flat = np.ravel(piece)
+
+    def mut_add(accumulated: np.ndarray) -> np.ndarray:
+        accumulated[start:start + flat.size] += flat
+        return accumulated
+
+    return SparseObject(_vector_space(int(size), np.result_type(piece, float)), mut_add)
 
 
 defvjp(take_slice, lambda ans, flat, start, stop, shape=None:
@@ -122,6 +137,8 @@ def flatten_args(args: Any) -> tuple[Any, Callable[[Any], Any]]:
             entries = [(key, plan(item)) for key, item in node.items()]
             return lambda flat, it: type(node)((key, item(flat, it)) for key, item in entries)
         if _is_param(node):
+            if slots == [(0, int(offsets[-1]), None)]:  # one vector leaf: theta itself, no slice
+                return lambda flat, it: flat
             return lambda flat, it: take_slice(flat, *next(it))
         return lambda flat, it: node
 
