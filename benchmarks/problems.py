@@ -31,7 +31,7 @@ class Problem:
     rtol: float
     atol: float
     data: dict = dataclasses.field(default_factory=dict)
-    odegrad_variants: tuple = ("lsoda",)   # "method[+seminorm][+mxstep]", see variant_kwargs
+    odegrad_variants: tuple = ("lsoda",)   # "method[+adjoint][+seminorm][+mxstep]", see variant_kwargs
     peers: tuple = ("autograd", "fd", "torchdiffeq-adjoint", "torchdiffeq-adjoint+seminorm",
                     "torchdiffeq", "jax")
     reference: str = "sensitivity"     # or "odegrad-tight"
@@ -67,7 +67,7 @@ def kinetics() -> Problem:
         "loss=mean|y-y(k=(1,1))|, default odeint tolerances (autograd issue #561)",
         rhs=_kinetics_rhs, loss=_mean_abs_loss, y0=y0, t=t, p0=np.array([2.0, 2.0]),
         rtol=DEFAULT_TOL, atol=DEFAULT_TOL, data={"target": target},
-        odegrad_variants=("lsoda", "lsoda+seminorm", "adams", "bdf"),
+        odegrad_variants=("lsoda", "lsoda+checkpoint", "lsoda+forward", "adams", "bdf"),
         reference_method="LSODA", sens_rtol=1e-12, sens_atol=1e-14,
     )
 
@@ -105,7 +105,8 @@ def spiral_mlp() -> Problem:
         "(252 params), MSE over the first 100 of 1000 points on [0,25], rtol=atol=1e-6",
         rhs=_spiral_mlp_rhs, loss=_mse_loss, y0=y0, t=t_all[:100], p0=p0, rtol=1e-6, atol=1e-6,
         data={"target": true_y[:100]},
-        odegrad_variants=("lsoda", "lsoda+seminorm", "adams+seminorm"),
+        odegrad_variants=("lsoda", "lsoda+checkpoint", "lsoda+checkpoint+seminorm", "lsoda+forward+seminorm",
+                          "adams"),
     )
 
 
@@ -134,7 +135,7 @@ def robertson() -> Problem:
         "atol=1e-10",
         rhs=_robertson_rhs, loss=_weighted_sum_loss, y0=np.array([1.0, 0.0, 0.0]), t=t,
         p0=np.log(np.array([0.04, 3e7, 1e4])), rtol=1e-6, atol=1e-10, data={"w": _ROBERTSON_W},
-        odegrad_variants=("lsoda", "lsoda+interpolate", "lsoda+seminorm", "bdf+mxstep"),
+        odegrad_variants=("lsoda", "lsoda+interpolate", "lsoda+checkpoint", "bdf+mxstep"),
         reference_method="LSODA", sens_rtol=1e-10, sens_atol=1e-16, stiff=True,
     )
 
@@ -179,7 +180,7 @@ def variant_kwargs(variant: str) -> dict:
     for flag in flags:
         if flag == "seminorm":
             kwargs["adjoint_seminorm"] = True
-        elif flag in ("interpolate", "backsolve", "checkpoint"):
+        elif flag in ("interpolate", "backsolve", "checkpoint", "forward", "auto"):
             kwargs["adjoint"] = flag
         elif flag == "mxstep":
             kwargs["mxstep"] = 100000

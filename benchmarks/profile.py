@@ -4,13 +4,14 @@ For each problem it prints
 
 * forward and gradient wall time, forward and backward NFE (``odegrad.record_stats``);
 * per-evaluation costs, best of 5 interleaved rounds: the plain numpy dynamics (what a forward
-  or finite-difference solve pays), odegrad's augmented dynamics (what the backward solve pays:
-  autograd ``make_vjp`` tracing plus the backward pass, odegrad's reshape/unflatten/ravel and
-  concatenation), and autograd ``make_vjp`` of the raw user function with respect to
-  ``(y, t, p)``, ``(y, p)`` and ``y`` alone (the floor without odegrad's wrapper);
+  or finite-difference solve pays), odegrad's augmented dynamics (what the checkpoint adjoint's
+  backward solve pays: one autograd trace and one backward pass), its sensitivity dynamics
+  (what forward sensitivities pay: one trace and ``n`` backward passes), and autograd
+  ``make_vjp`` of the raw user function with respect to ``(y, t, p)``, ``(y, p)`` and ``y``
+  alone (the floor without odegrad's wrapper);
 * a cProfile of one gradient, by cumulative time, restricted to the top ``--top`` entries.
 
-The augmented dynamics are captured by wrapping ``odegrad.solvers.solve`` for one gradient: the
+The derived dynamics are captured by wrapping ``odegrad.solvers.solve`` for one gradient: the
 profile relies on that internal entry point (the solve every odegrad solve goes through).
 """
 
@@ -27,7 +28,8 @@ import numpy as np
 from . import problems as P
 
 
-def _capture_augmented(problem: P.Problem, variant: str):
+def _capture_derived(problem: P.Problem, variant: str):
+    """The dynamics of the last derived solve of one gradient (augmented or sensitivity)."""
     import autograd
     import autograd.numpy as anp
 
@@ -38,13 +40,13 @@ def _capture_augmented(problem: P.Problem, variant: str):
     original = solvers.solve
 
     def spy(fun, y0, t, opts, jac=None):
-        captured.append(fun)
+        captured.append((fun, np.array(y0)))
         return original(fun, y0, t, opts, jac)
 
     solvers.solve = spy
     try:
         autograd.grad(lambda q: anp.sum(odegrad.odeint(
-            lambda y, t, p: problem.rhs(y, t, p, anp), problem.y0, problem.t[:2], args=(q,),
+            lambda y, t, p: problem.rhs(y, t, p, anp), problem.y0, problem.t[:3], args=(q,),
             rtol=problem.rtol, atol=problem.atol, **P.variant_kwargs(variant))))(problem.p0)
     finally:
         solvers.solve = original
@@ -52,14 +54,18 @@ def _capture_augmented(problem: P.Problem, variant: str):
 
 
 def per_eval_costs(problem: P.Problem, variant: str = "lsoda", rounds: int = 5) -> dict[str, float]:
-    """Seconds per call of the dynamics and of the augmented (adjoint) dynamics."""
+    """Seconds per call of the dynamics, of the adjoint's and of the sensitivities' dynamics."""
     import autograd.numpy as anp
     from autograd import make_vjp
 
     p, t = problem.p0, float(problem.t[1])
     y, a = problem.y0 + 0.1, np.ones(problem.y0.size)
-    s = np.concatenate([y, a, [0.0], np.zeros(p.size)])
-    aug = _capture_augmented(problem, variant)
+    method = variant.split("+")[0]
+    aug, s_aug = _capture_derived(problem, f"{method}+checkpoint")
+    variants = {}
+    if problem.y0.size * (1 + p.size) <= 2000:
+        sens, s_sens = _capture_derived(problem, f"{method}+forward")
+        variants["odegrad sensitivity dynamics (forward)"] = lambda: sens(s_sens + 0.01, t)
 
     def f_ag(yy, tt, pp):
         return problem.rhs(yy, tt, pp, anp)
@@ -81,7 +87,8 @@ def per_eval_costs(problem: P.Problem, variant: str = "lsoda", rounds: int = 5) 
     variants = {
         "dynamics, numpy": lambda: problem.rhs(y, t, p, np),
         "dynamics, autograd.numpy (untraced)": lambda: f_ag(y, t, p),
-        "odegrad augmented dynamics": lambda: aug(s, t),
+        "odegrad augmented dynamics (checkpoint)": lambda: aug(s_aug + 0.01, t),
+        **variants,
         "raw make_vjp wrt (y, t, p) + vjp": raw_ytp,
         "raw make_vjp wrt (y, p) + vjp": raw_yp,
         "raw make_vjp wrt y + vjp": raw_y,
@@ -129,7 +136,7 @@ def gradient_profile(problem: P.Problem, variant: str = "lsoda", top: int = 25) 
     pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(top)
     summary = {"forward s": t_fwd, "gradient s": t_grad, "fwd NFE": rec.forward.nfe,
                "bwd NFE": rec.backward.nfe, "bwd solves": rec.backward.nsolves,
-               "bwd nje": rec.backward.nje}
+               "bwd nje": rec.backward.nje, "method": ", ".join(sorted(set(rec.gradient_methods)))}
     return summary, out.getvalue()
 
 

@@ -3,12 +3,15 @@
 The reference implementation of *Neural Ordinary Differential Equations* (Chen, Rubanova,
 Bettencourt, Duvenaud, NeurIPS 2018): the forward pass is a scipy solve (LSODA, or VODE's
 implicit Adams or BDF); the vector-Jacobian product is the paper's Algorithm 1 with Appendix C.
-TensorFlow dynamics live in :mod:`odegrad.tf`, imported on demand.
+Forward sensitivities are the other gradient method, and ``adjoint="auto"`` (the default)
+picks between them per solve. TensorFlow dynamics live in :mod:`odegrad.tf`, imported on demand.
 
 Modules: :mod:`odegrad.integrate` (the front door, ``odeint``), :mod:`odegrad.options` (how the
 gradient is computed), :mod:`odegrad.adjoint` (Algorithm 1, written once),
-:mod:`odegrad.augmented` (the backward state's layout), :mod:`odegrad.autograd_backend` (the
-autograd primitive and its derivative rules), :mod:`odegrad.solvers` (every scipy call),
+:mod:`odegrad.augmented` (the backward state's layout), :mod:`odegrad.sensitivity` (forward
+sensitivities), :mod:`odegrad.auto` (the rule behind ``adjoint="auto"``), :mod:`odegrad.reverse`
+(one trace, many VJPs), :mod:`odegrad.autograd_backend` (the autograd primitive and its
+derivative rules), :mod:`odegrad.solvers` (every scipy call),
 :mod:`odegrad.stats`, :mod:`odegrad.pytree`, :mod:`odegrad.validation`, :mod:`odegrad.gradcheck`.
 """
 

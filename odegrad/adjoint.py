@@ -24,6 +24,9 @@ import numpy as np
 
 from .augmented import AugmentedLayout
 
+BACKWARD_MODES = ("checkpoint", "backsolve", "interpolate")
+"""The modes :func:`backward` implements; ``"forward"`` and ``"auto"`` are resolved by a backend."""
+
 
 class Ops(Protocol):
     """The array operations Algorithm 1 needs, from the backend's namespace."""
@@ -44,17 +47,22 @@ class Dynamics(Protocol):
 
     def f(self, y: Any, t: Any) -> Any: ...
 
-    def augmented(self) -> "Dynamics":
-        """Dynamics of ``[y, a, a_t, a_theta]`` with the same parameters (see module docstring)."""
+    def augmented(self, layout: AugmentedLayout) -> "Dynamics":
+        """Dynamics of the backward state ``layout`` (with ``y``: ``[y, a, a_t, a_theta]``) with
+        the same parameters, computing only the parts the layout holds (module docstring)."""
         ...
 
     def dense_forward(self, y_start: Any, t_start: Any, t_end: Any) -> Callable[[float], Any]:
         """Solve forwards from ``y_start`` and return a dense interpolant ``y(t)``."""
         ...
 
-    def adjoint_along(self, y_of_t: Callable[[float], Any]) -> "Dynamics":
-        """Dynamics of ``[a, a_t, a_theta]`` with ``y`` read from ``y_of_t``."""
+    def adjoint_along(self, y_of_t: Callable[[float], Any], layout: AugmentedLayout) -> "Dynamics":
+        """Dynamics of the backward state ``layout`` (without ``y``) reading ``y`` from ``y_of_t``."""
         ...
+
+
+Solve = Callable[[Any, Any, Dynamics], Any]
+"""``solve(s0, times, dynamics) -> states``: the backend's differentiable solve."""
 
 
 def refine_times(t: Any, checkpoints: int, ops: Ops) -> Any:
@@ -74,9 +82,12 @@ def backward(
     ys: Any,
     t: Any,
     dynamics: Dynamics,
-    solve: Callable[[Any, Any, Dynamics], Any],
+    solve: Solve,
     ops: Ops,
     mode: str = "checkpoint",
+    *,
+    wrt_t: bool = True,
+    wrt_theta: bool = True,
 ) -> tuple[Any, Any, Any]:
     """Run the adjoint backwards and return ``(∂L/∂y0, ∂L/∂t, ∂L/∂theta)``.
 
@@ -89,8 +100,8 @@ def backward(
     t : array, shape (T,)
         The output times.
     dynamics : Dynamics
-        The forward dynamics; ``dynamics.augmented()`` is solved backwards.
-    solve : callable
+        The forward dynamics; ``dynamics.augmented(layout)`` is solved backwards.
+    solve : Solve
         ``solve(s0, times, dynamics) -> states``: the backend's differentiable solve.
     ops : Ops
         The backend's array operations.
@@ -102,36 +113,51 @@ def backward(
         forwards again with dense output and the adjoint reads ``y`` from that interpolant.
         Reconstructing ``y`` backwards is unstable for stiff dynamics (``-f`` has eigenvalues of
         large positive real part); the adjoint alone is linear and stable backwards. First
-        derivatives only: the interpolant is not differentiated. The mode is validated by
-        :class:`odegrad.options.AdjointOptions`.
+        derivatives only: the interpolant is not differentiated.
+    wrt_t, wrt_theta : bool
+        Whether ``∂L/∂t`` and ``∂L/∂theta`` are wanted. Without them the backward state holds
+        no ``a_t`` (and no ``a·∂f/∂t`` is computed) or no ``a_theta``, and ``None`` is returned
+        in their place.
 
     Returns
     -------
     g_y0 : array, shape (n,)
-    g_t : array, shape (T,)
-    g_theta : array, shape (dynamics.n_params,)
+    g_t : array, shape (T,), or None
+    g_theta : array, shape (dynamics.n_params,), or None
+
+    Raises
+    ------
+    ValueError
+        For a mode that is not one of :data:`BACKWARD_MODES`.
     """
+    if mode not in BACKWARD_MODES:
+        raise ValueError(f"adjoint.backward implements the modes {BACKWARD_MODES}, not {mode!r}")
     n_times = len(t) if not hasattr(t, "shape") else int(t.shape[0])
     interpolate = mode == "interpolate"
-    layout = AugmentedLayout(int(ys.shape[1]), dynamics.n_params, with_state=not interpolate)
-    augmented = None if interpolate else dynamics.augmented()
+    layout = AugmentedLayout(int(ys.shape[1]), dynamics.n_params, with_state=not interpolate,
+                             with_time=wrt_t, with_params=wrt_theta)
+    augmented = None if interpolate else dynamics.augmented(layout)
     a = g[n_times - 1]
-    a_t = ops.zeros(1, like=a)
-    a_theta = ops.zeros(dynamics.n_params, like=a)
+    a_t = ops.zeros(1, like=a) if wrt_t else None
+    a_theta = ops.zeros(dynamics.n_params, like=a) if wrt_theta else None
     y = ys[n_times - 1]
     time_grads = []
     for i in range(n_times - 1, 0, -1):
-        direct = ops.vdot(dynamics.f(ys[i], t[i]), g[i])
-        time_grads.append(direct)
-        a_t = a_t - direct
+        if wrt_t:
+            direct = ops.vdot(dynamics.f(ys[i], t[i]), g[i])
+            time_grads.append(direct)
+            a_t = a_t - direct
         times = ops.stack([t[i], t[i - 1]])
         if interpolate:
-            along = dynamics.adjoint_along(dynamics.dense_forward(ys[i - 1], t[i - 1], t[i]))
+            along = dynamics.adjoint_along(dynamics.dense_forward(ys[i - 1], t[i - 1], t[i]), layout)
             s = solve(layout.join(ops.concat, None, a, a_t, a_theta), times, along)[1]
         else:
             start = ys[i] if mode == "checkpoint" else y
             s = solve(layout.join(ops.concat, start, a, a_t, a_theta), times, augmented)[1]
         y, a, a_t, a_theta = layout.split(s)
         a = a + g[i - 1]
-    time_grads.append(a_t[0])
-    return a, ops.stack(time_grads[::-1]), a_theta
+    g_t = None
+    if wrt_t:
+        time_grads.append(a_t[0])
+        g_t = ops.stack(time_grads[::-1])
+    return a, g_t, a_theta

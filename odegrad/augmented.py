@@ -1,7 +1,10 @@
 """The state of the backward (adjoint) solves: ``[y, a, a_t, a_theta]``, its layout and tolerances.
 
 One owner for the layout: :func:`odegrad.adjoint.backward` and the dynamics of both backends
-build and take apart the augmented state only through :class:`AugmentedLayout`.
+build and take apart the augmented state only through :class:`AugmentedLayout`. Parts that are
+not needed are left out of the state altogether: ``y`` for the interpolating adjoint (it reads
+``y`` from a dense forward solution), ``a_t`` when no output time is differentiated, ``a_theta``
+when no parameter is. Backends look at the flags to skip the matching parts of the VJP of ``f``.
 """
 
 from __future__ import annotations
@@ -28,34 +31,55 @@ class AugmentedLayout:
     n_params : int
         Entries of the flat parameter vector ``theta`` (and of ``a_theta``).
     with_state : bool
-        ``True``: ``[y, a, a_t, a_theta]``, solved by the checkpoint and backsolve adjoints.
-        ``False``: ``[a, a_t, a_theta]`` of the interpolating adjoint, which reads ``y`` from a
-        dense forward solution.
+        ``True``: ``y`` is part of the state, solved backwards by the checkpoint and backsolve
+        adjoints. ``False``: the interpolating adjoint, which reads ``y`` from a dense forward
+        solution.
+    with_time : bool
+        Whether ``a_t = -∫ a·∂f/∂t`` (for ``∂L/∂t_0``) is part of the state.
+    with_params : bool
+        Whether ``a_theta = -∫ a·∂f/∂θ`` (for ``∂L/∂θ``) is part of the state.
     """
 
     n: int
     n_params: int
     with_state: bool = True
+    with_time: bool = True
+    with_params: bool = True
+
+    @property
+    def n_quadrature(self) -> int:
+        """Entries of ``a_t`` and ``a_theta`` that are present."""
+        return int(self.with_time) + (self.n_params if self.with_params else 0)
 
     @property
     def size(self) -> int:
         """Entries of the flat augmented state."""
-        return (2 if self.with_state else 1) * self.n + 1 + self.n_params
+        return (2 if self.with_state else 1) * self.n + self.n_quadrature
 
     def join(self, concat: Any, y: Any, a: Any, a_t: Any, a_theta: Any) -> Any:
-        """The flat state from its parts (``y`` is ignored without state); ``a_t`` has shape (1,).
+        """The flat state from its parts; absent parts (see the flags) are ignored.
 
-        ``concat`` is the backend's concatenation of a list of 1-D arrays.
+        ``a_t`` has shape (1,). ``concat`` is the backend's concatenation of a list of 1-D
+        arrays.
         """
-        parts: Sequence[Any] = ([y] if self.with_state else []) + [a, a_t, a_theta]
+        parts: Sequence[Any] = (([y] if self.with_state else []) + [a]
+                                + ([a_t] if self.with_time else [])
+                                + ([a_theta] if self.with_params else []))
         return concat(parts)
 
     def split(self, s: Any) -> tuple[Any, Any, Any, Any]:
-        """``(y, a, a_t, a_theta)`` of a flat state; ``y`` is ``None`` without state."""
+        """``(y, a, a_t, a_theta)`` of a flat state; absent parts are ``None``."""
         n = self.n
         start = n if self.with_state else 0
         y = s[:n] if self.with_state else None
-        return y, s[start:start + n], s[start + n:start + n + 1], s[start + n + 1:]
+        a = s[start:start + n]
+        position = start + n
+        a_t = None
+        if self.with_time:
+            a_t = s[position:position + 1]
+            position += 1
+        a_theta = s[position:] if self.with_params else None
+        return y, a, a_t, a_theta
 
     def solver_options(self, opts: SolverOptions, seminorm: bool) -> SolverOptions:
         """Options of the backward solve, from the backward solver options of the state.
@@ -65,9 +89,9 @@ class AugmentedLayout:
         control (Kidger et al., 2021), since they do not feed back into the dynamics.
         """
         atol = opts.atol
-        if np.ndim(atol) or seminorm:
+        if np.ndim(atol) or (seminorm and self.n_quadrature):
             per_state = np.broadcast_to(np.asarray(atol, dtype=float), (self.n,))
             tail = UNCONTROLLED_ATOL if seminorm else float(np.min(per_state))
             copies = 2 if self.with_state else 1
-            atol = np.concatenate([per_state] * copies + [np.full(self.n_params + 1, tail)])
+            atol = np.concatenate([per_state] * copies + [np.full(self.n_quadrature, tail)])
         return dataclasses.replace(opts, atol=atol, lsoda_kwargs={})

@@ -1,10 +1,13 @@
 """The autograd backend: the ``solve`` primitive and its derivative rules.
 
 ``solve(y0, t, theta, problem)`` is a plain scipy solve (:func:`odegrad.solvers.solve`) that
-autograd treats as a primitive. Its vector-Jacobian product is Algorithm 1 with Appendix C
-(:func:`odegrad.adjoint.backward`) run with this primitive as its ``solve`` and ``autograd.numpy``
-as its ``ops``, so autograd differentiates the VJP again (Hessians, grad-of-grad). Its
-Jacobian-vector product solves the forward sensitivity equations with the same primitive.
+autograd treats as a primitive. Its vector-Jacobian product is, by ``problem.adjoint.mode``,
+Algorithm 1 with Appendix C (:func:`odegrad.adjoint.backward`) run with this primitive as its
+``solve`` and ``autograd.numpy`` as its ``ops``, or the forward sensitivities of
+:mod:`odegrad.sensitivity` solved by this primitive; ``"auto"`` picks one per solve
+(:func:`odegrad.auto.choose`). Either way autograd differentiates the VJP again (Hessians,
+grad-of-grad). Its Jacobian-vector product solves the forward sensitivity equations with the same
+primitive.
 
 The front door that builds a :class:`Problem` from scipy-style arguments is
 :func:`odegrad.integrate.odeint`.
@@ -18,18 +21,21 @@ from typing import Any, Callable
 
 import autograd.numpy as anp
 import numpy as np
-from autograd import jacobian, make_jvp, make_vjp
+from autograd import jacobian, make_jvp
 from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
-from autograd.tracer import isbox
+from autograd.tracer import getval, isbox
 
-from . import solvers
+from . import auto, solvers
 from .adjoint import backward
 from .augmented import AugmentedLayout
 from .options import AdjointOptions
+from .pytree import take_slice
+from .reverse import trace_vjp
+from .sensitivity import SensitivityLayout
 from .stats import SolveInfo
 
-MAX_AUTO_JACOBIAN_SIZE = 200
-"""Largest augmented state for which the backward solves get autograd's exact Jacobian by default."""
+MAX_AUTO_JACOBIAN_SIZE = auto.MAX_AUTO_JACOBIAN_SIZE
+"""Largest derived state for which the backward solves get autograd's exact Jacobian by default."""
 
 Rhs = Callable[[Any, Any, Any], Any]
 """``rhs(y, t, theta) -> dy``: dynamics on flat states, written with ``autograd.numpy``."""
@@ -58,6 +64,10 @@ class Problem:
     make_fun, make_jac : callable
         ``make_fun(theta) -> fun(y, t)`` on plain float arrays for the scipy solver (the fast path,
         no tracing); ``make_jac(theta) -> jac(y, t)`` or ``None``.
+    latest : tuple or None
+        ``(id of the states, SolveStats)`` of this problem's latest solve, which the derivative
+        rules read (autograd builds them right after the solve): the forward solve's evaluation
+        count and LSODA's switch to BDF, for ``adjoint="auto"``.
     """
 
     rhs: Rhs
@@ -70,50 +80,133 @@ class Problem:
     stage: str
     make_fun: Callable[[np.ndarray], Callable[[np.ndarray, float], np.ndarray]]
     make_jac: Callable[[np.ndarray], Callable | None] = lambda theta: None
+    latest: tuple[int, solvers.SolveStats] | None = None
+    _derived: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
 
     def record(self, stats: solvers.SolveStats) -> None:
         """Count the statistics of one solve of this problem."""
         self.info.record(self.stage, stats)
 
-    def _backward_problem(self, rhs: Rhs, layout: AugmentedLayout) -> "Problem":
-        """A problem of the backward state ``layout`` with dynamics ``rhs``."""
-        opts = layout.solver_options(self.backward_opts, self.adjoint.seminorm)
+    def stats_of(self, ys: Any) -> solvers.SolveStats | None:
+        """The statistics of the solve that returned ``ys`` (``None`` if it was not the latest)."""
+        if self.latest is not None and self.latest[0] == id(getval(ys)):
+            return self.latest[1]
+        return None
+
+    def _derived_problem(self, rhs: Rhs, size: int, opts: solvers.SolverOptions,
+                         structured_jac: Callable | None = None) -> "Problem":
+        """A problem of a derived state (solved for the gradient) of ``size`` entries.
+
+        Its Jacobian, where wanted (:attr:`AdjointOptions.jacobian`), is autograd's of ``rhs``,
+        or by default ``structured_jac(theta) -> jac(s, t)`` where the derived dynamics give one
+        from the Jacobian of ``f`` alone.
+        """
         wanted = self.adjoint.jacobian
         if wanted is None:
-            wanted = opts.method in ("bdf", "lsoda") and layout.size <= MAX_AUTO_JACOBIAN_SIZE
+            wanted = opts.method in ("bdf", "lsoda") and size <= MAX_AUTO_JACOBIAN_SIZE
         make_jac: Callable[[np.ndarray], Callable | None] = lambda theta: None
-        if wanted:
+        if wanted and structured_jac is not None and self.adjoint.jacobian is None:
+            make_jac = structured_jac
+        elif wanted:
             jac = jacobian(rhs, 0)
             make_jac = lambda theta: (lambda s, t: jac(s, t, theta))  # noqa: E731
         return dataclasses.replace(
-            self, rhs=rhs, n=layout.size, opts=opts, backward_opts=opts, stage="backward",
-            make_fun=lambda theta: (lambda s, t: rhs(s, t, theta)), make_jac=make_jac,
+            self, rhs=rhs, n=size, opts=opts, backward_opts=opts, stage="backward",
+            make_fun=lambda theta: (lambda s, t: rhs(s, t, theta)), make_jac=make_jac, latest=None,
         )
 
-    @functools.cached_property
-    def augmented(self) -> "Problem":
-        """The problem of ``[y, a, a_t, a_theta]`` solved backwards by the adjoint."""
-        rhs, layout = self.rhs, AugmentedLayout(self.n, self.n_params)
+    def f_jacobian(self, y: np.ndarray, t: float, theta: np.ndarray) -> np.ndarray:
+        """``[∂f/∂y | ∂f/∂θ | ∂f/∂t]`` at a point, shape (n, n + p + 1), from one trace and
+        ``n`` backward passes (plain arrays: for the solvers' Newton iterations)."""
+        n, p, rhs = self.n, self.n_params, self.rhs
+        vjp, _ = trace_vjp(lambda x: rhs(take_slice(x, 0, n), take_slice(x, n + p, n + p + 1, ()),
+                                         take_slice(x, n, n + p)),
+                           np.concatenate([y, theta, [t]]))
+        return np.stack([vjp(e) for e in np.eye(n)])
 
-        def aug_rhs(s, t, theta):
-            y, a, _, _ = layout.split(s)
-            vjp, dy = make_vjp(rhs, argnum=(0, 1, 2))(y, t, theta)
-            v_y, v_t, v_theta = vjp(a)
-            return layout.join(anp.concatenate, dy, -v_y, -anp.reshape(v_t, (1,)), -v_theta)
+    def _vjp_of_rhs(self, layout: AugmentedLayout) -> Callable[[Any, Any, Any, Any], tuple]:
+        """``vjp(y, t, theta, a) -> (dy, a·∂f/∂y, a·∂f/∂t or None, a·∂f/∂θ or None)``.
 
-        return self._backward_problem(aug_rhs, layout)
+        ``f`` is traced once, as a function of the one vector ``[y, θ, t]`` holding only what
+        ``layout`` differentiates (fewer traced inputs, one cotangent vector back).
+        """
+        rhs, n, p = self.rhs, self.n, self.n_params
+        with_t, with_theta = layout.with_time, layout.with_params
+        stop = n + (p if with_theta else 0)
 
-    def adjoint_along(self, y_of_t: Callable[[float], np.ndarray]) -> "Problem":
-        """The problem of ``[a, a_t, a_theta]`` with ``y(t)`` read from a forward interpolant."""
-        rhs, layout = self.rhs, AugmentedLayout(self.n, self.n_params, with_state=False)
+        def traced(y, t, theta, a):
+            parts = [y] + ([theta] if with_theta else []) + ([anp.reshape(t, (1,))] if with_t else [])
+            x = anp.concatenate(parts) if len(parts) > 1 else y
+
+            def fun(xx):
+                yy = take_slice(xx, 0, n)
+                th = take_slice(xx, n, stop) if with_theta else theta
+                tt = take_slice(xx, stop, stop + 1, ()) if with_t else t
+                return rhs(yy, tt, th)
+
+            vjp, dy = trace_vjp(fun, x)
+            v = vjp(a)
+            return (dy, take_slice(v, 0, n), take_slice(v, stop, stop + 1) if with_t else None,
+                    take_slice(v, n, stop) if with_theta else None)
+
+        return traced
+
+    def augmented(self, layout: AugmentedLayout) -> "Problem":
+        """The problem of the backward state ``layout`` (``[y, a, a_t, a_theta]``), built once."""
+        if layout not in self._derived:
+            traced = self._vjp_of_rhs(layout)
+
+            def aug_rhs(s, t, theta):
+                y, a, _, _ = layout.split(s)
+                dy, v_y, v_t, v_theta = traced(y, t, theta, a)
+                return layout.join(anp.concatenate, dy, -v_y, None if v_t is None else -v_t,
+                                   None if v_theta is None else -v_theta)
+
+            opts = layout.solver_options(self.backward_opts, self.adjoint.seminorm)
+            self._derived[layout] = self._derived_problem(aug_rhs, layout.size, opts)
+        return self._derived[layout]
+
+    def adjoint_along(self, y_of_t: Callable[[float], np.ndarray], layout: AugmentedLayout) -> "Problem":
+        """The problem of ``layout`` without ``y``, which is read from a forward interpolant.
+
+        Its dynamics are linear in ``a``: the exact Jacobian is ``-[∂f/∂y | ∂f/∂t | ∂f/∂θ]ᵀ``
+        in the first ``n`` columns, zeros elsewhere.
+        """
+        traced = self._vjp_of_rhs(layout)
+        n, p = self.n, self.n_params
 
         def adj_rhs(s, t, theta):
             _, a, _, _ = layout.split(s)
-            vjp, _ = make_vjp(rhs, argnum=(0, 1, 2))(y_of_t(t), t, theta)
-            v_y, v_t, v_theta = vjp(a)
-            return layout.join(anp.concatenate, None, -v_y, -anp.reshape(v_t, (1,)), -v_theta)
+            _, v_y, v_t, v_theta = traced(y_of_t(t), t, theta, a)
+            return layout.join(anp.concatenate, None, -v_y, None if v_t is None else -v_t,
+                               None if v_theta is None else -v_theta)
 
-        return self._backward_problem(adj_rhs, layout)
+        def structured_jac(theta):
+            def jac(s, t):
+                J = self.f_jacobian(y_of_t(t), t, theta)
+                parts = [J[:, :n]] + ([J[:, n + p:]] if layout.with_time else []) + \
+                    ([J[:, n:n + p]] if layout.with_params else [])
+                out = np.zeros((layout.size, layout.size))
+                out[:, :n] = -np.concatenate(parts, axis=1).T
+                return out
+
+            return jac
+
+        opts = layout.solver_options(self.backward_opts, self.adjoint.seminorm)
+        return self._derived_problem(adj_rhs, layout.size, opts, structured_jac)
+
+    def sensitivity(self, layout: SensitivityLayout) -> "Problem":
+        """The problem of ``z = [y, S]`` (forward sensitivities, :mod:`odegrad.sensitivity`)."""
+        if layout not in self._derived:
+            n = self.n
+
+            def structured_jac(theta):
+                return lambda z, t: layout.jacobian(self.f_jacobian(z[:n], t, theta)[:, :n])
+
+            opts = layout.solver_options(self.backward_opts, self.adjoint.seminorm)
+            self._derived[layout] = self._derived_problem(layout.dynamics(self.rhs), layout.size, opts,
+                                                          structured_jac)
+        return self._derived[layout]
 
     def dense_forward(self, y_start: np.ndarray, t_start: float, t_end: float,
                       theta: np.ndarray) -> Callable[[float], np.ndarray]:
@@ -161,19 +254,20 @@ class AutogradDynamics:
     def f(self, y: Any, t: Any) -> Any:
         return self.problem.rhs(y, t, self.theta)
 
-    def augmented(self) -> "AutogradDynamics":
-        return AutogradDynamics(self.problem.augmented, self.theta)
+    def augmented(self, layout: AugmentedLayout) -> "AutogradDynamics":
+        return AutogradDynamics(self.problem.augmented(layout), self.theta)
 
     def dense_forward(self, y_start: Any, t_start: Any, t_end: Any) -> Callable[[float], np.ndarray]:
         if any(isbox(x) for x in (y_start, t_start, t_end, self.theta)):
             raise NotImplementedError(
-                "adjoint='interpolate' gives first derivatives only; use adjoint='checkpoint' "
-                "for Hessians, grad-of-grad and other higher derivatives"
+                "adjoint='interpolate' gives first derivatives only; use adjoint='auto', "
+                "'forward' or 'checkpoint' for Hessians, grad-of-grad and other higher derivatives"
             )
         return self.problem.dense_forward(y_start, float(t_start), float(t_end), self.theta)
 
-    def adjoint_along(self, y_of_t: Callable[[float], np.ndarray]) -> "AutogradDynamics":
-        return AutogradDynamics(self.problem.adjoint_along(y_of_t), self.theta)
+    def adjoint_along(self, y_of_t: Callable[[float], np.ndarray],
+                      layout: AugmentedLayout) -> "AutogradDynamics":
+        return AutogradDynamics(self.problem.adjoint_along(y_of_t, layout), self.theta)
 
 
 class AutogradOps:
@@ -196,6 +290,7 @@ def solve(y0: np.ndarray, t: np.ndarray, theta: np.ndarray, problem: Problem) ->
     """``ys[i] = y(t[i])`` for ``dy/dt = problem.rhs(y, t, theta)``, ``y(t[0]) = y0`` (flat states)."""
     ys, stats = solvers.solve(problem.make_fun(theta), y0, t, problem.opts, problem.make_jac(theta))
     problem.record(stats)
+    problem.latest = (id(ys), stats)
     return ys
 
 
@@ -203,22 +298,99 @@ def _solve_dynamics(s0: Any, times: Any, dynamics: AutogradDynamics) -> Any:
     return solve(s0, times, dynamics.theta, dynamics.problem)
 
 
-def _solve_vjp(argnums, ys, args, kwargs):
-    _, t, theta, problem = args
+def _is_stiff(problem: Problem, stats: solvers.SolveStats | None) -> bool:
+    """Whether the forward solve was stiff: LSODA switched to BDF, or BDF was asked for."""
+    if problem.opts.method == "bdf":
+        return True
+    return stats is not None and stats.method_switches > 0
+
+
+def _sensitivity_vjp(argnums, ys, y0, t, theta, problem: Problem):
+    """The VJP from forward sensitivities: one sensitivity solve serves every cotangent."""
+    layout = SensitivityLayout(problem.n, problem.n_params, with_y0=0 in argnums,
+                               with_t0=1 in argnums, with_params=2 in argnums)
+    solved: list[Any] = []
 
     def vjp(g):
-        mode = problem.adjoint.mode
+        n_times = int(np.shape(getval(t))[0])
+        if n_times == 1:
+            zeros = {0: g[0], 1: anp.zeros(1), 2: anp.zeros(problem.n_params)}
+            return tuple(zeros[k] for k in argnums)
+        if not solved:
+            problem.info.gradient_methods.append("forward")
+            f0 = problem.rhs(y0, t[0], theta) if layout.with_t0 else None
+            solved.append(solve(layout.initial_state(y0, f0), t, theta, problem.sensitivity(layout)))
+        rates = None
+        if layout.with_t0:
+            rates = anp.stack([problem.rhs(ys[i], t[i], theta) for i in range(1, n_times)])
+        grads = dict(zip((0, 1, 2), layout.cotangents(g, solved[0], rates)))
+        return tuple(grads[k] for k in argnums)
+
+    return vjp
+
+
+def _adjoint_vjp(argnums, ys, t, theta, problem: Problem, mode: str, automatic: bool):
+    """The VJP from Algorithm 1 (:func:`odegrad.adjoint.backward`) in ``mode``."""
+    def vjp(g):
+        problem.info.gradient_methods.append(mode)
         try:
-            grads = backward(g, ys, t, AutogradDynamics(problem, theta), _solve_dynamics,
-                             AutogradOps, mode)
+            grads = backward(g, ys, t, AutogradDynamics(problem, theta), _solve_dynamics, AutogradOps,
+                             mode, wrt_t=1 in argnums, wrt_theta=2 in argnums)
         except solvers.ODESolveError as exc:
+            first_order = not any(isbox(x) for x in (g, ys, t, theta))
             if mode == "interpolate":
                 raise
-            raise solvers.ODESolveError(
-                f"the backward (adjoint) solve failed: {exc} For stiff problems, reconstructing y "
-                "backwards is unstable: use adjoint='interpolate' (with method='lsoda')."
-            ) from exc
+            if automatic and first_order:  # stiff without LSODA saying so
+                problem.info.gradient_methods[-1] = "interpolate"
+                grads = backward(g, ys, t, AutogradDynamics(problem, theta), _solve_dynamics,
+                                 AutogradOps, "interpolate", wrt_t=1 in argnums, wrt_theta=2 in argnums)
+            else:
+                advice = ("adjoint='auto' found no forward-sensitivity state small enough, and its "
+                          "interpolating adjoint gives first derivatives only: loosen the "
+                          "tolerances, shorten the time span, or differentiate fewer inputs"
+                          if automatic else
+                          "use adjoint='auto' (forward sensitivities or the interpolating adjoint "
+                          "for stiff problems), 'forward' or 'interpolate'")
+                raise solvers.ODESolveError(
+                    f"the backward (adjoint) solve failed: {exc} For stiff problems, "
+                    f"reconstructing y backwards is unstable: {advice}."
+                ) from exc
         return tuple(grads[k] for k in argnums)
+
+    return vjp
+
+
+def _solve_vjp(argnums, ys, args, kwargs):
+    y0, t, theta, problem = args
+    mode = problem.adjoint.mode
+    if mode == "forward":
+        return _sensitivity_vjp(argnums, ys, y0, t, theta, problem)
+    if mode != "auto":
+        return _adjoint_vjp(argnums, ys, t, theta, problem, mode, automatic=False)
+    stats = problem.stats_of(ys)
+    stiff = _is_stiff(problem, stats)
+    columns = SensitivityLayout(problem.n, problem.n_params, with_y0=0 in argnums,
+                                with_t0=1 in argnums, with_params=2 in argnums).columns
+    mode = auto.choose(
+        n=problem.n, columns=columns, n_intervals=int(np.shape(getval(t))[0]) - 1,
+        nfe=0 if stats is None else stats.nfe, rtol=problem.backward_opts.rtol, stiff=stiff,
+        higher_order=any(isbox(x) for x in (ys, y0, t, theta)), derived=problem.stage == "backward",
+    )
+    if mode == "forward":
+        return _sensitivity_vjp(argnums, ys, y0, t, theta, problem)
+    adjoint_vjp = _adjoint_vjp(argnums, ys, t, theta, problem, mode, automatic=True)
+    if not auto.forward_fits(problem.n, columns, stiff):
+        return adjoint_vjp
+    calls: list[Callable] = []
+
+    def vjp(g):
+        # A second cotangent (a Jacobian or Hessian, row by row): one sensitivity solve serves
+        # this one and every later one.
+        if len(calls) == 1:
+            calls.append(_sensitivity_vjp(argnums, ys, y0, t, theta, problem))
+        elif not calls:
+            calls.append(adjoint_vjp)
+        return calls[-1](g)
 
     return vjp
 

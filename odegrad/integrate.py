@@ -25,6 +25,19 @@ from .validation import as_real_array, check_method, check_times, tolerance
 _LSODA_ONLY = {"ml": None, "mu": None, "tcrit": None, "ixpr": 0, "mxhnil": 0, "mxordn": 12,
                "mxords": 5, "printmessg": 0}
 
+def _holds_box(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return any(_holds_box(item) for item in value)
+    return isbox(value)
+
+
+def _as_traced(value: Any) -> Any:
+    """A list or tuple with traced entries (``t=[0.0, T]`` under ``grad``) as one traced array."""
+    if isinstance(value, (list, tuple)) and _holds_box(value):
+        return anp.array(value)
+    return value
+
+
 def _closure_error() -> TypeError:
     return TypeError(
         "func returned a value that autograd is tracing: func closes over a variable that is being "
@@ -58,7 +71,7 @@ def odeint(
     tfirst: bool = False,
     *,
     method: str = "lsoda",
-    adjoint: str | AdjointOptions = "checkpoint",
+    adjoint: str | AdjointOptions = "auto",
     checkpoints: int = 0,
     adjoint_method: str | None = None,
     adjoint_rtol: float | np.ndarray | None = None,
@@ -104,26 +117,34 @@ def odeint(
     method : {"lsoda", "adams", "bdf"}, optional
         ``"lsoda"`` (scipy's odeint), ``"adams"`` (VODE implicit Adams, the paper's choice) or
         ``"bdf"`` (VODE BDF, for stiff problems).
-    adjoint : {"checkpoint", "backsolve", "interpolate"} or AdjointOptions, optional
+    adjoint : {"auto", "checkpoint", "backsolve", "interpolate", "forward"} or AdjointOptions, optional
         How gradients are computed: a mode name with the flat ``checkpoints`` and
         ``adjoint_*`` keywords below, or one :class:`odegrad.AdjointOptions` holding them all.
-        ``"checkpoint"`` (default) restarts the backward reconstruction of ``y`` from the stored
-        forward state at each output time (and each checkpoint); ``"backsolve"`` is the paper's
-        Algorithm 1, reconstructing ``y`` backwards from the final state alone;
-        ``"interpolate"`` reads ``y`` from a dense forward solution instead of solving it
-        backwards: use it for stiff problems (first derivatives only).
+        ``"auto"`` (default) picks one of the following per solve from the sizes, the number of
+        outputs and stiffness (:func:`odegrad.auto.choose`): forward sensitivities for small
+        states, the checkpoint adjoint for wide ones, for stiff problems forward sensitivities
+        with their Jacobian or the interpolating adjoint. ``"checkpoint"`` is the adjoint
+        restarting the backward reconstruction of ``y`` from the stored forward state at each
+        output time (and each checkpoint); ``"backsolve"`` is the paper's Algorithm 1,
+        reconstructing ``y`` backwards from the final state alone; ``"interpolate"`` reads ``y``
+        from a dense forward solution instead of solving it backwards (stiff problems, first
+        derivatives only); ``"forward"`` solves the forward sensitivities
+        ``S' = ∂f/∂y S + ∂f/∂θ`` once over all output times (small states, many outputs, stiff
+        problems; every derivative order).
     checkpoints : int, optional
         Extra evenly spaced checkpoints per output interval stored by the forward solve, so the
         backward reconstruction of ``y`` restarts more often (for contracting dynamics).
     adjoint_method, adjoint_rtol, adjoint_atol : optional
-        Method and tolerances of the backward solves; default: those of the forward solve.
+        Method and tolerances of the backward (or sensitivity) solves; default: those of the
+        forward solve.
     adjoint_seminorm : bool, optional
-        Exclude the parameter and time components of the augmented state from the backward
-        step-size control (Kidger et al. 2021); fewer backward steps for many parameters.
+        Exclude the parameter and time components of the augmented state (or, for forward
+        sensitivities, the sensitivities) from the step-size control (Kidger et al. 2021);
+        fewer steps, somewhat less accurate gradients.
     adjoint_jacobian : bool, optional
-        Give the backward solves the exact Jacobian of the augmented dynamics (from autograd).
-        Default: when the backward method is ``"bdf"`` or ``"lsoda"`` and the augmented state
-        has at most 200 entries.
+        Give the backward (or sensitivity) solves the exact Jacobian of their dynamics (from
+        autograd). Default: when their method is ``"bdf"`` or ``"lsoda"`` and their state has
+        at most 200 entries.
 
     Returns
     -------
@@ -137,8 +158,9 @@ def odeint(
     ODESolveError
         When the solver fails (excess work, step-size underflow, non-finite dynamics, blow-up).
     ValueError
-        For non-monotonic, repeated or non-finite ``t``; non-finite ``y0``; a ``func`` whose
-        output shape differs from ``y0``'s; unknown methods or bad tolerances.
+        For non-monotonic, repeated or non-finite ``t``; empty or non-finite ``y0``; a ``func``
+        whose output shape differs from ``y0``'s; unknown methods or bad tolerances (an error
+        weight ``rtol*|y0| + atol`` of 0, e.g. ``rtol = atol = 0``).
     TypeError
         When ``func`` closes over a value that autograd is differentiating.
     """
@@ -154,7 +176,10 @@ def odeint(
     if method != "lsoda" and changed:
         raise ValueError(f"{', '.join(changed)} only apply to method='lsoda', not {method!r}")
 
+    y0, t = _as_traced(y0), _as_traced(t)
     y0_value = as_real_array("y0", y0)
+    if y0_value.size == 0:
+        raise ValueError(f"y0 is empty (shape {y0_value.shape}); give y0 at least one entry")
     t_value = as_real_array("t", t)
     check_times(t_value)
     shape = y0_value.shape

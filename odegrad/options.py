@@ -17,10 +17,12 @@ import numpy as np
 from .solvers import METHODS, SolverOptions
 from .validation import tolerance
 
-ADJOINT_MODES = ("checkpoint", "backsolve", "interpolate")
-"""``checkpoint`` (default): restart ``y`` from the stored forward state at every output time;
-``backsolve``: the paper's Algorithm 1 verbatim; ``interpolate``: read ``y`` from a dense forward
-solution (stiff problems, first derivatives)."""
+ADJOINT_MODES = ("checkpoint", "backsolve", "interpolate", "forward", "auto")
+"""``auto`` (default): one of the others per solve, by :func:`odegrad.auto.choose`;
+``checkpoint``: the adjoint, restarting ``y`` from the stored forward state at every output
+time; ``backsolve``: the paper's Algorithm 1 verbatim; ``interpolate``: the adjoint reading ``y``
+from a dense forward solution (stiff problems, first derivatives); ``forward``: forward
+sensitivities solved once over all output times (:mod:`odegrad.sensitivity`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,30 +31,30 @@ class AdjointOptions:
 
     Parameters
     ----------
-    mode : {"checkpoint", "backsolve", "interpolate"}
-        How the backward pass obtains ``y(t)``; see :data:`ADJOINT_MODES`.
+    mode : {"checkpoint", "backsolve", "interpolate", "forward", "auto"}
+        How the gradient is computed; see :data:`ADJOINT_MODES`.
     checkpoints : int
         Extra evenly spaced forward states stored per output interval (``checkpoint`` and
         ``backsolve`` restart ``y`` from them).
     method : {"lsoda", "adams", "bdf"} or None
-        Method of the backward solves; ``None``: the forward method.
+        Method of the backward (or sensitivity) solves; ``None``: the forward method.
     rtol, atol : float or array_like or None
-        Tolerances of the backward solves; ``None``: the forward ones.
+        Tolerances of the backward (or sensitivity) solves; ``None``: the forward ones.
     seminorm : bool
         Leave the quadrature components ``a_t``, ``a_theta`` out of the backward step-size
-        control (Kidger et al., 2021).
+        control (Kidger et al., 2021); for forward sensitivities, leave ``S`` out of it.
     jacobian : bool or None
-        Give the backward solves the exact Jacobian of the augmented dynamics; ``None``: when
-        the backward method is ``"lsoda"`` or ``"bdf"`` and the augmented state is small.
+        Give the backward (or sensitivity) solves the exact Jacobian of their dynamics;
+        ``None``: when their method is ``"lsoda"`` or ``"bdf"`` and their state is small.
 
     Raises
     ------
     ValueError
         For an unknown mode or method, a negative or fractional ``checkpoints``, bad
-        tolerances, or ``checkpoints`` with ``mode="interpolate"``.
+        tolerances, or ``checkpoints`` with ``mode="interpolate"`` or ``"forward"``.
     """
 
-    mode: str = "checkpoint"
+    mode: str = "auto"
     checkpoints: int = 0
     method: str | None = None
     rtol: Any = None
@@ -69,10 +71,12 @@ class AdjointOptions:
         if isinstance(checkpoints, bool) or int(checkpoints) != checkpoints or checkpoints < 0:
             raise ValueError(f"checkpoints must be a non-negative integer, got {checkpoints!r}")
         object.__setattr__(self, "checkpoints", int(checkpoints))
-        if self.checkpoints and self.mode == "interpolate":
+        if self.checkpoints and self.mode in ("interpolate", "forward"):
+            instead = ("reads y from a dense forward solution" if self.mode == "interpolate"
+                       else "solves y with its sensitivities forwards")
             raise ValueError(
-                "checkpoints only apply to adjoint='checkpoint' or 'backsolve'; "
-                "adjoint='interpolate' reads y from a dense forward solution instead"
+                "checkpoints only apply to adjoint='checkpoint', 'backsolve' or 'auto'; "
+                f"adjoint={self.mode!r} {instead} instead"
             )
         for name in ("rtol", "atol"):
             value = getattr(self, name)
@@ -104,7 +108,7 @@ class AdjointOptions:
 
 
 def adjoint_options(
-    adjoint: str | AdjointOptions = "checkpoint",
+    adjoint: str | AdjointOptions = "auto",
     *,
     checkpoints: int = 0,
     adjoint_method: str | None = None,

@@ -111,6 +111,19 @@ class SolverOptions:
     lsoda_kwargs: dict = dataclasses.field(default_factory=dict)
 
 
+def _check_error_weights(y0: np.ndarray, opts: SolverOptions) -> None:
+    """LSODA and VODE divide by the error weight ``rtol*|y0| + atol``: it must not be 0."""
+    weight = np.asarray(opts.rtol) * np.abs(y0) + np.asarray(opts.atol)
+    zero = np.nonzero(np.broadcast_to(weight, y0.shape) <= 0)[0]
+    if len(zero):
+        raise ValueError(
+            f"rtol*|y0| + atol is 0 for state component(s) {zero[:10].tolist()} (rtol = "
+            f"{np.min(opts.rtol):g}, atol = {np.min(opts.atol):g} there): the solvers measure "
+            "errors relative to this weight. Give atol > 0 (e.g. atol=1e-12) for components that "
+            "start at 0, and do not set rtol and atol both to 0."
+        )
+
+
 class _Guarded:
     """Wrap the dynamics: count calls, keep the first exception or non-finite value, check shape."""
 
@@ -143,6 +156,35 @@ class _Guarded:
         return dy
 
 
+class _GuardedJacobian:
+    """Wrap a Jacobian like :class:`_Guarded` wraps the dynamics: keep its first exception.
+
+    An exception raised inside a callback of VODE's Fortran code surfaces as a chain of dozens
+    of ``SystemError``s; keeping it and returning NaNs lets the solver stop, and :func:`solve`
+    re-raises the user's own exception.
+    """
+
+    def __init__(self, jac: Callable[[np.ndarray, float], np.ndarray], n: int, guarded: _Guarded):
+        self.jac = jac
+        self.n = n
+        self.guarded = guarded
+
+    def __call__(self, y: np.ndarray, t: float) -> np.ndarray:
+        if self.guarded.error is not None:
+            return np.full((self.n, self.n), np.nan)
+        try:
+            matrix = np.asarray(self.jac(y, t), dtype=np.float64)
+            if matrix.shape != (self.n, self.n):
+                raise ValueError(
+                    f"the Jacobian (Dfun) returned shape {matrix.shape} but the state has "
+                    f"{self.n} entries; Dfun must return an ({self.n}, {self.n}) array"
+                )
+        except BaseException as exc:  # re-raised after the solver returns
+            self.guarded.error = exc
+            return np.full((self.n, self.n), np.nan)
+        return matrix
+
+
 _active = threading.local()
 
 
@@ -173,6 +215,8 @@ def _failure(method: str, t_reached: float, istate: int, t_target: float) -> ODE
 
 
 def _solve_lsoda(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
+    if jac is not None:
+        jac = _GuardedJacobian(jac, len(y0), guarded)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", scipy.integrate.ODEintWarning)
         ys, info = scipy.integrate.odeint(
@@ -187,6 +231,8 @@ def _solve_lsoda(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
         short = np.nonzero((np.asarray(info["tcur"]) - t[1:]) * direction < 0)[0]
         k = int(short[0]) if len(short) else len(t) - 2
         istate = _istate_of_lsoda_message(info["message"])
+        if istate == -3 and guarded.nfe:
+            raise _corrupted_state("lsoda", float(info["tcur"][k]), guarded.nfe)
         raise _failure("lsoda", float(info["tcur"][k]), istate, float(t[k + 1]))
     mused = np.asarray(info["mused"])
     stats = SolveStats(
@@ -196,6 +242,17 @@ def _solve_lsoda(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
         method_switches=int(np.count_nonzero(np.diff(np.concatenate([[1], mused])))),
     )
     return ys, stats
+
+
+def _corrupted_state(method: str, t_reached: float, nfe: int) -> ODESolveError:
+    """LSODA's "illegal input" after the dynamics ran: its state was changed under it."""
+    return ODESolveError(
+        f"{method} reported illegal input at t = {t_reached:.6g}, after {nfe} evaluations of "
+        "func: the arguments were checked before the solve, so LSODA's internal state was "
+        "changed while it ran. The usual cause is a scipy solver called inside func or Dfun "
+        "(scipy.integrate.odeint, or another LSODA solve): scipy's LSODA is not re-entrant. "
+        "Solve the inner problem before or after the outer solve, or combine both into one state."
+    )
 
 
 def _istate_of_lsoda_message(message: str) -> int:
@@ -237,6 +294,7 @@ def vode_reads_jacobian_transposed() -> bool:
 def _solve_vode(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
     vode_jac = None
     if jac is not None:
+        jac = _GuardedJacobian(jac, len(y0), guarded)
         transpose = vode_reads_jacobian_transposed()
         vode_jac = (lambda tt, y: np.asarray(jac(y, tt)).T) if transpose else (lambda tt, y: jac(y, tt))
     solver = scipy.integrate.ode(lambda tt, y: guarded(y, tt), vode_jac)
@@ -251,7 +309,20 @@ def _solve_vode(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         for i in range(1, len(t)):
-            ys[i] = solver.integrate(t[i])
+            try:
+                ys[i] = solver.integrate(t[i])
+            except RuntimeError as exc:  # scipy's "DVODE callback not initialized"
+                if guarded.error is not None:
+                    raise guarded.error from None
+                if "callback" in str(exc):
+                    raise ODESolveError(
+                        f"{opts.method} lost its callback at t = {float(solver.t):.6g} ({exc}): a "
+                        "VODE solve (scipy.integrate.ode('vode'), odegrad with method='adams' or "
+                        "'bdf') ran inside func or Dfun, and scipy's VODE is not re-entrant. Solve "
+                        "the inner problem before or after the outer solve, or combine both into "
+                        "one state."
+                    ) from exc
+                raise
             if guarded.error is not None:
                 raise guarded.error
             if not solver.successful():
@@ -296,12 +367,17 @@ def solve(
         If the solver fails or ``fun`` returns NaN/inf.
     RuntimeError
         If called from inside the dynamics of another solve.
+    ValueError
+        If the state is empty, or an error weight ``rtol*|y0| + atol`` is 0.
     """
     y0 = np.asarray(y0, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
     guarded = _Guarded(fun, y0.size)
+    if y0.size == 0:
+        raise ValueError("the state is empty (y0 has no entries); give y0 at least one entry")
     if len(t) == 1:
         return y0[None, :].copy(), SolveStats(method=opts.method)
+    _check_error_weights(y0, opts)
     with _exclusive(opts.method):
         if opts.method == "lsoda":
             ys, stats = _solve_lsoda(guarded, y0, t, opts, jac)

@@ -21,10 +21,16 @@ class SolveInfo:
     backward : SolveStats
         All backward (adjoint) solves run for this call so far, added up: it is filled in when a
         gradient is taken, and grows with every further gradient or higher-order derivative.
+    gradient_methods : list of str
+        The gradient method run for this call so far, in order: one entry per adjoint run
+        (``"checkpoint"``, ``"interpolate"``, ``"backsolve"``; one run per cotangent) and one per
+        forward-sensitivity solve (``"forward"``, which serves every cotangent). This is where
+        to see what ``adjoint="auto"`` picked.
     """
 
     forward: SolveStats
     backward: SolveStats
+    gradient_methods: list[str] = dataclasses.field(default_factory=list)
 
     def record(self, stage: str, stats: SolveStats) -> None:
         """Add the statistics of one solve to ``stage`` (``"forward"`` or ``"backward"``)."""
@@ -40,6 +46,7 @@ class SolveInfo:
         time it executes, and each execution is counted on its own."""
         self.forward = SolveStats(method=self.forward.method)
         self.backward = SolveStats(method=self.backward.method)
+        self.gradient_methods = []
 
 
 @dataclasses.dataclass
@@ -63,6 +70,11 @@ class Recorder:
     def backward(self) -> SolveStats:
         """Backward (adjoint) statistics added up over all recorded calls."""
         return self._total("backward")
+
+    @property
+    def gradient_methods(self) -> list[str]:
+        """The gradient methods run, over all recorded calls in order (see :class:`SolveInfo`)."""
+        return [method for info in self.calls for method in info.gradient_methods]
 
 
 _recorders = threading.local()

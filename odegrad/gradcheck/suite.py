@@ -301,6 +301,58 @@ def _robertson(tol: float, quick: bool) -> list[SuiteRow]:
     return [_timed("robertson (lsoda, interpolate)", "d/dtheta", check)]
 
 
+def _adjoint_modes(tol: float, quick: bool) -> list[SuiteRow]:
+    """Lotka-Volterra under each gradient method, all inputs at once; Robertson by default.
+
+    ``checkpoint`` (the adjoint), ``forward`` (forward sensitivities) and ``auto`` (the default)
+    must each give d/d(y0, t, theta) of the same loss; Hessian-vector products through forward
+    sensitivities; and Robertson's stiff kinetics with no adjoint option at all.
+    """
+    theta0 = np.array([1.1, 0.4, 0.1, 0.4])
+    y0 = np.array([10.0, 5.0])
+    t = np.array([0.0, 1.0, 2.5, 4.0])
+    weights = np.random.default_rng(6).standard_normal((len(t), 2))
+
+    def f(y, s, p):
+        return anp.array([p[0] * y[0] - p[1] * y[0] * y[1], p[2] * y[0] * y[1] - p[3] * y[1]])
+
+    def packed_loss(x, adjoint):
+        ys = odeint(f, x[:2], x[2:6], (x[6:],), rtol=_SOLVE_TOL, atol=_SOLVE_TOL, adjoint=adjoint)
+        return anp.sum(weights * ys) / 10.0
+
+    x0 = np.concatenate([y0, t, theta0])
+    rows = []
+    for adjoint in ("checkpoint", "forward", "auto"):
+        rows.append(_timed(
+            f"adjoint={adjoint}", "d/d(y0, t, theta)",
+            lambda a=adjoint: check_grad(lambda x: packed_loss(x, a), x0, tol=tol, step=1e-3, n_random=1),
+        ))
+    if not quick:
+        rows.append(_timed(
+            "adjoint=forward", "HVP d2/d(y0, t, theta)^2",
+            lambda: check_hessian(lambda x: packed_loss(x, "forward"), x0, tol=10 * tol, step=1e-3,
+                                  max_coordinates=3, n_random=1, h0=0.02, noise=_SOLVE_TOL),
+        ))
+    log_k = np.log(np.array([0.04, 3e7, 1e4]))
+    t_rob = np.array([0.0, 0.4, 4.0, 40.0])
+    scale = np.array([1.0, 1e4, 1.0])
+    weights_rob = np.random.default_rng(4).standard_normal((len(t_rob), 3))
+
+    def robertson(y, s, lk):
+        k = anp.exp(lk)
+        r1, r2, r3 = k[0] * y[0], k[1] * y[1] ** 2, k[2] * y[1] * y[2]
+        return anp.array([-r1 + r3, r1 - r2 - r3, r2])
+
+    def robertson_loss(lk):
+        ys = odeint(robertson, np.array([1.0, 0.0, 0.0]), t_rob, (lk,), rtol=_SOLVE_TOL, atol=1e-14,
+                    mxstep=20000)
+        return anp.sum(weights_rob * scale * ys)
+
+    rows.append(_timed("robertson (default options)", "d/dtheta",
+                       lambda: check_grad(robertson_loss, log_k, tol=tol, step=1e-3, n_random=1)))
+    return rows
+
+
 def _output_times(tol: float, quick: bool) -> list[SuiteRow]:
     """Van der Pol oscillator observed at 9 uneven times, forwards and backwards in time."""
     name = "output-times"
@@ -339,6 +391,8 @@ PROBLEMS: dict[str, Problem] = {
         Problem("stiff-kinetics", "A <-> B fast, 2 B -> C slow, lsoda with checkpoints", _stiff_kinetics),
         Problem("robertson", "Robertson stiff kinetics, interpolating adjoint, log rate constants", _robertson),
         Problem("output-times", "Van der Pol at 9 uneven output times, d/dt of every time", _output_times),
+        Problem("adjoint-modes", "the gradient methods (checkpoint, forward, auto) on one loss; Robertson "
+                "with default options", _adjoint_modes),
     )
 }
 

@@ -10,7 +10,6 @@ state in and one derivative out. The adjoint is :func:`odegrad.adjoint.backward`
 from __future__ import annotations
 
 import dataclasses
-import functools
 import weakref
 from typing import Any, Callable, Sequence
 
@@ -140,6 +139,7 @@ class TFDynamics:
     key: tuple
     stage: str = "forward"
     jit_compile: bool = False
+    _derived: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
 
     @property
     def n_params(self) -> int:
@@ -160,30 +160,33 @@ class TFDynamics:
         """Count the statistics of one solve."""
         self.info.record(self.stage, stats)
 
-    @functools.cached_property
-    def _augmented(self) -> "TFDynamics":
+    def augmented(self, layout: AugmentedLayout) -> "TFDynamics":
+        """The dynamics of the backward state ``layout``, built once per layout."""
+        if layout not in self._derived:
+            self._derived[layout] = self._augmented(layout)
+        return self._derived[layout]
+
+    def _augmented(self, layout: AugmentedLayout) -> "TFDynamics":
         flat_f, variables = self.flat_f, list(self.variables)
-        layout = AugmentedLayout(self.n, self.n_params)
+        watched = variables if layout.with_params else []
 
         def aug_f(s, t):
             y, a, _, _ = layout.split(s)
             with tf.GradientTape() as tape:
-                tape.watch([y, t])
+                tape.watch([y, t] if layout.with_time else [y])
                 dy = flat_f(y, t)
-            v_y, v_t, *v_theta = tape.gradient(dy, [y, t] + variables, output_gradients=a,
-                                               unconnected_gradients="zero")
-            flat_theta = [tf.reshape(tf.cast(v, s.dtype), [-1]) for v in v_theta]
-            return layout.join(TFOps.concat, dy, -v_y, -tf.reshape(v_t, [1]),
-                               -TFOps.concat(flat_theta) if flat_theta else tf.zeros([0], s.dtype))
+            sources = [y] + ([t] if layout.with_time else []) + watched
+            v_y, *rest = tape.gradient(dy, sources, output_gradients=a, unconnected_gradients="zero")
+            v_t = tf.reshape(rest.pop(0), [1]) if layout.with_time else None
+            flat_theta = [tf.reshape(tf.cast(v, s.dtype), [-1]) for v in rest]
+            v_theta = TFOps.concat(flat_theta) if flat_theta else tf.zeros([0], s.dtype)
+            return layout.join(TFOps.concat, dy, -v_y, None if v_t is None else -v_t, -v_theta)
 
         opts = layout.solver_options(self.backward_opts, self.adjoint.seminorm)
         return dataclasses.replace(
             self, flat_f=aug_f, n=layout.size, opts=opts, backward_opts=opts, stage="backward",
-            key=self.key + ("augmented",),
+            key=self.key + ("augmented", layout),
         )
-
-    def augmented(self) -> "TFDynamics":
-        return self._augmented
 
     def split_params(self, flat: tf.Tensor) -> list[tf.Tensor]:
         """Split a flat parameter cotangent into one tensor per variable."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import numpy as np
@@ -14,8 +15,18 @@ from ..validation import as_real_array, check_method, check_times, tolerance
 from .backend import TFCallable, TFDynamics, cache_of, discover_variables, flatten_dynamics, solve_eager, solve_graph
 
 
-def _check_supported(options: AdjointOptions) -> None:
-    """Reject the adjoint options the TensorFlow door does not implement, naming them."""
+def _check_supported(options: AdjointOptions) -> AdjointOptions:
+    """Reject the adjoint options the TensorFlow door does not implement, naming them.
+
+    ``"auto"`` resolves to the checkpoint adjoint, the best this door has.
+    """
+    if options.mode == "forward":
+        raise ValueError(
+            "adjoint='forward' (forward sensitivities) is not available in odegrad.tf.odeint; "
+            "use adjoint='checkpoint', or odegrad.odeint"
+        )
+    if options.mode == "auto":
+        options = dataclasses.replace(options, mode="checkpoint")
     if options.mode == "interpolate":
         raise ValueError(
             "adjoint='interpolate' is not available in odegrad.tf.odeint (it needs a dense "
@@ -28,6 +39,7 @@ def _check_supported(options: AdjointOptions) -> None:
             "adjoint_jacobian=True is not available in odegrad.tf.odeint (an exact Jacobian of TF "
             "dynamics of this size would not fit); leave adjoint_jacobian unset"
         )
+    return options
 
 
 def odeint(
@@ -62,9 +74,9 @@ def odeint(
         Tolerances of the forward solve (default 1.49012e-8, as scipy's odeint).
     method : {"lsoda", "adams", "bdf"}, optional
         The scipy back-end; ``"adams"`` is the paper's implicit Adams (VODE).
-    adjoint : {"checkpoint", "backsolve"} or AdjointOptions, optional
-        As in :func:`odegrad.odeint` (``"interpolate"``, ``checkpoints`` and
-        ``adjoint_jacobian`` are autograd-only).
+    adjoint : {"checkpoint", "backsolve", "auto"} or AdjointOptions, optional
+        As in :func:`odegrad.odeint` (``"interpolate"``, ``"forward"``, ``checkpoints`` and
+        ``adjoint_jacobian`` are autograd-only; ``"auto"`` is ``"checkpoint"`` here).
     adjoint_method, adjoint_rtol, adjoint_atol, adjoint_seminorm
         As in :func:`odegrad.odeint`.
     variables : sequence of tf.Variable, optional
@@ -96,7 +108,7 @@ def odeint(
     check_method("method", method)
     options = adjoint_options(adjoint, adjoint_method=adjoint_method, adjoint_rtol=adjoint_rtol,
                               adjoint_atol=adjoint_atol, adjoint_seminorm=adjoint_seminorm)
-    _check_supported(options)
+    options = _check_supported(options)
     y0 = tf.convert_to_tensor(y0)
     if not y0.dtype.is_floating:
         y0 = tf.cast(y0, tf.float32)

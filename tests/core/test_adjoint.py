@@ -350,8 +350,8 @@ def test_seminorm_gradients_within_tolerance(method, record_error):
     G = onp.array([[0.0, 0.0, 0.0], [1.0, 2.0, -1.0], [0.5, -0.5, 1.0]])
 
     def loss(A, y0, t, seminorm):
-        return np.sum(odeint(linear, y0, t, args=(A,), rtol=TOL, atol=TOL,
-                             method=method, adjoint_seminorm=seminorm) * G)
+        return np.sum(odeint(linear, y0, t, args=(A,), rtol=TOL, atol=TOL, method=method,
+                             adjoint="checkpoint", adjoint_seminorm=seminorm) * G)
 
     with record_stats() as rec_semi:
         got = grad(loss, argnum=(0, 1, 2))(A, y0, t, True)

@@ -176,6 +176,7 @@ def test_check_hessian_detects_wrong_second_derivative():
         # ~10 s; test_appendix_d.py::test_stiff_kinetics checks the same problem by default.
         pytest.param("stiff-kinetics", marks=pytest.mark.slow),
         "robertson",
+        "adjoint-modes",
     ],
 )
 def test_suite_problem_passes(name):
@@ -189,6 +190,12 @@ def test_suite_hessian_row():
     rows = gradcheck.run_suite(["decay"])
     hvp = [r for r in rows if r.derivative.startswith("HVP")]
     assert len(hvp) == 1 and hvp[0].passed, hvp[0].detail
+
+
+def test_suite_covers_every_gradient_method():
+    rows = gradcheck.run_suite(["adjoint-modes"], quick=True)
+    assert {r.problem for r in rows} == {"adjoint=checkpoint", "adjoint=forward", "adjoint=auto",
+                                         "robertson (default options)"}
 
 
 def test_main_exit_codes(capsys):

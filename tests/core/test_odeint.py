@@ -11,7 +11,7 @@ from autograd import elementwise_grad, grad, jacobian
 
 from odegrad import ODESolveError, odeint
 from tests.helpers import GRAD_RTOL, TOL, rel_err
-from tests.problems import METHODS, lin_exact_grads, linear_solution
+from tests.problems import METHODS, decay, lin_exact_grads, linear_solution
 from tests.problems import linear as _lin
 from tests.problems import lotka_volterra as _lotka
 from tests.problems import lotka_volterra_jac as _lotka_jac
@@ -297,6 +297,32 @@ def test_bad_y0(method):
         odeint(_decay, [1.0, onp.nan], [0.0, 1.0], method=method)
     with pytest.raises(ValueError, match=r"y0 is complex"):
         odeint(_decay, onp.array([1.0 + 1.0j]), [0.0, 1.0], method=method)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_empty_y0_and_zero_tolerances_are_named(method):
+    with pytest.raises(ValueError, match=r"y0 is empty \(shape \(0,\)\)"):
+        odeint(_decay, [], [0.0, 1.0], method=method)
+    with pytest.raises(ValueError, match=r"rtol\*\|y0\| \+ atol is 0.*do not set rtol and atol both to 0"):
+        odeint(_decay, 1.0, [0.0, 1.0], rtol=0.0, atol=0.0, method=method)
+
+
+def test_dfun_exception_under_bdf_is_the_users_own():
+    def jac(y, t):
+        raise KeyError("Dfun broke")
+
+    with pytest.raises(KeyError, match="Dfun broke") as info:
+        odeint(lambda y, t: -1e3 * y, [1.0, 2.0], [0.0, 1.0], Dfun=jac, method="bdf")
+    assert info.value.__context__ is None and info.value.__cause__ is None
+
+
+def test_traced_entries_in_lists_of_times_and_states():
+    """t=[0.0, T] and y0=[a, 1.0] with T, a traced: d y(T)/dT = f(y(T)), d y(T)/da = e^{-kT}."""
+    k = 0.8
+    dT = grad(lambda T: odeint(decay, 2.0, [0.0, T], args=(k,), rtol=TOL, atol=TOL)[-1])(1.5)
+    assert abs(dT - (-k * 2.0 * onp.exp(-k * 1.5))) < 1e-7
+    da = grad(lambda a: odeint(decay, [a, 1.0], (0.0, 1.5), args=(k,), rtol=TOL, atol=TOL)[-1, 0])(2.0)
+    assert abs(da - onp.exp(-k * 1.5)) < 1e-7
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -43,8 +43,15 @@ def test_options_are_immutable_and_validated():
         AdjointOptions(atol=-1.0)
 
 
+def test_default_is_auto_and_forward_takes_no_checkpoints():
+    assert AdjointOptions().mode == "auto" and adjoint_options().mode == "auto"
+    with pytest.raises(ValueError, match=r"adjoint='forward' solves y with its sensitivities forwards"):
+        AdjointOptions(mode="forward", checkpoints=2)
+    assert AdjointOptions(mode="auto", checkpoints=2).checkpoints == 2
+
+
 def test_unsupported_combination_is_named():
-    with pytest.raises(ValueError, match="checkpoints only apply to adjoint='checkpoint' or 'backsolve'"):
+    with pytest.raises(ValueError, match="checkpoints only apply to adjoint='checkpoint', 'backsolve' or 'auto'"):
         odeint(decay, 1.0, [0.0, 1.0], args=(0.5,), adjoint="interpolate", checkpoints=3)
     with pytest.raises(ValueError, match="also passing checkpoints, seminorm as keywords is ambiguous"):
         adjoint_options(AdjointOptions(), checkpoints=2, adjoint_seminorm=True)

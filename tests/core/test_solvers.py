@@ -91,6 +91,61 @@ def test_solve_errors(method):
         solvers.solve(raising, onp.array([1.0]), onp.array([0.0, 1.0]), solvers.SolverOptions(method=method))
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_exception_in_jacobian_propagates_unchanged(method):
+    """A Dfun that raises surfaces as the user's own exception, not as a chain of SystemErrors
+    out of VODE's Fortran callback."""
+    class Boom(Exception):
+        pass
+
+    def jac(y, t):
+        raise Boom("from Dfun")
+
+    stiff = solvers.SolverOptions(method=method)
+    with pytest.raises(Boom, match="from Dfun") as info:
+        solvers.solve(lambda y, t: -1e4 * y, onp.array([1.0]), onp.array([0.0, 1.0]), stiff, jac)
+    chain, exc = 0, info.value
+    while exc is not None:
+        chain, exc = chain + 1, exc.__cause__ or exc.__context__
+    assert chain == 1, f"the Dfun exception was chained {chain} deep"
+    with pytest.raises(ValueError, match=r"Dfun must return an \(1, 1\) array"):
+        solvers.solve(lambda y, t: -1e4 * y, onp.array([1.0]), onp.array([0.0, 1.0]), stiff,
+                      lambda y, t: onp.ones((2, 2)))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_zero_error_weight_and_empty_state_are_named(method):
+    with pytest.raises(ValueError, match=r"rtol\*\|y0\| \+ atol is 0 for state component\(s\) \[0, 1\]"):
+        solvers.solve(lambda y, t: -y, onp.ones(2), onp.array([0.0, 1.0]),
+                      solvers.SolverOptions(method=method, rtol=0.0, atol=0.0))
+    # atol = 0 is fine where y0 is not 0, and named where it is.
+    with pytest.raises(ValueError, match=r"component\(s\) \[1\].*atol > 0"):
+        solvers.solve(lambda y, t: -y, onp.array([1.0, 0.0]), onp.array([0.0, 1.0]),
+                      solvers.SolverOptions(method=method, rtol=1e-6, atol=0.0))
+    with pytest.raises(ValueError, match=r"the state is empty"):
+        solvers.solve(lambda y, t: -y, onp.zeros(0), onp.array([0.0, 1.0]), solvers.SolverOptions(method=method))
+
+
+def test_scipy_solver_inside_func_is_named():
+    """scipy's LSODA and VODE are not re-entrant; nesting them used to end in "illegal input"."""
+    def calls_odeint(y, t):
+        scipy.integrate.odeint(lambda z, s: -z, [1.0], [0.0, 1.0])
+        return -y
+
+    with pytest.raises(ODESolveError, match=r"lsoda reported illegal input.*after 1 evaluations of func.*"
+                                            r"scipy solver called inside func.*not re-entrant"):
+        solvers.solve(calls_odeint, onp.array([1.0]), onp.array([0.0, 1.0]), solvers.SolverOptions())
+
+    def calls_vode(y, t):
+        inner = scipy.integrate.ode(lambda s, z: -z).set_integrator("vode")
+        inner.set_initial_value([1.0], 0.0).integrate(1.0)
+        return -y
+
+    with pytest.raises(ODESolveError, match=r"adams lost its callback.*VODE solve .* ran inside func.*not re-entrant"):
+        solvers.solve(calls_vode, onp.array([1.0]), onp.array([0.0, 1.0]), solvers.SolverOptions(method="adams"))
+    assert abs(odeint(lambda y, t: -y, 1.0, [0.0, 1.0])[-1] - onp.exp(-1)) < 1e-6  # nothing left broken
+
+
 def test_unknown_method_in_solver_options():
     with pytest.raises(ValueError, match=r"method must be one of"):
         solvers.solve(lambda y, t: -y, onp.array([1.0]), onp.array([0.0, 1.0]),

@@ -54,7 +54,8 @@ def test_record_stats_collects_forward_and_backward():
     t = onp.linspace(0.0, 1.0, 4)
 
     def loss(k):
-        return np.sum(odeint(_decay, onp.ones(2), t, args=(k,), method="adams", adjoint_method="bdf") ** 2)
+        return np.sum(odeint(_decay, onp.ones(2), t, args=(k,), method="adams", adjoint="checkpoint",
+                             adjoint_method="bdf") ** 2)
 
     with record_stats() as rec:
         grad(loss)(0.7)
@@ -87,14 +88,19 @@ def test_empty_recorder():
 
 @pytest.mark.parametrize("n_times", [2, 3, 7])
 def test_backward_nsolves_per_gradient_scales_with_outputs(n_times):
+    """The adjoint restarts at every output time; forward sensitivities solve once."""
     t = onp.linspace(0.0, 1.0, n_times)
-    with record_stats() as rec:
-        for _ in range(3):
-            grad(lambda y0: np.sum(odeint(_decay, y0, t, args=(0.5,))))(onp.array([1.0, 2.0]))
-    assert len(rec.calls) == 3
-    for info in rec.calls:
-        assert info.backward.nsolves == n_times - 1
-    assert rec.backward.nsolves == 3 * (n_times - 1)
+    for adjoint, per_gradient in (("checkpoint", n_times - 1), ("forward", 1)):
+        def loss(y0, adjoint=adjoint):
+            return np.sum(odeint(_decay, y0, t, args=(0.5,), adjoint=adjoint))
+
+        with record_stats() as rec:
+            for _ in range(3):
+                grad(loss)(onp.array([1.0, 2.0]))
+        assert len(rec.calls) == 3
+        for info in rec.calls:
+            assert info.backward.nsolves == per_gradient
+        assert rec.backward.nsolves == 3 * per_gradient
 
 
 def test_hessian_adds_backward_work():
@@ -116,3 +122,12 @@ def test_solvestats_add():
 def test_single_time_has_no_work():
     _, info = odeint(_decay, 1.0, [0.0], args=(0.5,), full_output=True)
     assert info.forward.nfe == 0 and info.forward.nsolves == 0
+
+
+def test_gradient_methods_say_what_auto_picked():
+    t = onp.linspace(0.0, 1.0, 5)
+    with record_stats() as rec:
+        grad(lambda k: np.sum(odeint(_decay, onp.ones(2), t, args=(k,))))(0.5)
+        grad(lambda k: np.sum(odeint(_decay, onp.ones(2), t, args=(k,), adjoint="checkpoint")))(0.5)
+    assert rec.gradient_methods == ["forward", "checkpoint"]
+    assert rec.calls[0].gradient_methods == ["forward"]

@@ -38,7 +38,7 @@ def test_kinetics_benchmark_table(monkeypatch):
     # The peers are imported only inside their cells. JAX (seconds of jit compilation) and the
     # extra torchdiffeq rows are left out to keep the test fast; torchdiffeq's adjoint runs
     # when torch and torchdiffeq are installed and is reported as skipped otherwise.
-    impls = ["odegrad:lsoda", "odegrad:lsoda+seminorm", "autograd", "fd", "torchdiffeq-adjoint",
+    impls = ["odegrad:lsoda", "odegrad:lsoda+checkpoint", "autograd", "fd", "torchdiffeq-adjoint",
              "jax"]
     real_missing = peers.missing_modules
     # JAX is reported as absent, installed or not: the skip path runs deterministically.
@@ -53,7 +53,7 @@ def test_kinetics_benchmark_table(monkeypatch):
     header, rows = _table_rows(text)
     assert header == peers.COLUMNS
     by_impl = {row[0]: dict(zip(header, row)) for row in rows}
-    assert {"odegrad:lsoda", "odegrad:lsoda+seminorm", "autograd", "fd"} <= set(by_impl)
+    assert {"odegrad:lsoda", "odegrad:lsoda+checkpoint", "autograd", "fd"} <= set(by_impl)
     for impl, row in by_impl.items():
         if row["note"].startswith("skipped"):
             assert row["forward s"] == "-", impl
@@ -67,4 +67,32 @@ def test_kinetics_benchmark_table(monkeypatch):
     og = by_impl["odegrad:lsoda"]
     assert int(og["fwd NFE"]) > 0 and int(og["bwd NFE"]) > 0
     assert float(og["grad odegrad/this"]) == 1.0
-    assert "Targets:" in text
+    assert "gradient by forward" in og["note"]
+    assert "gradient by checkpoint" in by_impl["odegrad:lsoda+checkpoint"]["note"]
+    assert "Targets:" in text and "backward NFE <= 2x forward NFE" in text
+
+
+@pytest.mark.parametrize("name, picked", [("kinetics", "forward"), ("spiral-mlp", "forward"),
+                                          ("robertson", "forward"), ("mlp-64", "checkpoint")])
+def test_auto_picks_per_benchmark_problem(name, picked):
+    """adjoint='auto' (the default) on each benchmark problem: the method it runs, a gradient
+    right to the tolerance the table reports, and no more than twice the forward evaluations."""
+    import autograd
+    import autograd.numpy as anp
+
+    import odegrad
+
+    problem = problems.get(name)
+
+    def loss(p):
+        ys = odegrad.odeint(lambda y, t, q: problem.rhs(y, t, q, anp), problem.y0, problem.t, args=(p,),
+                            rtol=problem.rtol, atol=problem.atol)
+        return problem.loss(ys, problem.data, anp)
+
+    with odegrad.record_stats() as rec:
+        g = autograd.grad(loss)(problem.p0)
+    assert rec.gradient_methods == [picked]
+    assert rec.backward.nfe <= 2 * rec.forward.nfe
+    if problem.reference == "sensitivity" and not problem.stiff:  # Robertson's takes ~20 s
+        g_ref, _ = problems.reference_gradient(problem)
+        assert np.max(np.abs(g - g_ref)) / np.max(np.abs(g_ref)) < 1e-4

@@ -177,6 +177,21 @@ def test_bad_input_is_rejected():
         otf.odeint(lambda t, y: -y, tf.ones([2]), [0.0, 1.0], method="rk45")
     with pytest.raises(ValueError, match="interval"):
         otf.ODEBlock(SmallDynamics(), t=(1.0, 1.0))
+    with pytest.raises(ValueError, match=r"adjoint='forward' \(forward sensitivities\) is not available"):
+        otf.odeint(lambda t, y: -y, tf.ones([2]), [0.0, 1.0], adjoint="forward")
+
+
+def test_auto_is_the_checkpoint_adjoint_here():
+    k = tf.Variable(0.7, dtype=tf.float64)
+    grads = {}
+    for adjoint in ("auto", "checkpoint"):
+        with tf.GradientTape() as tape:
+            ys, info = otf.odeint(lambda t, y: -k * y, tf.constant([1.0], tf.float64), [0.0, 0.5, 1.0],
+                                  adjoint=adjoint, full_output=True)
+            loss = tf.reduce_sum(ys)
+        grads[adjoint] = float(tape.gradient(loss, k))
+        assert info.backward.nsolves == 2  # one restarted backward interval per output interval
+    assert grads["auto"] == grads["checkpoint"]
 
 
 @pytest.mark.skipif(not tf.config.list_physical_devices("GPU"), reason="needs a GPU")

@@ -1,0 +1,130 @@
+"""The rule behind ``adjoint="auto"``: forward sensitivities or the adjoint, per solve.
+
+Both methods pay autograd work at every evaluation of their dynamics, and that work dominates
+(``python -m benchmarks.profile``): one trace of ``f`` and one backward pass through it per
+evaluation of the adjoint (:func:`odegrad.adjoint.backward`), one trace and ``n`` backward passes
+per evaluation of the forward sensitivities (:mod:`odegrad.sensitivity`). What differs is how
+many evaluations each needs:
+
+* forward sensitivities solve ``n (1 + q)`` entries once over all output times (``q``: the
+  columns differentiated, ``n`` for ``y0``, one for ``t_0``, one per parameter), taking
+  ``FORWARD_EVALUATIONS`` times the forward solve's evaluations, and one solve serves every
+  cotangent (all rows of a Jacobian or Hessian);
+* the adjoint takes ``ADJOINT_EVALUATIONS`` times the forward evaluations plus a restart per
+  output interval, each costing :func:`restart_evaluations` while the multistep method builds
+  its order up again (more at tight tolerances), and runs again for every cotangent.
+
+:func:`choose` estimates both costs in traces (a backward pass costing ``PASS_COST`` of a trace)
+and takes the cheaper, forward sensitivities only while their state is small enough for LSODA's
+dense work arrays (``FORWARD_MAX_SIZE``). So small states with many outputs get forward
+sensitivities and wide states (neural ODEs) the paper's adjoint: the trade SciMLSensitivity's
+default makes from the numbers of states and parameters. The constants were fitted to the
+gradient times and evaluation counts of the benchmark problems (``benchmarks.problems`` and the
+README Quickstart, rtol 1e-4 to 1e-10).
+
+Stiffness (LSODA switched to BDF in the forward solve, or ``method="bdf"``) rules out solving
+``y`` backwards: then forward sensitivities with the exact Jacobian of their dynamics while that
+Jacobian is small (``MAX_AUTO_JACOBIAN_SIZE`` entries per side), else the interpolating adjoint
+for first derivatives, else (higher derivatives of a wide stiff problem) the checkpoint adjoint,
+whose failure raises an error that says so.
+"""
+
+from __future__ import annotations
+
+import math
+
+FORWARD_EVALUATIONS = 1.25
+"""Evaluations of the forward-sensitivity solve per evaluation of the forward solve (measured
+1.0-1.6)."""
+
+ADJOINT_EVALUATIONS = 1.25
+"""Evaluations of the adjoint per evaluation of the forward solve, restarts aside (1.1-1.35)."""
+
+PASS_COST = 0.25
+"""Cost of one backward pass through ``f`` in traces of ``f`` (0.1-2 on the problems measured:
+small where the trace's bookkeeping dominates, large for matrix products)."""
+
+FORWARD_MAX_SIZE = 2000
+"""Largest sensitivity state ``n (1 + q)`` for forward sensitivities in ``auto`` (LSODA keeps a
+dense ``size × size`` matrix for its stiff phase)."""
+
+MAX_AUTO_JACOBIAN_SIZE = 200
+"""Largest derived state (augmented or sensitivity) that gets autograd's exact Jacobian by default."""
+
+
+def restart_evaluations(rtol: float) -> float:
+    """Evaluations one restarted backward interval costs the adjoint at relative tolerance ``rtol``.
+
+    Measured on Lotka-Volterra, kinetics, spiral-mlp and mlp-64: about 10 at 1e-4, 20 at 1e-6,
+    35 at 1e-8 and 50 at 1e-10, seven more per decade.
+    """
+    digits = -math.log10(max(float(rtol), 1e-300))
+    return max(5.0, 7.0 * (digits - 2.5))
+
+
+def forward_cost(n: int, nfe: int) -> float:
+    """Estimated cost of forward sensitivities, in traces of ``f``."""
+    return FORWARD_EVALUATIONS * nfe * (1.0 + PASS_COST * n)
+
+
+def adjoint_cost(nfe: int, n_intervals: int, rtol: float) -> float:
+    """Estimated cost of one adjoint VJP, in traces of ``f``."""
+    evaluations = ADJOINT_EVALUATIONS * nfe + restart_evaluations(rtol) * n_intervals
+    return (1.0 + PASS_COST) * evaluations
+
+
+def forward_fits(n: int, columns: int, stiff: bool) -> bool:
+    """Whether forward sensitivities are affordable at all for this solve."""
+    size = n * (1 + columns)
+    return size <= (MAX_AUTO_JACOBIAN_SIZE if stiff else FORWARD_MAX_SIZE)
+
+
+def choose(*, n: int, columns: int, n_intervals: int, nfe: int, rtol: float, stiff: bool,
+           higher_order: bool, derived: bool = False) -> str:
+    """The gradient method ``adjoint="auto"`` uses for one solve.
+
+    Parameters
+    ----------
+    n : int
+        Entries of the state.
+    columns : int
+        Sensitivity columns ``q`` of what is differentiated (``n`` for ``y0``, one for the
+        initial time, one per parameter).
+    n_intervals : int
+        Output intervals (output times minus one, checkpoints included).
+    nfe : int
+        Evaluations the forward solve took (0 if unknown).
+    rtol : float
+        Relative tolerance of the backward (or sensitivity) solves.
+    stiff : bool
+        Whether the forward solve was stiff (LSODA switched to BDF, or ``method="bdf"``).
+    higher_order : bool
+        Whether this gradient is itself differentiated (Hessians, grad-of-grad, forward mode
+        over it): the interpolating adjoint gives first derivatives only.
+    derived : bool
+        Whether the solve is itself part of a gradient (an adjoint or sensitivity solve being
+        differentiated for a second derivative). Its dynamics hold a trace of ``f`` already, so
+        tracing them costs far more than a backward pass through them: forward sensitivities
+        then cost about one adjoint run (measured on the README's Lotka-Volterra Hessian) and
+        serve every row of a Hessian, so they are taken whenever they fit.
+
+    Returns
+    -------
+    {"forward", "checkpoint", "interpolate"}
+
+    Notes
+    -----
+    The backend also switches a solve from the adjoint to forward sensitivities when its VJP is
+    asked for a second cotangent (a Jacobian or Hessian row by row) and forward sensitivities
+    fit: one sensitivity solve then serves that and every later cotangent.
+    """
+    if stiff:
+        if forward_fits(n, columns, stiff=True):
+            return "forward"
+        return "checkpoint" if higher_order else "interpolate"
+    if not forward_fits(n, columns, stiff=False):
+        return "checkpoint"
+    nfe = max(nfe, 1)
+    if derived or forward_cost(n, nfe) <= adjoint_cost(nfe, n_intervals, rtol):
+        return "forward"
+    return "checkpoint"

@@ -1,0 +1,290 @@
+"""Forward sensitivities as the gradient (``adjoint="forward"``) and the automatic choice
+(``adjoint="auto"``, the default): closed forms, finite differences, second derivatives, time
+derivatives of every output, stiff problems, and which method ``auto`` picks.
+
+Tolerances: see the module docstring of ``tests/helpers.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import autograd.numpy as np
+import numpy as onp
+import pytest
+from autograd import grad, hessian, jacobian, make_jvp
+
+from odegrad import ODESolveError, auto, odeint, record_stats
+from odegrad.augmented import AugmentedLayout
+from odegrad.sensitivity import SensitivityLayout
+from tests.helpers import (
+    FD_RTOL,
+    FD_SOLVE_TOL,
+    GRAD_RTOL,
+    HESS_RTOL,
+    TOL,
+    central_fd,
+    central_fd_jac,
+    rel_err,
+)
+from tests.problems import METHODS, decay, lin_exact_grads, linear, reversible_kinetics
+from tests.problems import lotka_volterra_p as lv
+
+A_LIN = onp.array([[-0.3, 1.0, 0.0], [-1.0, -0.3, 0.2], [0.1, 0.0, -0.5]])
+Y0_LIN = onp.array([1.0, -0.5, 0.25])
+T_LIN = onp.array([0.0, 0.4, 1.1, 2.0, 2.3])
+G_LIN = onp.random.default_rng(7).standard_normal((len(T_LIN), 3))
+
+
+def _linear_loss(A, y0, t, **kw):
+    return np.sum(G_LIN * odeint(linear, y0, t, args=(A,), rtol=TOL, atol=TOL, **kw))
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("adjoint", ["forward", "auto"])
+def test_linear_gradients_vs_closed_form(method, adjoint, record_error):
+    """∂/∂A (expm_frechet), ∂/∂y0 (expm transposed), ∂/∂t_i = g_i·A y_i and ∂/∂t_0 = -Σ."""
+    got = grad(_linear_loss, (0, 1, 2))(A_LIN, Y0_LIN, T_LIN, method=method, adjoint=adjoint)
+    for g, exact, what in zip(got, lin_exact_grads(A_LIN, Y0_LIN, T_LIN, G_LIN), ("A", "y0", "t")):
+        err = rel_err(g, exact)
+        record_error(f"{adjoint} ({method}): linear d/d{what} vs closed form", err)
+        assert err < GRAD_RTOL, what
+
+
+@pytest.mark.parametrize("wrt", [(0,), (1,), (2,), (0, 2), (1, 2), (0, 1)])
+def test_each_subset_of_inputs(wrt):
+    """The sensitivity state holds only the columns asked for; every subset gives the same."""
+    full = grad(_linear_loss, (0, 1, 2))(A_LIN, Y0_LIN, T_LIN, adjoint="forward")
+    part = grad(_linear_loss, wrt)(A_LIN, Y0_LIN, T_LIN, adjoint="forward")
+    for k, g in zip(wrt, part):
+        assert rel_err(g, full[k]) < 1e-7
+
+
+def test_decreasing_times_and_single_time():
+    t = T_LIN[::-1] - 2.3
+    got = grad(_linear_loss, (0, 1, 2))(A_LIN, Y0_LIN, t, adjoint="forward")
+    for g, exact in zip(got, lin_exact_grads(A_LIN, Y0_LIN, t, G_LIN)):
+        assert rel_err(g, exact) < GRAD_RTOL
+    g_y0, g_t = grad(lambda y0, t: np.sum(odeint(linear, y0, t, args=(A_LIN,), adjoint="forward") * 2.0),
+                     (0, 1))(Y0_LIN, onp.array([0.5]))
+    assert onp.allclose(g_y0, 2.0) and onp.allclose(g_t, 0.0)
+
+
+def test_one_sensitivity_solve_serves_every_row_of_a_jacobian(record_error):
+    """jacobian() asks the VJP for one cotangent per output entry: forward sensitivities solve
+    once and reuse the solution; the adjoint would solve once per row and interval."""
+    k = onp.array([0.7, 1.3])
+
+    def trajectory(k, adjoint):
+        return odeint(lambda y, t, k: -k * y, onp.array([1.0, 2.0]), T_LIN, args=(k,), rtol=TOL,
+                      atol=TOL, adjoint=adjoint)
+
+    with record_stats() as rec:
+        J = jacobian(trajectory)(k, "forward")
+    assert rec.backward.nsolves == 1
+    tau = (T_LIN - T_LIN[0])[:, None]
+    exact = onp.zeros((len(T_LIN), 2, 2))
+    for j in range(2):
+        exact[:, j, j] = -tau[:, 0] * (j + 1.0) * onp.exp(-k[j] * tau[:, 0])
+    err = rel_err(J, exact)
+    record_error("forward: jacobian of a trajectory vs closed form", err)
+    assert err < GRAD_RTOL
+    with record_stats() as rec:
+        jacobian(trajectory)(k, "checkpoint")
+    assert rec.backward.nsolves == (len(T_LIN) - 1) * J.size // 2
+
+
+@pytest.mark.parametrize("adjoint", ["forward", "auto"])
+def test_second_derivatives_closed_form(adjoint, record_error):
+    """y0 exp(-k (t - t0)): d²/dk², d²/dy0 dk, and the mixed time/parameter derivatives."""
+    t = onp.array([0.3, 1.1, 2.0])
+    y0, k = 1.5, 0.6
+
+    def L(y0, t, k):
+        return np.sum(odeint(decay, y0, t, args=(k,), rtol=TOL, atol=TOL, adjoint=adjoint)[1:])
+
+    tau = t[1:] - t[0]
+    e = onp.exp(-k * tau)
+    checks = [
+        (grad(grad(L, 2), 2)(y0, t, k), onp.sum(tau ** 2 * y0 * e)),
+        (grad(grad(L, 2), 0)(y0, t, k), onp.sum(-tau * e)),
+        (jacobian(grad(L, 1), 2)(y0, t, k),
+         onp.concatenate([[-onp.sum(y0 * e * (k * tau - 1))], y0 * e * (k * tau - 1)])),
+    ]
+    err = max(rel_err(got, exact) for got, exact in checks)
+    record_error(f"{adjoint}: second derivatives of decay vs closed form", err)
+    assert err < 10 * GRAD_RTOL
+
+
+def _lv_loss(p, tol, adjoint):
+    ys = odeint(lv, onp.array([1.0, 2.0]), onp.array([0.0, 0.8, 1.5, 2.2]), args=(p,), rtol=tol,
+                atol=tol, adjoint=adjoint)
+    return np.sum(ys[1:] ** 2)
+
+
+@pytest.mark.parametrize("adjoint", ["forward", "auto", "checkpoint"])
+def test_hessian_vs_fd_of_gradient(adjoint, record_error):
+    theta = onp.array([1.1, 0.4, 0.1, 0.4])
+    H = hessian(lambda p: _lv_loss(p, TOL, adjoint))(theta)
+    H_fd = central_fd_jac(grad(lambda p: _lv_loss(p, FD_SOLVE_TOL, "forward")), theta, h=1e-4)
+    err = rel_err(H, H_fd)
+    record_error(f"{adjoint}: Hessian vs FD of grad, lotka_volterra", err)
+    assert err < HESS_RTOL
+    assert rel_err(H, H.T) < HESS_RTOL
+
+
+def test_forward_over_reverse_and_gradient_vs_fd(record_error):
+    theta = onp.array([1.1, 0.4, 0.1, 0.4])
+    g = grad(lambda p: _lv_loss(p, TOL, "forward"))(theta)
+    fd = central_fd(lambda p: _lv_loss(p, FD_SOLVE_TOL, "forward"), theta)
+    assert rel_err(g, fd) < FD_RTOL
+    v = onp.array([0.3, -1.0, 0.5, 2.0])
+    hvp = make_jvp(grad(lambda p: _lv_loss(p, TOL, "forward")))(theta)(v)[1]
+    H = hessian(lambda p: _lv_loss(p, TOL, "checkpoint"))(theta)
+    err = rel_err(hvp, H @ v)
+    record_error("forward: forward-over-reverse HVP vs checkpoint Hessian", err)
+    assert err < HESS_RTOL
+
+
+def test_seminorm_leaves_sensitivities_out_of_error_control(record_error):
+    theta = onp.array([1.1, 0.4, 0.1, 0.4])
+    with record_stats() as full:
+        g_full = grad(lambda p: _lv_loss(p, 1e-8, "forward"))(theta)
+    with record_stats() as semi:
+        g_semi = grad(lambda p: np.sum(odeint(lv, onp.array([1.0, 2.0]), onp.array([0.0, 0.8, 1.5, 2.2]),
+                                              args=(p,), rtol=1e-8, atol=1e-8, adjoint="forward",
+                                              adjoint_seminorm=True)[1:] ** 2))(theta)
+    assert semi.backward.nfe <= full.backward.nfe
+    err = rel_err(g_semi, g_full)
+    record_error("forward seminorm vs forward, lotka_volterra at 1e-8", err)
+    assert err < 1e-5
+
+
+def test_only_what_is_differentiated_is_traced():
+    """func may turn t (or the parameters) into a Python float when they are not differentiated:
+    the adjoint's state then holds no a_t (no a_theta), and f is never traced in them."""
+    def f_t_float(y, t, k):
+        return -k * y * (1.0 + 0.1 * math.cos(float(t)))
+
+    def f_k_float(y, t, k):
+        return -float(k) * y
+
+    t = onp.array([0.0, 0.5, 1.5])
+
+    def reference(y, s, k):
+        return -k * y * (1.0 + 0.1 * np.cos(s))
+
+    for adjoint in ("checkpoint", "interpolate", "forward", "auto"):
+        def final(f, y0, k, adjoint=adjoint):
+            return odeint(f, y0, t, args=(k,), adjoint=adjoint)[-1]
+
+        g_k = grad(final, 2)(f_t_float, 1.0, 0.7)
+        g_k_ref = grad(final, 2)(reference, 1.0, 0.7)
+        assert abs(g_k - g_k_ref) < 1e-7 * abs(g_k_ref), adjoint
+        g_y0 = grad(final, 1)(f_k_float, 1.0, 0.7)
+        assert abs(g_y0 - onp.exp(-0.7 * 1.5)) < 1e-6, adjoint
+    layout = AugmentedLayout(3, 5, with_time=False, with_params=False)
+    assert layout.size == 6 and layout.split(onp.arange(6.0))[2:] == (None, None)
+
+
+def test_sensitivity_layout_and_block_jacobian():
+    layout = SensitivityLayout(2, 3, with_y0=True, with_t0=True, with_params=True)
+    assert layout.columns == 6 and layout.size == 14
+    J = onp.array([[1.0, 2.0], [3.0, 4.0]])
+    block = layout.jacobian(J)
+    S = onp.random.default_rng(0).standard_normal((2, 6))
+    # d vec(J S)/d vec(S) (S stored row by row) is J ⊗ I_q.
+    assert onp.allclose(block[2:, 2:] @ S.ravel(), (J @ S).ravel())
+    assert onp.allclose(block[:2, :2], J) and not block[2:, :2].any() and not block[:2, 2:].any()
+
+
+LOG_K_STIFF = onp.log([100.0, 50.0, 1.0])
+T_STIFF = onp.array([0.0, 0.5, 1.0, 2.0])
+W_STIFF = onp.random.default_rng(4).standard_normal((4, 3))
+
+
+def _stiff_loss(lk, tol=1e-8, **kw):
+    return np.sum(W_STIFF * odeint(reversible_kinetics, onp.array([1.0, 0.0, 0.0]), T_STIFF, args=(lk,),
+                                   rtol=tol, atol=1e-10, **kw))
+
+
+def test_stiff_gradient_with_default_options(record_error):
+    """A stiff fast equilibrium (LSODA switches to BDF): the checkpoint adjoint fails here, the
+    default (forward sensitivities with their Jacobian) is right."""
+    _, info = odeint(reversible_kinetics, onp.array([1.0, 0.0, 0.0]), T_STIFF, args=(LOG_K_STIFF,),
+                     rtol=1e-8, atol=1e-10, full_output=True)
+    assert info.forward.method_switches > 0
+    with pytest.raises(ODESolveError, match=r"backward \(adjoint\) solve failed.*adjoint='auto'"):
+        grad(_stiff_loss)(LOG_K_STIFF, adjoint="checkpoint")
+    with record_stats() as rec:
+        g = grad(_stiff_loss)(LOG_K_STIFF)
+    assert rec.backward.nsolves == 1  # forward sensitivities
+    fd = central_fd(lambda lk: _stiff_loss(lk, tol=FD_SOLVE_TOL), LOG_K_STIFF)
+    err = rel_err(g, fd)
+    record_error("auto: stiff reversible kinetics gradient vs FD", err)
+    assert err < FD_RTOL
+    g_full_jacobian = grad(_stiff_loss)(LOG_K_STIFF, adjoint="forward", adjoint_jacobian=True)
+    assert rel_err(g_full_jacobian, fd) < FD_RTOL
+
+
+@pytest.mark.slow
+def test_stiff_hessian_with_default_options(record_error):
+    """Hessians of a stiff problem (~90 s): forward sensitivities of forward sensitivities."""
+    H = hessian(_stiff_loss)(LOG_K_STIFF)
+    H_fd = central_fd_jac(grad(lambda lk: _stiff_loss(lk, tol=1e-11)), LOG_K_STIFF, h=1e-4)
+    err = rel_err(H, H_fd)
+    record_error("auto: stiff reversible kinetics Hessian vs FD of grad", err)
+    assert err < HESS_RTOL
+
+
+def test_auto_switches_to_sensitivities_at_the_second_cotangent(record_error):
+    """Where auto starts with the adjoint (a wide state, one interval), a Jacobian's second row
+    solves the sensitivities once for all the remaining rows."""
+    rng = onp.random.default_rng(5)
+    n = 12
+    W = rng.standard_normal((n, n)) / n
+
+    def f(y, t, W):
+        return np.tanh(np.dot(W, y)) - 0.5 * y
+
+    columns = n * n
+    assert auto.choose(n=n, columns=columns, n_intervals=1, nfe=60, rtol=TOL, stiff=False,
+                       higher_order=False) == "checkpoint"
+    final = lambda W: odeint(f, onp.linspace(-1.0, 1.0, n), [0.0, 1.0], args=(W,), rtol=TOL, atol=TOL)[-1]  # noqa: E731
+    with record_stats() as rec:
+        J = jacobian(final)(W)
+    assert rec.backward.nsolves == 2  # one adjoint interval, then one sensitivity solve
+    J_fd = central_fd_jac(lambda W: odeint(f, onp.linspace(-1.0, 1.0, n), [0.0, 1.0], args=(W,),
+                                           rtol=FD_SOLVE_TOL, atol=FD_SOLVE_TOL)[-1], W)
+    err = rel_err(J, J_fd)
+    record_error("auto: jacobian after switching to sensitivities vs FD", err)
+    assert err < FD_RTOL
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    # the benchmark problems (sizes, forward NFE and tolerances as measured)
+    ({"n": 3, "columns": 2, "n_intervals": 4, "nfe": 221, "rtol": 1.49012e-8, "stiff": False}, "forward"),
+    ({"n": 2, "columns": 252, "n_intervals": 99, "nfe": 53, "rtol": 1e-6, "stiff": False}, "forward"),
+    ({"n": 64, "columns": 33088, "n_intervals": 4, "nfe": 39, "rtol": 1e-6, "stiff": False}, "checkpoint"),
+    ({"n": 3, "columns": 3, "n_intervals": 11, "nfe": 987, "rtol": 1e-6, "stiff": True}, "forward"),
+    ({"n": 2, "columns": 4, "n_intervals": 30, "nfe": 465, "rtol": 1e-8, "stiff": False}, "forward"),
+    # a wide state over one interval; a wide stiff one, first and higher order
+    ({"n": 16, "columns": 40, "n_intervals": 1, "nfe": 100, "rtol": 1e-6, "stiff": False}, "checkpoint"),
+    ({"n": 60, "columns": 10, "n_intervals": 5, "nfe": 500, "rtol": 1e-6, "stiff": True}, "interpolate"),
+])
+def test_auto_rule(kwargs, expected):
+    assert auto.choose(higher_order=False, **kwargs) == expected
+    if expected == "interpolate":
+        assert auto.choose(higher_order=True, **kwargs) == "checkpoint"
+    # An adjoint or sensitivity solve being differentiated takes sensitivities where they fit.
+    fits = auto.forward_fits(kwargs["n"], kwargs["columns"], kwargs["stiff"])
+    assert (auto.choose(higher_order=True, derived=True, **kwargs) == "forward") == fits
+
+
+def test_auto_rule_costs():
+    assert auto.restart_evaluations(1e-4) < auto.restart_evaluations(1e-8) < auto.restart_evaluations(1e-10)
+    assert auto.restart_evaluations(1.0) == 5.0
+    # Many output intervals make the adjoint dearer, a wider state the sensitivities.
+    assert auto.adjoint_cost(100, 50, 1e-6) > auto.adjoint_cost(100, 5, 1e-6)
+    assert auto.forward_cost(20, 100) > auto.forward_cost(2, 100)
+    assert not auto.forward_fits(50, 100, stiff=False) and auto.forward_fits(3, 3, stiff=True)
