@@ -46,7 +46,7 @@ def odegrad_case(batch: int, tol: float, seminorm: bool = False, jit_compile: bo
     import tensorflow as tf
 
     from experiments.models import ODEFunc
-    from odegrad.tf import compile_dynamics, flatten_dynamics, odeint
+    from odegrad.tf import compile_dynamics, odeint
 
     tf.keras.utils.set_random_seed(0)
     func = ODEFunc()
@@ -69,7 +69,11 @@ def odegrad_case(batch: int, tol: float, seminorm: bool = False, jit_compile: bo
         return info
 
     # what the solver calls: float64 NumPy in and out
-    bridge_fn = compile_dynamics(flatten_dynamics(func, x.shape), int(tf.size(x)), x.dtype, jit_compile)
+    def flat(y, tt):
+        return tf.reshape(func(tf.cast(tt, y.dtype), tf.reshape(y, x.shape)), [-1])
+
+    bridged = compile_dynamics(flat, int(tf.size(x)), x.dtype, jit_compile)
+    bridge_fn = lambda y, tt: bridged(y, tt).numpy()  # noqa: E731
     state = x.numpy().astype("float64").ravel()
 
     def nfe():

@@ -7,7 +7,8 @@ scipy only warns about (LSODA's "Excess work done" returns garbage rows), raises
 
 Neither LSODA (``scipy.integrate.odeint``) nor VODE is re-entrant: their Fortran state lives in
 common blocks, so a solve started from inside another solve's dynamics corrupts the outer one
-(LSODA then reports "Illegal input" and returns a wrong answer). :func:`solve` refuses nesting.
+(LSODA then reports "Illegal input" and returns a wrong answer). :func:`solve` refuses nesting,
+and solves started from several threads run one at a time.
 """
 
 from __future__ import annotations
@@ -186,6 +187,9 @@ class _GuardedJacobian:
 
 
 _active = threading.local()
+_one_at_a_time = threading.Lock()
+"""Held by the running solve: LSODA's and VODE's Fortran state is shared by all threads, so solves
+from several threads (e.g. the replicas of ``tf.distribute.MirroredStrategy``) take turns."""
 
 
 @contextlib.contextmanager
@@ -197,11 +201,12 @@ def _exclusive(method: str) -> Iterator[None]:
             "a nested solve would corrupt the outer one. Solve the inner problem before or "
             "after the outer solve, or combine both into one augmented state."
         )
-    _active.method = method
-    try:
-        yield
-    finally:
-        _active.method = None
+    with _one_at_a_time:
+        _active.method = method
+        try:
+            yield
+        finally:
+            _active.method = None
 
 
 def _failure(method: str, t_reached: float, istate: int, t_target: float) -> ODESolveError:

@@ -6,7 +6,12 @@ is :func:`odegrad.adjoint.backward` — the same Algorithm 1 as the autograd fro
 TensorFlow operations, so nested ``tf.GradientTape``\\ s give higher derivatives in eager mode.
 
 Modules: :mod:`odegrad.tf.integrate` (``odeint``), :mod:`odegrad.tf.layers` (``ODEBlock``),
-:mod:`odegrad.tf.backend` (the TF dynamics and the differentiable solve).
+:mod:`odegrad.tf.backend` (the TF dynamics, their compilation and placement, the differentiable
+solve), :mod:`odegrad.tf.tracing` (what ``f`` reads: variables, captures, the cache key).
+
+Install: ``pip install -e ".[tf]"`` (CPU TensorFlow), or ``".[tf-gpu]"`` for NVIDIA GPUs on Linux
+(``tensorflow[and-cuda]``); the compiled dynamics then run on the first GPU unless ``device=`` or
+the state's own device says otherwise.
 
 Importing this package imports TensorFlow; ``import odegrad`` alone does not.
 """
@@ -16,11 +21,12 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without TensorFlow
     raise ImportError(
         "odegrad.tf needs TensorFlow. From a clone of odegrad: `pip install -e \".[tf]\"`; "
-        "from PyPI: `pip install \"odegrad[tf]\"` (or `pip install tensorflow`)."
+        "from PyPI: `pip install \"odegrad[tf]\"` (or `pip install tensorflow`). "
+        "For NVIDIA GPUs on Linux use the extra `tf-gpu` instead of `tf`."
     ) from exc
 
-from .backend import compile_dynamics, flatten_dynamics
+from .backend import compile_dynamics, default_device
 from .integrate import odeint
 from .layers import ODEBlock
 
-__all__ = ["odeint", "ODEBlock", "compile_dynamics", "flatten_dynamics"]
+__all__ = ["odeint", "ODEBlock", "compile_dynamics", "default_device"]

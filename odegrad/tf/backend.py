@@ -2,14 +2,20 @@
 
 A host-side scipy solver does the stepping; each of its evaluations is one call of a
 ``tf.function``-compiled computation (forward: ``f``; backward: ``f`` and its VJP fused), one
-state in and one derivative out. The adjoint is :func:`odegrad.adjoint.backward` run with
-:class:`TFOps`: eagerly through ``tf.custom_gradient`` (differentiable again), or inside a
-``tf.function`` through ``tf.py_function`` (first derivatives).
+state in and one derivative out, placed on one device (:func:`default_device`). The adjoint is
+:func:`odegrad.adjoint.backward` run with :class:`TFOps` and a :class:`TFDynamics`: eagerly
+through ``tf.custom_gradient`` (differentiable again), or inside a ``tf.function`` through
+``tf.py_function`` (first derivatives).
+
+Compiled computations are cached per ``f`` and reused only for the same trace of ``f``
+(:func:`odegrad.tf.tracing.probe`), so a cache never changes the answer.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import functools
 import weakref
 from typing import Any, Callable, Sequence
 
@@ -21,9 +27,10 @@ from ..adjoint import backward
 from ..augmented import AugmentedLayout
 from ..options import AdjointOptions
 from ..stats import SolveInfo
+from .tracing import TFCallable, check_output, variable_ids
 
-TFCallable = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
-"""``f(t, y) -> dy/dt`` on TensorFlow tensors."""
+CACHE_SIZE = 16
+"""Compiled computations kept per ``f`` (least recently used ones are dropped)."""
 
 
 class TFOps:
@@ -46,39 +53,45 @@ class TFOps:
         return tf.reduce_sum(a * b)
 
 
-_compiled_cache: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_compiled_cache: "weakref.WeakKeyDictionary[Any, collections.OrderedDict]" = weakref.WeakKeyDictionary()
 
 
-def cache_of(f: TFCallable) -> dict:
-    """The cache of compiled dynamics of ``f``, kept as long as ``f`` lives (so repeated calls do
-    not retrace); a fresh dict for an ``f`` that cannot be weakly referenced."""
+def cache_of(f: TFCallable) -> collections.OrderedDict:
+    """The cache of compiled computations of ``f``, kept as long as ``f`` lives (so repeated calls
+    do not recompile); a fresh one for an ``f`` that cannot be weakly referenced."""
     try:
-        return _compiled_cache.setdefault(f, {})
+        return _compiled_cache.setdefault(f, collections.OrderedDict())
     except TypeError:
-        return {}
+        return collections.OrderedDict()
 
 
-def flatten_dynamics(f: TFCallable, shape: Sequence[int]) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
-    """``flat_f(y, t)``: ``f(t, y)`` on flat states for a state of ``shape``."""
-    def flat_f(y: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
-        return tf.reshape(f(t, tf.reshape(y, shape)), [-1])
+def default_device(state: tf.Tensor | None = None) -> str:
+    """Where the compiled dynamics run when ``device`` is not given.
 
-    return flat_f
+    The device of ``state`` when it is an accelerator, or when ``state`` is a symbolic tensor
+    placed by a device scope (e.g. one replica of ``tf.distribute.MirroredStrategy``); otherwise
+    the first visible GPU, else the CPU.
+    """
+    placed = getattr(state, "device", "") or ""
+    if placed and (tf.is_symbolic_tensor(state) or "CPU" not in placed.upper()):
+        return placed
+    return "/GPU:0" if tf.config.list_logical_devices("GPU") else "/CPU:0"
 
 
-def compile_dynamics(flat_f: Callable[[tf.Tensor, tf.Tensor], tf.Tensor], n: int,
-                     dtype: tf.DType, jit_compile: bool = False) -> Callable[[np.ndarray, float], np.ndarray]:
-    """``flat_f`` compiled with ``tf.function``, called with and returning float64 NumPy.
+def compile_dynamics(flat_f: Callable[..., tf.Tensor], n: int, dtype: tf.DType, jit_compile: bool = False,
+                     device: str | None = None,
+                     extra_specs: Sequence[tf.TensorSpec] = ()) -> Callable[..., tf.Tensor]:
+    """``flat_f`` compiled with ``tf.function``: float64 state and time in, float64 derivative out.
 
-    This is the callable the scipy solver evaluates: a flat float64 state of ``n`` entries and a
-    time in, the flat float64 derivative out; inside, the state is cast to ``dtype``, so the
-    computation runs in ``dtype`` end to end and only the boundary is float64 (with XLA the casts
-    fuse into the first and last kernels).
+    This is what the scipy solver evaluates (through :meth:`TFDynamics.numpy_f`): a flat float64
+    state of ``n`` entries and a float64 time in, the flat float64 derivative out; inside, the
+    state is cast to ``dtype``, so the computation runs in ``dtype`` end to end and only the
+    boundary is float64 (with XLA the casts fuse into the first and last kernels).
 
     Parameters
     ----------
     flat_f : callable
-        ``flat_f(y, t) -> dy`` on flat tensors of ``dtype``.
+        ``flat_f(y, t, *extra) -> dy`` on a flat state of ``dtype`` and a float64 time.
     n : int
         Entries of the flat state.
     dtype : tf.DType
@@ -87,112 +100,245 @@ def compile_dynamics(flat_f: Callable[[tf.Tensor, tf.Tensor], tf.Tensor], n: int
         Compile with XLA (``tf.function(jit_compile=True)``). On the Table 1 block this takes
         about 40% less CPU time per evaluation than a plain graph (GroupNorm fuses into a few
         kernels; ``python -m benchmarks.tf_block``), at seconds of compilation per shape.
+    device : str, optional
+        Device scope of every operation of the computation (default: :func:`default_device`).
+    extra_specs : sequence of tf.TensorSpec
+        Further inputs after ``y`` and ``t`` (arguments of ``f``, an interpolated state).
 
     Returns
     -------
-    callable
-        ``fun(y, t) -> ndarray (n,)``.
+    tf.types.experimental.PolymorphicFunction
+        ``compiled(y, t, *extra) -> tf.Tensor (n,)`` of float64.
     """
-    @tf.function(input_signature=[tf.TensorSpec([n], tf.float64), tf.TensorSpec([], tf.float64)],
-                 jit_compile=jit_compile)
-    def compiled(y, t):
-        return tf.cast(flat_f(tf.cast(y, dtype), tf.cast(t, dtype)), tf.float64)
+    device = device or default_device()
+    signature = [tf.TensorSpec([n], tf.float64), tf.TensorSpec([], tf.float64), *extra_specs]
 
-    return lambda y, t: compiled(y, t).numpy()
+    @tf.function(input_signature=signature, jit_compile=jit_compile)
+    def compiled(y, t, *extra):
+        with tf.device(device):
+            return tf.cast(flat_f(tf.cast(y, dtype), t, *extra), tf.float64)
+
+    return compiled
 
 
 @dataclasses.dataclass(eq=False)
 class TFDynamics:
     """A :class:`odegrad.adjoint.Dynamics` whose ``f`` is a TensorFlow computation.
 
+    The forward dynamics has ``rhs=None`` (it integrates ``func`` on the flat state ``y``);
+    :meth:`augmented` and :meth:`adjoint_along` derive the dynamics of the backward states from
+    it, and ``augmented`` composes again for higher derivatives.
+
     Attributes
     ----------
-    flat_f : callable
-        ``flat_f(y, t)`` maps a flat state (of ``dtype``) to its flat derivative; it may read
-        ``variables``, the parameters the adjoint differentiates.
-    n : int
-        Entries of the flat state.
+    func : callable
+        The user's ``f(t, y, *args)``.
+    shape : tuple of int
+        Shape of the state ``y`` of ``func`` (concrete: graph-mode solves specialise at run time).
     dtype : tf.DType
-    variables : tuple of tf.Variable
+    variables : tuple
+        The trainable variables to differentiate (as given: ``tf.Variable``, Keras or
+        distributed variables); the solve's inputs that receive their cotangents.
+    sources : tuple of tf.Variable
+        The variables ``func`` actually reads for each of ``variables`` (as found by
+        :func:`probe`), which the VJP inside the compiled dynamics differentiates.
+    captures : tuple of tf.Tensor
+        Eager tensors ``func`` reads from enclosing scopes; the floating ones are differentiated.
+    args : tuple of tf.Tensor
+        Explicit extra arguments of ``func``; the floating ones are differentiated.
     opts, backward_opts : SolverOptions
-        Options of this solve and of the backward solves.
     adjoint : AdjointOptions
     info : SolveInfo
+    compiled : OrderedDict
+        Cache of compiled computations of ``func`` (:func:`cache_of`).
+    key : tuple
+        What identifies the trace of ``func``: fingerprint, variables, captures (:func:`probe`).
+    jit_compile : bool
+    device : str
     stage : {"forward", "backward"}
         Which count of ``info`` this dynamics' solves add to.
-    jit_compile : bool
-        Compile the solver's evaluations with XLA (:func:`compile_dynamics`).
-    compiled : dict
-        Cache of compiled dynamics, keyed by ``key``.
-    key : tuple
+    rhs : callable, optional
+        ``rhs(s, t, *extra)``: the flat dynamics of a derived (backward) state.
+    size : int
+        Entries of that state.
+    chain : tuple of str
+        How it was derived (``"augmented"``, ``"along"``), part of the cache key.
+    y_of_t : callable, optional
+        The dense forward solution read by the ``"along"`` (interpolating) adjoint.
     """
 
-    flat_f: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
-    n: int
+    func: TFCallable
+    shape: tuple[int, ...]
     dtype: tf.DType
-    variables: tuple[tf.Variable, ...]
+    variables: tuple[Any, ...]
+    sources: tuple[tf.Variable, ...]
+    captures: tuple[tf.Tensor, ...]
+    args: tuple[tf.Tensor, ...]
     opts: solvers.SolverOptions
     backward_opts: solvers.SolverOptions
     adjoint: AdjointOptions
     info: SolveInfo
-    compiled: dict
+    compiled: collections.OrderedDict
     key: tuple
-    stage: str = "forward"
     jit_compile: bool = False
-    _derived: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
+    device: str = "/CPU:0"
+    stage: str = "forward"
+    rhs: Callable[..., tf.Tensor] | None = None
+    size: int = 0
+    chain: tuple[str, ...] = ()
+    y_of_t: Callable[[float], np.ndarray] | None = None
+    _layouts: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def n(self) -> int:
+        """Entries of this dynamics' flat state."""
+        return self.size if self.rhs is not None else int(np.prod(self.shape, dtype=np.int64))
+
+    @functools.cached_property
+    def _variable_ids(self) -> list[set[int]]:
+        return [variable_ids(v) | {id(s)} for v, s in zip(self.variables, self.sources)]
+
+    @functools.cached_property
+    def _differentiated(self) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
+        return [c for c in self.captures if c.dtype.is_floating], [a for a in self.args if a.dtype.is_floating]
+
+    @property
+    def params(self) -> list[Any]:
+        """What ``a_theta`` differentiates, in order: variables, floating captures, floating args."""
+        captures, args = self._differentiated
+        return [*self.variables, *captures, *args]
 
     @property
     def n_params(self) -> int:
-        return int(sum(int(np.prod(v.shape)) for v in self.variables))
+        return int(sum(int(np.prod(p.shape)) for p in self.params))
+
+    def flat(self, y: tf.Tensor, t: tf.Tensor, *args: tf.Tensor) -> tf.Tensor:
+        """``func(t, y, *args)`` on a flat state, flat out (``t`` is cast to the state's dtype)."""
+        shaped = tf.reshape(y, self.shape)
+        out = check_output(self.func(tf.cast(t, y.dtype), shaped, *args), shaped)
+        return tf.reshape(tf.cast(out, y.dtype), [-1])
+
+    @property
+    def _rhs(self) -> Callable[..., tf.Tensor]:
+        return self.flat if self.rhs is None else self.rhs
 
     def f(self, y: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
-        return self.flat_f(y, t)
+        """This dynamics on its flat state, with this call's arguments bound (differentiable)."""
+        return self._rhs(y, t, *self.args)
+
+    def _vjp(self, rhs: Callable[..., tf.Tensor], y: tf.Tensor, t: tf.Tensor, a: tf.Tensor,
+             args: Sequence[tf.Tensor], layout: AugmentedLayout) -> tuple[Any, Any, Any, Any]:
+        """``(dy, a·∂rhs/∂y, a·∂rhs/∂t, a·∂rhs/∂θ)``, ``θ`` the flattened :attr:`params`; the
+        parts ``layout`` leaves out are not computed (``None``)."""
+        captures, _ = self._differentiated
+        float_args = [x for x in args if x.dtype.is_floating]
+        times = [t] if layout.with_time else []
+        params = [*captures, *float_args] if layout.with_params else []
+        with tf.GradientTape() as tape:
+            tape.watch([y, *times, *params])
+            dy = rhs(y, t, *args)
+        variables: list[Any] = []
+        if layout.with_params:
+            # The variables this trace read: under a tf.distribute strategy, the component of each
+            # distributed variable that is read depends on the context the trace runs in.
+            read = tape.watched_variables()
+            variables = [next((r for r in read if id(r) in ids), source)
+                         for ids, source in zip(self._variable_ids, self.sources)]
+        sources = [y, *times, *variables, *params]
+        v_y, *rest = tape.gradient(dy, sources, output_gradients=a, unconnected_gradients="zero")
+        v_t = tf.reshape(tf.cast(rest.pop(0), a.dtype), [1]) if layout.with_time else None
+        v_theta = None
+        if layout.with_params:
+            flat_theta = [tf.reshape(tf.cast(v, a.dtype), [-1]) for v in rest]
+            v_theta = tf.concat(flat_theta, 0) if flat_theta else tf.zeros([0], a.dtype)
+        return dy, v_y, v_t, v_theta
+
+    @property
+    def compiled_f(self) -> Callable[..., tf.Tensor]:
+        """:func:`compile_dynamics` of this dynamics, once per trace key, shape and options."""
+        arg_specs = [tf.TensorSpec(a.shape, a.dtype) for a in self.args]
+        along = bool(self.chain) and self.chain[-1] == "along"
+        extra = ([tf.TensorSpec([int(np.prod(self.shape))], tf.float64)] if along else []) + arg_specs
+        key = (self.chain, self.shape, self.dtype.name, self.jit_compile, self.device,
+               tuple((tuple(spec.shape), spec.dtype.name) for spec in extra)) + self.key
+        if key in self.compiled:
+            self.compiled.move_to_end(key)
+        else:
+            self.compiled[key] = compile_dynamics(self._rhs, self.n, self.dtype, self.jit_compile, self.device, extra)
+            while len(self.compiled) > CACHE_SIZE:
+                self.compiled.popitem(last=False)
+        return self.compiled[key]
 
     @property
     def numpy_f(self) -> Callable[[np.ndarray, float], np.ndarray]:
-        """:func:`compile_dynamics` of ``flat_f``, compiled once per ``key`` and XLA setting."""
-        key = self.key + (self.jit_compile,)
-        if key not in self.compiled:
-            self.compiled[key] = compile_dynamics(self.flat_f, self.n, self.dtype, self.jit_compile)
-        return self.compiled[key]
+        """What the scipy solver calls: float64 NumPy state and time in, float64 NumPy out."""
+        compiled, args, y_of_t = self.compiled_f, self.args, self.y_of_t
+        if y_of_t is not None:
+            return lambda s, t: compiled(s, t, y_of_t(t), *args).numpy()
+        return lambda s, t: compiled(s, t, *args).numpy()
 
     def record(self, stats: solvers.SolveStats) -> None:
         """Count the statistics of one solve."""
         self.info.record(self.stage, stats)
 
-    def augmented(self, layout: AugmentedLayout) -> "TFDynamics":
-        """The dynamics of the backward state ``layout``, built once per layout."""
-        if layout not in self._derived:
-            self._derived[layout] = self._augmented(layout)
-        return self._derived[layout]
-
-    def _augmented(self, layout: AugmentedLayout) -> "TFDynamics":
-        flat_f, variables = self.flat_f, list(self.variables)
-        watched = variables if layout.with_params else []
-
-        def aug_f(s, t):
-            y, a, _, _ = layout.split(s)
-            with tf.GradientTape() as tape:
-                tape.watch([y, t] if layout.with_time else [y])
-                dy = flat_f(y, t)
-            sources = [y] + ([t] if layout.with_time else []) + watched
-            v_y, *rest = tape.gradient(dy, sources, output_gradients=a, unconnected_gradients="zero")
-            v_t = tf.reshape(rest.pop(0), [1]) if layout.with_time else None
-            flat_theta = [tf.reshape(tf.cast(v, s.dtype), [-1]) for v in rest]
-            v_theta = TFOps.concat(flat_theta) if flat_theta else tf.zeros([0], s.dtype)
-            return layout.join(TFOps.concat, dy, -v_y, None if v_t is None else -v_t, -v_theta)
-
+    def _derived(self, rhs: Callable[..., tf.Tensor], layout: AugmentedLayout, step: str,
+                 y_of_t: Callable[[float], np.ndarray] | None = None) -> "TFDynamics":
         opts = layout.solver_options(self.backward_opts, self.adjoint.seminorm)
-        return dataclasses.replace(
-            self, flat_f=aug_f, n=layout.size, opts=opts, backward_opts=opts, stage="backward",
-            key=self.key + ("augmented", layout),
-        )
+        return dataclasses.replace(self, opts=opts, backward_opts=opts, stage="backward", rhs=rhs,
+                                   size=layout.size, chain=self.chain + (step,), y_of_t=y_of_t,
+                                   key=self.key + (layout,))
+
+    def augmented(self, layout: AugmentedLayout) -> "TFDynamics":
+        """The dynamics of the backward state ``layout`` (``[y, a, a_t, a_theta]``), built once per layout."""
+        if layout not in self._layouts:
+            parent = self._rhs
+
+            def augmented(s, t, *args):
+                y, a, _, _ = layout.split(s)
+                dy, v_y, v_t, v_theta = self._vjp(parent, y, t, a, args, layout)
+                return layout.join(TFOps.concat, dy, -v_y, _negated(v_t), _negated(v_theta))
+
+            self._layouts[layout] = self._derived(augmented, layout, "augmented")
+        return self._layouts[layout]
+
+    def dense_forward(self, y_start: tf.Tensor, t_start: tf.Tensor, t_end: tf.Tensor) -> Callable[[float], np.ndarray]:
+        """Solve forwards over ``[t_start, t_end]`` with dense output (the backward method, the
+        forward tolerances); the work counts as backward work."""
+        opts = dataclasses.replace(self.opts, method=self.backward_opts.method)
+        y_of_t, stats = solvers.dense_solve(self.numpy_f, np.asarray(y_start, np.float64), float(t_start),
+                                            float(t_end), opts)
+        self.info.record("backward", stats)
+        return y_of_t
+
+    def adjoint_along(self, y_of_t: Callable[[float], np.ndarray], layout: AugmentedLayout) -> "TFDynamics":
+        """The dynamics of the backward state ``layout`` (no ``y``) reading ``y`` from ``y_of_t``."""
+        parent = self._rhs
+
+        def along(s, t, y, *args):
+            _, a, _, _ = layout.split(s)
+            _, v_y, v_t, v_theta = self._vjp(parent, tf.cast(y, s.dtype), t, a, args, layout)
+            return layout.join(TFOps.concat, None, -v_y, _negated(v_t), _negated(v_theta))
+
+        return self._derived(along, layout, "along", y_of_t)
+
+    def specialize(self, shape: Sequence[int], args: Sequence[tf.Tensor]) -> "TFDynamics":
+        """This (forward) dynamics for the concrete state ``shape`` and ``args`` of one execution."""
+        return dataclasses.replace(self, shape=tuple(int(d) for d in shape), args=tuple(args))
+
+    def param_tensors(self) -> list[tf.Tensor]:
+        """:attr:`params` as tensors (reading the variables): the inputs that receive ``a_theta``."""
+        return [tf.convert_to_tensor(p) for p in self.params]
 
     def split_params(self, flat: tf.Tensor) -> list[tf.Tensor]:
-        """Split a flat parameter cotangent into one tensor per variable."""
-        sizes = [int(np.prod(v.shape)) for v in self.variables]
+        """Split a flat parameter cotangent into one tensor per entry of :attr:`params`."""
+        params = self.params
+        sizes = [int(np.prod(p.shape)) for p in params]
         parts = tf.split(flat, sizes) if sizes else []
-        return [tf.cast(tf.reshape(p, v.shape), v.dtype) for p, v in zip(parts, self.variables)]
+        return [tf.cast(tf.reshape(part, p.shape), p.dtype) for part, p in zip(parts, params)]
+
+
+def _negated(x: tf.Tensor | None) -> tf.Tensor | None:
+    return None if x is None else -x
 
 
 def _forward_numpy(s0: np.ndarray, times: np.ndarray, dynamics: TFDynamics) -> np.ndarray:
@@ -201,56 +347,71 @@ def _forward_numpy(s0: np.ndarray, times: np.ndarray, dynamics: TFDynamics) -> n
     return ys
 
 
+def _host(x: tf.Tensor) -> np.ndarray:
+    return np.asarray(x.numpy(), dtype=np.float64)
+
+
+def _gradients(g: tf.Tensor, ys: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics) -> list[tf.Tensor]:
+    """``[∂L/∂s0, ∂L/∂times, ∂L/∂params...]`` by :func:`odegrad.adjoint.backward`."""
+    if dynamics.y_of_t is not None:
+        raise NotImplementedError(
+            "adjoint='interpolate' gives first derivatives only (its dense forward solution is not "
+            "differentiated); use adjoint='checkpoint' for second and higher derivatives"
+        )
+    g_s0, g_t, g_theta = backward(g, ys, times, dynamics, solve_eager, TFOps, dynamics.adjoint.mode)
+    return [g_s0, tf.cast(g_t, times.dtype)] + dynamics.split_params(g_theta)
+
+
 def solve_eager(s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics) -> tf.Tensor:
-    """Differentiable solve in eager mode; its gradient is again differentiable."""
-    params = [tf.convert_to_tensor(v) for v in dynamics.variables]
+    """Differentiable solve in eager mode; its gradient is again differentiable.
+
+    ``times`` is float64 (the solver's times stay on the host in float64).
+    """
     holder: dict[str, tf.Tensor] = {}
 
     @tf.custom_gradient
     def op(s0, times, *params):
-        ys_np = _forward_numpy(s0.numpy().astype(np.float64), times.numpy().astype(np.float64), dynamics)
+        ys_np = _forward_numpy(_host(s0), _host(times), dynamics)
 
         def grad(g, variables=None):
-            g_s0, g_t, g_theta = backward(g, holder["ys"], times, dynamics, solve_eager, TFOps,
-                                          dynamics.adjoint.mode)
-            grads = [g_s0, g_t] + dynamics.split_params(g_theta)
-            return grads, [None] * len(variables or [])
+            return _gradients(g, holder["ys"], times, dynamics), [None] * len(variables or [])
 
         return tf.constant(ys_np, dtype=s0.dtype), grad
 
-    ys = op(s0, times, *params)
+    ys = op(s0, times, *dynamics.param_tensors())
     holder["ys"] = ys
     return ys
 
 
-def solve_graph(s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics) -> tf.Tensor:
+def solve_graph(s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics, shape: tf.Tensor) -> tf.Tensor:
     """Solve inside a ``tf.function`` (e.g. ``model.fit``): eager solves bridged by py_function.
 
-    The graph runs the solve of one traced ``odeint`` call at every execution, so each forward
+    ``shape`` is the run-time shape of the state (its batch dimension may be unknown while
+    tracing): each execution specialises ``dynamics`` to it and to the run-time ``args``. The
+    graph runs the solve of one traced ``odeint`` call at every execution, so each forward
     execution restarts the call's statistics. First derivatives only: the backward pass runs the
     eager adjoint inside ``tf.py_function``.
     """
-    params = [tf.convert_to_tensor(v) for v in dynamics.variables]
-    shape = [None, dynamics.n]
+    params = dynamics.param_tensors()
+    args = list(dynamics.args)
+    n_args = len(args)
 
     @tf.custom_gradient
     def op(s0, times, *params):
-        def forward(s0, times):
+        def forward(s0, times, shape, *args):
+            concrete = dynamics.specialize(shape.numpy(), args)
             dynamics.info.restart()
-            return _forward_numpy(s0.numpy().astype(np.float64), times.numpy().astype(np.float64),
-                                  dynamics).astype(s0.dtype.as_numpy_dtype)
+            return _forward_numpy(_host(s0), _host(times), concrete).astype(s0.dtype.as_numpy_dtype)
 
-        ys = tf.py_function(forward, [s0, times], Tout=s0.dtype)
-        ys.set_shape(shape)
+        ys = tf.py_function(forward, [s0, times, shape, *args], Tout=s0.dtype)
+        ys.set_shape([times.shape[0], s0.shape[0]])
 
         def grad(g, variables=None):
-            def eager_backward(g, ys, times):
-                g_s0, g_t, g_theta = backward(g, ys, times, dynamics, solve_eager, TFOps,
-                                              dynamics.adjoint.mode)
-                return [g_s0, g_t] + dynamics.split_params(g_theta)
+            def eager_backward(g, ys, times, shape, *args):
+                return _gradients(g, ys, times, dynamics.specialize(shape.numpy(), args[:n_args]))
 
-            tout = [s0.dtype, times.dtype] + [v.dtype for v in dynamics.variables]
-            grads = tf.py_function(eager_backward, [g, ys, times], Tout=tout)
+            tout = [s0.dtype, times.dtype] + [p.dtype for p in params]
+            grads = tf.py_function(eager_backward, [g, ys, times, shape, *args], Tout=tout)
             for tensor, like in zip(grads, [s0, times, *params]):
                 tensor.set_shape(like.shape)
             return grads, [None] * len(variables or [])
@@ -258,10 +419,3 @@ def solve_graph(s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics) -> tf.Ten
         return ys, grad
 
     return op(s0, times, *params)
-
-
-def discover_variables(f: TFCallable, t0: tf.Tensor, y0: tf.Tensor) -> tuple[tf.Variable, ...]:
-    """The trainable variables ``f`` reads when called once at ``(t0, y0)``."""
-    with tf.GradientTape(watch_accessed_variables=True) as tape:
-        f(t0, y0)
-    return tuple(tape.watched_variables())

@@ -9,37 +9,94 @@ import numpy as np
 import tensorflow as tf
 
 from .. import solvers
+from ..adjoint import refine_times
 from ..options import AdjointOptions, adjoint_options
 from ..stats import SolveInfo, new_info
 from ..validation import as_real_array, check_method, check_times, tolerance
-from .backend import TFCallable, TFDynamics, cache_of, discover_variables, flatten_dynamics, solve_eager, solve_graph
+from .backend import TFDynamics, TFOps, cache_of, default_device, solve_eager, solve_graph
+from .tracing import TFCallable, probe, trainable_of, variable_ids
 
 
-def _check_supported(options: AdjointOptions) -> AdjointOptions:
-    """Reject the adjoint options the TensorFlow door does not implement, naming them.
+@dataclasses.dataclass(frozen=True)
+class TFOptions:
+    """Validated solver and adjoint options of the TensorFlow door (see :func:`odeint`)."""
 
-    ``"auto"`` resolves to the checkpoint adjoint, the best this door has.
+    forward: solvers.SolverOptions
+    backward: solvers.SolverOptions
+    adjoint: AdjointOptions
+
+
+def tf_options(rtol: float | None = None, atol: float | None = None, method: str = "lsoda",
+               adjoint: str | AdjointOptions = "checkpoint", checkpoints: int = 0,
+               adjoint_method: str | None = None, adjoint_rtol: float | None = None,
+               adjoint_atol: float | None = None, adjoint_seminorm: bool = False) -> TFOptions:
+    """Check the options of :func:`odeint` once and return them as solver options.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method or adjoint mode, bad tolerances or checkpoints,
+        ``adjoint="forward"`` or ``adjoint_jacobian`` (the TF door has neither forward
+        sensitivities nor an exact Jacobian of the augmented dynamics). ``"auto"`` is the
+        checkpoint adjoint here.
     """
+    check_method("method", method)
+    options = adjoint_options(adjoint, checkpoints=checkpoints, adjoint_method=adjoint_method,
+                              adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
+                              adjoint_seminorm=adjoint_seminorm)
     if options.mode == "forward":
         raise ValueError(
             "adjoint='forward' (forward sensitivities) is not available in odegrad.tf.odeint; "
-            "use adjoint='checkpoint', or odegrad.odeint"
+            "use adjoint='checkpoint' (the default here), or odegrad.odeint"
         )
     if options.mode == "auto":
         options = dataclasses.replace(options, mode="checkpoint")
-    if options.mode == "interpolate":
-        raise ValueError(
-            "adjoint='interpolate' is not available in odegrad.tf.odeint (it needs a dense "
-            "forward solve of TF dynamics); use adjoint='checkpoint', or odegrad.odeint"
-        )
-    if options.checkpoints:
-        raise ValueError("checkpoints is not available in odegrad.tf.odeint; use adjoint='checkpoint'")
     if options.jacobian:
         raise ValueError(
             "adjoint_jacobian=True is not available in odegrad.tf.odeint (an exact Jacobian of TF "
             "dynamics of this size would not fit); leave adjoint_jacobian unset"
         )
-    return options
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if value is not None and np.ndim(value):
+            raise ValueError(f"{name} must be a scalar in odegrad.tf.odeint, got shape {np.shape(value)}")
+    forward = solvers.SolverOptions(method=method, rtol=tolerance("rtol", rtol, ()), atol=tolerance("atol", atol, ()))
+    return TFOptions(forward, options.backward_solver(forward, ()), options)
+
+
+def _state(y0: Any) -> tf.Tensor:
+    y0 = tf.convert_to_tensor(y0)
+    if y0.dtype.is_complex:
+        raise ValueError(f"y0 is complex ({y0.dtype.name}); odegrad integrates real states: split it into "
+                         "real and imaginary parts")
+    if not y0.dtype.is_floating:
+        y0 = tf.cast(y0, tf.float32)
+    return y0
+
+
+def _times(t: Any) -> tf.Tensor:
+    """The output times as given (differentiable), kept in float64 where no dtype is given."""
+    t = tf.convert_to_tensor(t, dtype_hint=tf.float64)
+    if t.dtype.is_complex:
+        raise ValueError("t is complex; output times must be real")
+    return t if t.dtype.is_floating else tf.cast(t, tf.float64)
+
+
+def _variables(given: Sequence[Any] | None, read: Sequence[tf.Variable]) -> tuple[tuple, tuple]:
+    """The variables to differentiate and, for each, the one ``f`` reads (a component of a
+    distributed variable, the variable inside a Keras variable)."""
+    if given is None:
+        return tuple(read), tuple(read)
+    given = tuple(given)
+    ids = [variable_ids(v) for v in given]
+    missing = [v.name for v in read if not any(id(v) in i for i in ids)]
+    if missing:
+        raise ValueError(
+            f"f reads the trainable variables {missing}, which are not in variables=; their gradients "
+            "would silently be None. Add them to variables=, leave variables=None (every trainable "
+            "variable f reads), or make them non-trainable."
+        )
+    sources = tuple(next((r for r in read if id(r) in i), trainable_of(v)) for v, i in zip(given, ids))
+    return given, sources
 
 
 def odeint(
@@ -47,90 +104,116 @@ def odeint(
     y0: Any,
     t: Any,
     *,
+    args: Sequence[Any] = (),
     rtol: float | None = None,
     atol: float | None = None,
     method: str = "lsoda",
     adjoint: str | AdjointOptions = "checkpoint",
+    checkpoints: int = 0,
     adjoint_method: str | None = None,
     adjoint_rtol: float | None = None,
     adjoint_atol: float | None = None,
     adjoint_seminorm: bool = False,
     variables: Sequence[tf.Variable] | None = None,
     jit_compile: bool = False,
+    device: str | None = None,
     full_output: bool = False,
 ) -> tf.Tensor | tuple[tf.Tensor, SolveInfo]:
-    """Integrate ``dy/dt = f(t, y)`` for TensorFlow dynamics; differentiable by the adjoint.
+    """Integrate ``dy/dt = f(t, y, *args)`` for TensorFlow dynamics; differentiable by the adjoint.
 
     Parameters
     ----------
     f : callable
-        ``f(t, y) -> dy/dt``: a TensorFlow function, Keras layer or ``tf.Module``; ``t`` is a
-        scalar tensor and ``y`` has ``y0``'s shape and dtype.
+        ``f(t, y, *args) -> dy/dt``: a TensorFlow function, Keras layer or ``tf.Module``; ``t`` is
+        a scalar tensor of ``y0``'s dtype and ``y`` has ``y0``'s shape and dtype. ``f`` must
+        return ``y``'s shape. Values ``f`` reads are never frozen: before each solve ``f`` is
+        traced once and compiled computations are reused only for an identical trace (the same
+        Python numbers, NumPy arrays, tensors and variables).
     y0 : tf.Tensor or array_like
-        Initial state, any shape (e.g. a batch of feature maps), float32 or float64.
+        Initial state, any real shape (e.g. a batch of feature maps; the batch dimension may be
+        unknown while a graph is traced), float32 or float64; integers become float32.
     t : tf.Tensor or array_like, shape (T,)
-        Strictly monotonic output times.
+        Strictly monotonic output times. Python and NumPy numbers are kept in float64 (the solver
+        works in float64 on the host), whatever ``y0``'s dtype.
+    args : sequence of tf.Tensor, optional
+        Extra arguments of ``f`` (e.g. a conditioning tensor); floating ones are differentiated.
+        Inside a ``tf.function`` or Keras model, tensors computed there must come in this way.
+        Eager tensors ``f`` reads from enclosing scopes are differentiated as well.
     rtol, atol : float, optional
         Tolerances of the forward solve (default 1.49012e-8, as scipy's odeint).
     method : {"lsoda", "adams", "bdf"}, optional
         The scipy back-end; ``"adams"`` is the paper's implicit Adams (VODE).
-    adjoint : {"checkpoint", "backsolve", "auto"} or AdjointOptions, optional
-        As in :func:`odegrad.odeint` (``"interpolate"``, ``"forward"``, ``checkpoints`` and
-        ``adjoint_jacobian`` are autograd-only; ``"auto"`` is ``"checkpoint"`` here).
+    adjoint : {"checkpoint", "backsolve", "interpolate", "auto"} or AdjointOptions, optional
+        As in :func:`odegrad.odeint` (the same implementation, :func:`odegrad.adjoint.backward`);
+        ``"interpolate"`` gives first derivatives only. Default ``"checkpoint"``, the paper's
+        Algorithm 1; ``"auto"`` is the same here, since forward sensitivities
+        (``adjoint="forward"``) and ``adjoint_jacobian`` are autograd-only.
+    checkpoints : int, optional
+        Extra forward states stored per output interval, as in :func:`odegrad.odeint`.
     adjoint_method, adjoint_rtol, adjoint_atol, adjoint_seminorm
         As in :func:`odegrad.odeint`.
     variables : sequence of tf.Variable, optional
-        The trainable variables ``f`` reads. Default: every trainable variable ``f`` reads when
-        called once at ``(t[0], y0)``.
+        The trainable variables to differentiate. Default: every trainable variable ``f`` reads,
+        found by tracing ``f`` (every branch of its ``tf.cond``\\ s, not one eager call). Given
+        explicitly, it must contain every trainable variable ``f`` reads, or ``ValueError``.
     jit_compile : bool, optional
         Compile the evaluations the solver makes (``f``, and ``f`` fused with its VJP for the
         backward solves) with XLA. Default ``False``: a plain ``tf.function`` graph, no compile
         latency and any TF op. XLA pays off when evaluations are expensive and many (the Table 1
         block: about 40% less CPU time per evaluation, ``python -m benchmarks.tf_block``) and
         costs seconds of compilation per new state shape.
+    device : str, optional
+        Device of the compiled dynamics, e.g. ``"/GPU:0"``. Default: the device of ``y0`` when
+        it is an accelerator or set by a device scope, else the first GPU, else the CPU
+        (:func:`odegrad.tf.backend.default_device`).
     full_output : bool, optional
         Also return the call's :class:`odegrad.SolveInfo` (backward statistics are filled in
-        when a gradient is taken).
+        when a gradient is taken; in a graph, each execution restarts them).
 
     Returns
     -------
     ys : tf.Tensor, shape (T,) + y0.shape
         The states at ``t``. Differentiable with ``tf.GradientTape`` with respect to ``y0``,
-        ``t`` and ``variables``; memory does not grow with the number of solver steps. Nested
-        tapes give second derivatives in eager mode.
+        ``t``, ``args`` and ``variables``; memory does not grow with the number of solver steps.
+        Nested tapes give second derivatives in eager mode (``adjoint="checkpoint"`` or
+        ``"backsolve"``).
 
     Raises
     ------
     ValueError
-        For bad times, states, tolerances or methods, and for adjoint options this door does
-        not implement.
+        For bad times, complex or non-finite states, tolerances or methods, a derivative of the
+        wrong shape, and trainable variables ``f`` reads that ``variables`` omits.
+    TypeError
+        If ``f`` reads a tensor of an enclosing graph instead of taking it through ``args``.
     """
-    check_method("method", method)
-    options = adjoint_options(adjoint, adjoint_method=adjoint_method, adjoint_rtol=adjoint_rtol,
-                              adjoint_atol=adjoint_atol, adjoint_seminorm=adjoint_seminorm)
-    options = _check_supported(options)
-    y0 = tf.convert_to_tensor(y0)
-    if not y0.dtype.is_floating:
-        y0 = tf.cast(y0, tf.float32)
-    t = tf.cast(tf.convert_to_tensor(t), y0.dtype)
+    options = tf_options(rtol, atol, method, adjoint, checkpoints, adjoint_method, adjoint_rtol, adjoint_atol,
+                         adjoint_seminorm)
+    y0 = _state(y0)
+    t = _times(t)
+    args = tuple(tf.convert_to_tensor(a) for a in args)
     eager = tf.executing_eagerly()
     if eager:
         as_real_array("y0", y0.numpy())
         check_times(as_real_array("t", t.numpy()))
-    shape = y0.shape
-    if variables is None:
-        variables = discover_variables(f, t[0], y0)
-
-    n = int(np.prod(shape))
-    opts = solvers.SolverOptions(method=method, rtol=tolerance("rtol", rtol, ()),
-                                 atol=tolerance("atol", atol, ()))
-    backward_opts = options.backward_solver(opts, ())
+    elif t.shape.rank != 1:
+        raise ValueError(f"t must be a 1-D sequence of output times, got shape {t.shape}")
+    read = probe(f, tf.TensorSpec(y0.shape, y0.dtype), args)
+    variables, sources = _variables(variables, read.variables)
     dynamics = TFDynamics(
-        flat_f=flatten_dynamics(f, shape), n=n, dtype=y0.dtype, variables=tuple(variables), opts=opts,
-        backward_opts=backward_opts, adjoint=options, info=new_info(method, backward_opts.method),
-        compiled=cache_of(f), jit_compile=bool(jit_compile),
-        key=(tuple(shape), y0.dtype.name, tuple(id(v) for v in variables)),
+        func=f, shape=tuple(y0.shape), dtype=y0.dtype, variables=variables, sources=sources,
+        captures=read.captures, args=args,
+        opts=options.forward, backward_opts=options.backward, adjoint=options.adjoint,
+        info=new_info(method, options.backward.method), compiled=cache_of(f),
+        key=(read.fingerprint, tuple(id(v) for v in sources), tuple(id(c) for c in read.captures)),
+        jit_compile=bool(jit_compile), device=device or default_device(y0),
     )
-    solve = solve_eager if eager else solve_graph
-    ys = tf.reshape(solve(tf.reshape(y0, [-1]), t, dynamics), tf.concat([[-1], tf.shape(y0)], 0))
+    k = options.adjoint.checkpoints
+    t64 = tf.cast(t, tf.float64)
+    times = refine_times(t64, k, TFOps) if k else t64
+    s0 = tf.reshape(y0, [-1])
+    ys = solve_eager(s0, times, dynamics) if eager else solve_graph(s0, times, dynamics, tf.shape(y0))
+    if k:
+        ys = ys[:: k + 1]
+    ys = tf.reshape(ys, tf.concat([[-1], tf.shape(y0)], 0))
+    ys.set_shape(t.shape.concatenate(y0.shape))
     return (ys, dynamics.info) if full_output else ys

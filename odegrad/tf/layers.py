@@ -7,8 +7,9 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
+from ..options import AdjointOptions
 from ..stats import SolveInfo
-from .integrate import odeint
+from .integrate import odeint, tf_options
 
 
 @tf.keras.utils.register_keras_serializable(package="odegrad")
@@ -17,8 +18,10 @@ class ODEBlock(tf.keras.layers.Layer):
 
     Gradients come from the adjoint method (:func:`odeint`), so training memory does not grow
     with the number of solver steps. Works in ``Sequential`` and functional models, with
-    ``model.fit`` (compiled models run the solver through ``tf.py_function``, so XLA is off for
-    this layer) and custom ``tf.GradientTape`` loops.
+    ``model.fit``/``predict``/``evaluate`` (compiled models run the solver through
+    ``tf.py_function``, so the model itself is not XLA-compiled; the batch dimension may be
+    unknown, e.g. a last partial batch), custom ``tf.GradientTape`` loops,
+    ``tf.distribute.MirroredStrategy`` and ``.keras`` saving (``func`` must be serializable).
 
     Parameters
     ----------
@@ -31,11 +34,21 @@ class ODEBlock(tf.keras.layers.Layer):
         Forward tolerances (default 1e-3, the paper's MNIST setting).
     method : {"adams", "lsoda", "bdf"}, optional
         Default ``"adams"``: VODE's implicit Adams, as in the paper.
-    adjoint_method, adjoint_rtol, adjoint_atol, adjoint_seminorm : optional
+    adjoint : {"checkpoint", "backsolve", "interpolate"} or AdjointOptions, optional
+        How the gradient is computed (:func:`odegrad.tf.odeint`).
+    checkpoints, adjoint_method, adjoint_rtol, adjoint_atol, adjoint_seminorm : optional
         Options of the backward solves (default: as the forward solve).
     jit_compile : bool, optional
         Compile the solver's evaluations of ``func`` (and of ``func`` fused with its VJP) with
         XLA (default ``False``; see :func:`odegrad.tf.odeint`).
+    device : str, optional
+        Device of the compiled dynamics (default: where the block's input is, else the first GPU,
+        else the CPU).
+
+    Raises
+    ------
+    ValueError
+        For a bad interval, method, tolerance or adjoint option, at construction.
 
     Attributes
     ----------
@@ -48,27 +61,38 @@ class ODEBlock(tf.keras.layers.Layer):
 
     def __init__(self, func: tf.keras.layers.Layer, t: Sequence[float] = (0.0, 1.0),
                  rtol: float = 1e-3, atol: float = 1e-3, method: str = "adams",
+                 adjoint: str | AdjointOptions = "checkpoint", checkpoints: int = 0,
                  adjoint_method: str | None = None, adjoint_rtol: float | None = None,
                  adjoint_atol: float | None = None, adjoint_seminorm: bool = False,
-                 jit_compile: bool = False, **kwargs: Any):
+                 jit_compile: bool = False, device: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
-        if len(t) != 2 or float(t[0]) == float(t[1]):
-            raise ValueError(f"t must be an interval (t0, t1) with t0 != t1, got {t!r}")
+        if isinstance(adjoint, AdjointOptions):
+            given = tf_options(adjoint=adjoint).adjoint
+            adjoint, checkpoints, adjoint_method = given.mode, given.checkpoints, given.method
+            adjoint_rtol, adjoint_atol, adjoint_seminorm = given.rtol, given.atol, given.seminorm
+        if len(t) != 2 or not all(np.isfinite(np.asarray(t, dtype=float))) or float(t[0]) == float(t[1]):
+            raise ValueError(f"t must be an interval (t0, t1) of finite times with t0 != t1, got {t!r}")
+        options = dict(rtol=rtol, atol=atol, method=method, adjoint=adjoint, checkpoints=checkpoints,
+                       adjoint_method=adjoint_method, adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
+                       adjoint_seminorm=adjoint_seminorm)
+        tf_options(**options)
+        if device is not None and not isinstance(device, str):
+            raise ValueError(f"device must be a device string such as '/GPU:0', got {device!r}")
         self.func = func
         self.t = (float(t[0]), float(t[1]))
-        self.options = dict(rtol=rtol, atol=atol, method=method, adjoint_method=adjoint_method,
-                            adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
-                            adjoint_seminorm=adjoint_seminorm, jit_compile=bool(jit_compile))
+        self.options = dict(options, jit_compile=bool(jit_compile), device=device)
         self.supports_jit = False
         self._info: SolveInfo | None = None
 
     def build(self, input_shape: Any) -> None:
-        if not self.func.built:
+        # A dynamics layer without its own build() is marked built by Keras (e.g. when a .keras
+        # file is loaded) before its sub-layers exist: one call creates them.
+        if not self.func.built or not self.func.weights:
             self.func(tf.constant(self.t[0]), tf.zeros([1 if d is None else d for d in input_shape]))
         super().build(input_shape)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        ys, info = odeint(self.func, x, tf.constant(self.t, dtype=x.dtype),
+        ys, info = odeint(self.func, x, tf.constant(self.t, dtype=tf.float64),
                           variables=self.func.trainable_variables, full_output=True, **self.options)
         if tf.executing_eagerly():
             object.__setattr__(self, "_info", info)

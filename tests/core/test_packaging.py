@@ -46,3 +46,12 @@ def test_ruff_is_clean():
         pytest.skip('ruff is not installed (it comes with pip install -e ".[test]")')
     out = subprocess.run([ruff, "check", "--no-cache", str(ROOT)], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_gpu_extra_brings_gpu_tensorflow():
+    """``.[tf]`` installs CPU TensorFlow on x86-64; ``.[tf-gpu]`` the CUDA build (issue 11.5)."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    extras = config["options.extras_require"]
+    assert "tensorflow[and-cuda]" in extras["tf-gpu"]
+    assert "tensorflow-cpu" in extras["tf"] and "and-cuda" not in extras["tf"]

@@ -194,21 +194,6 @@ def test_auto_is_the_checkpoint_adjoint_here():
     assert grads["auto"] == grads["checkpoint"]
 
 
-@pytest.mark.skipif(not tf.config.list_physical_devices("GPU"), reason="needs a GPU")
-def test_dynamics_are_placed_on_the_gpu():
-    dense = tf.keras.layers.Dense(4)
-    y0 = tf.ones([8, 4])
-    placed = []
-
-    def f(t, h):
-        out = dense(h)
-        placed.append(out.device)
-        return out
-
-    otf.odeint(f, y0, [0.0, 1.0], rtol=1e-3, atol=1e-3)
-    assert placed and all("GPU" in device for device in placed)
-
-
 def test_xla_and_graph_dynamics_agree(mlp):
     """jit_compile=True (XLA) and False (a plain graph, the default) compile the same dynamics
     and VJP."""

@@ -1,0 +1,89 @@
+"""ODEBlock in every Keras mode: unknown batch dimensions, traced signatures, saving and loading.
+
+Keras calls layers with an unknown leading dimension in ``fit``/``predict``/``evaluate`` whenever
+the batch size does not divide the data (50 samples in batches of 32 here); before the fix the
+block failed there with ``TypeError: unsupported operand type(s) for *: 'NoneType' and 'int'``.
+"""
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+otf = pytest.importorskip("odegrad.tf")
+
+from tests.tf.test_tf import SmallDynamics  # noqa: E402  (registered serializable)
+
+
+def _model(**options):
+    tf.keras.utils.set_random_seed(1)
+    return tf.keras.Sequential([
+        tf.keras.Input((2,)),
+        otf.ODEBlock(SmallDynamics(), rtol=1e-4, atol=1e-4, **options),
+        tf.keras.layers.Dense(1),
+    ])
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 2)).astype("float32")
+    return x, (x[:, :1] * x[:, 1:]).astype("float32")
+
+
+def test_predict_evaluate_fit_with_a_partial_last_batch(data):
+    x, y = data
+    model = _model()
+    model.compile(optimizer=tf.keras.optimizers.SGD(0.01), loss="mse")
+    # the adaptive solver sees each batch as one state: compare batch by batch
+    eager = np.concatenate([model(x[:32]).numpy(), model(x[32:]).numpy()])
+    np.testing.assert_allclose(model.predict(x, batch_size=32, verbose=0), eager, rtol=1e-6, atol=1e-7)
+    before = model.evaluate(x, y, batch_size=32, verbose=0)
+    assert before == pytest.approx(float(np.mean((eager - y) ** 2)), rel=1e-5)
+    history = model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    block = model.layers[0]
+    assert block.nfe_forward > 0 and block.nfe_backward > 0
+
+
+def test_tf_function_with_unknown_batch_signature(data):
+    x, _ = data
+    model = _model()
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])
+    def grads(inputs):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model(inputs) ** 2)
+        return loss, tape.gradient(loss, model.trainable_variables)
+
+    for size in (7, 50):
+        loss, graph_grads = grads(x[:size])
+        with tf.GradientTape() as tape:
+            eager_loss = tf.reduce_sum(model(x[:size]) ** 2)
+        eager_grads = tape.gradient(eager_loss, model.trainable_variables)
+        assert float(loss) == pytest.approx(float(eager_loss), rel=1e-5)
+        for g, e in zip(graph_grads, eager_grads):
+            np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_keras_file_round_trip(data, tmp_path):
+    x, _ = data
+    model = _model(adjoint="checkpoint", checkpoints=1, adjoint_seminorm=True)
+    expected = model.predict(x, batch_size=32, verbose=0)
+    path = str(tmp_path / "ode.keras")
+    model.save(path)
+    loaded = tf.keras.models.load_model(path)
+    block = loaded.layers[0]
+    assert block.options["checkpoints"] == 1 and block.options["adjoint_seminorm"]
+    np.testing.assert_allclose(loaded.predict(x, batch_size=32, verbose=0), expected, rtol=1e-6)
+
+
+def test_saved_model_round_trip_in_process(data, tmp_path):
+    """``model.export`` traces the block with an unknown batch; the artifact serves in this process
+    (the solver runs in ``tf.py_function``, which a SavedModel keeps as a reference to Python code:
+    another process cannot run it)."""
+    x, _ = data
+    model = _model()
+    expected = model(x[:13]).numpy()
+    model.export(str(tmp_path / "saved"), verbose=False)
+    served = tf.saved_model.load(str(tmp_path / "saved"))
+    np.testing.assert_allclose(served.serve(tf.constant(x[:13])).numpy(), expected, rtol=1e-6, atol=1e-7)
