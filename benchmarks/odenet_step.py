@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.odenet_step [--repeats N] [--batch 128] [--tol 1e-3] [--out FILE]``
 
-The step is :func:`experiments.training._make_step` on :func:`experiments.models.build_model`
+The step is :func:`experiments.training.make_step` on :func:`experiments.models.build_model`
 ``("odenet")`` (batch 128 of MNIST-sized inputs, implicit Adams at rtol = atol = ``tol``),
 under :func:`experiments.training.deterministic_ops` as in training. Four variants, each on its
 own model built from the same seed (identical weights), with the learning rate 0 so that every
@@ -47,7 +47,7 @@ def measure(batch: int, tol: float, repeats: int) -> dict[str, dict[str, float]]
     import tensorflow as tf
 
     from experiments.models import build_model
-    from experiments.training import _make_step, deterministic_ops
+    from experiments.training import deterministic_ops, make_step
 
     rng = np.random.default_rng(0)
     x = tf.constant(rng.random((batch, 28, 28, 1), dtype=np.float32))
@@ -58,7 +58,7 @@ def measure(batch: int, tol: float, repeats: int) -> dict[str, dict[str, float]]
             model = build_model("odenet", seed=0, tol=tol, jit_compile=xla)
             optimizer = keras.optimizers.SGD(learning_rate=0.0, momentum=0.9)
             optimizer.build(model.trainable_variables)
-            steps[name] = _make_step(model, optimizer, jit)
+            steps[name] = make_step(model, optimizer, jit)
             steps[name](x, y)  # trace and compile
         wall: dict[str, list[float]] = {name: [] for name in steps}
         cpu: dict[str, list[float]] = {name: [] for name in steps}

@@ -249,12 +249,12 @@ def trained_model(data: Any, steps: int, seed: int = 0, batch_size: int = 128) -
     import tensorflow as tf
 
     from experiments.models import build_model
-    from experiments.training import _make_step, random_crop, to_input
+    from experiments.training import make_step, random_crop, to_input
 
     model = build_model("odenet", seed=seed)
     optimizer = keras.optimizers.SGD(learning_rate=0.1, momentum=0.9)
     optimizer.build(model.trainable_variables)
-    step = _make_step(model, optimizer, jit=True)
+    step = make_step(model, optimizer, jit=True)
     rng = np.random.default_rng([seed, 2])
     for _ in range(steps):
         idx = rng.choice(len(data.x_train), batch_size, replace=False)

@@ -127,7 +127,7 @@ def measure_step(model_name: str, depth: float, batch_size: int = 128, timed_ste
     import tensorflow as tf
 
     from experiments.models import build_model
-    from experiments.training import _make_step, default_jit
+    from experiments.training import default_jit, make_step
 
     config: dict[str, Any] = {}
     if model_name == "resnet":
@@ -143,7 +143,7 @@ def measure_step(model_name: str, depth: float, batch_size: int = 128, timed_ste
     rng = np.random.default_rng(seed)
     x = tf.convert_to_tensor(rng.random((batch_size, 28, 28, 1), dtype=np.float32))
     y = tf.convert_to_tensor(rng.integers(0, 10, batch_size).astype(np.int32))
-    eager_step = _make_step(model, optimizer, jit=False)
+    eager_step = make_step(model, optimizer, jit=False)
     gc.collect()
     can_reset = _reset_hwm()
     rss_before = _status_kb("VmRSS")
@@ -166,7 +166,7 @@ def measure_step(model_name: str, depth: float, batch_size: int = 128, timed_ste
     float(loss)
     if tf_before is not None:
         tf_peak = (tf.config.experimental.get_memory_info("CPU:0")["peak"] - tf_before) / 2**20
-    step = _make_step(model, optimizer, default_jit(model_name))
+    step = make_step(model, optimizer, default_jit(model_name))
     float(step(x, y)[0])
     times = []
     for _ in range(timed_steps):

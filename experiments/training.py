@@ -448,12 +448,26 @@ def progress(total: int, label: str, stateful_metrics: Sequence[str] = ()) -> An
     return LineProgress(total, label, stateful_metrics)
 
 
-def _make_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, jit: bool) -> Callable:
+def make_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, jit: bool) -> Callable:
     """One training step ``step(x, y) -> (loss, accuracy, nfe_forward, nfe_backward)``.
 
     With ``jit`` the loss, gradient and update run as one :func:`tf.function`; an ODE block then
     runs its solver through ``tf.py_function`` and its NFE of the step are read from the block
     after the compiled call returns (inside the trace they would be trace-time constants).
+
+    Parameters
+    ----------
+    model : keras.Model
+        A Table 1 model (:func:`experiments.models.build_model`).
+    optimizer : keras.optimizers.Optimizer
+        Applies the gradients of the cross-entropy loss.
+    jit : bool
+        Compile the step as one :func:`tf.function` (:func:`default_jit`).
+
+    Returns
+    -------
+    callable
+        ``step(x, y)`` on a batch of images ``x`` and integer labels ``y``.
     """
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     block = model.ode_block
@@ -514,7 +528,7 @@ def default_jit(model_name: str) -> bool:
     """Whether the model's training step is compiled with :func:`tf.function` (every model).
 
     The ODE-Net's step is compiled too: its solver runs inside the graph through
-    ``tf.py_function``, and :func:`_make_step` reads the step's NFE from the block afterwards.
+    ``tf.py_function``, and :func:`make_step` reads the step's NFE from the block afterwards.
     """
     return model_name in MODEL_NAMES
 
@@ -635,7 +649,7 @@ def train_deterministic(
             print(f"[{model_name}] resuming from {checkpoint} after epoch {start_epoch}{inside}", flush=True)
 
     jit = default_jit(model_name)
-    step = _make_step(model, optimizer, jit)
+    step = make_step(model, optimizer, jit)
     steps_per_epoch = len(subset.x_train) // protocol.batch_size
     params = count_parameters(model)
     end_epoch = protocol.epochs if max_epochs is None else min(protocol.epochs, start_epoch + max_epochs)

@@ -414,7 +414,7 @@ def test_compiled_odenet_step_reports_the_nfe_of_the_solve_it_ran(data: MNIST) -
     import tensorflow as tf
 
     from experiments.models import build_model
-    from experiments.training import _make_step, default_jit, evaluate, to_input
+    from experiments.training import default_jit, evaluate, make_step, to_input
 
     assert default_jit("odenet")
     x, y = to_input(data.x_train[:8]), tf.constant(data.y_train[:8].astype(np.int32))
@@ -424,7 +424,7 @@ def test_compiled_odenet_step_reports_the_nfe_of_the_solve_it_ran(data: MNIST) -
         model = build_model("odenet", seed=0, tol=0.1, jit_compile=False)
         optimizer = keras.optimizers.SGD(learning_rate=0.0)
         optimizer.build(model.trainable_variables)
-        step = _make_step(model, optimizer, jit)
+        step = make_step(model, optimizer, jit)
         first = step(x, y)[2:]
         test_nfe = evaluate(model, blank, np.zeros(4, np.uint8), batch_size=4, jit=jit)["nfe_forward"]
         counts[jit] = (first, step(x, y)[2:], test_nfe)
