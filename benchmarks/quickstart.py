@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.quickstart",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--adjoint", default=None, help="adjoint= of every odeint call (default: none)")
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=1, help="runs; the fastest of each part is reported (default: 1)")
     args = parser.parse_args(argv)
     print(f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     runs = [run_once(args.adjoint) for _ in range(args.repeats)]

@@ -279,22 +279,26 @@ def render(tables: dict[str, list[dict[str, Any]]], command: str, ref_tol: float
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m experiments.backward_nfe``."""
-    from experiments.mnist import load_mnist
+    from experiments.atomic import write_atomic
+    from experiments.cli import add_verbose_argument
+    from experiments.mnist import add_data_arguments, data_dir_from_args, load_mnist
     from experiments.models import build_model
     from experiments.training import deterministic_ops, restore_model
 
     parser = argparse.ArgumentParser(prog="python -m experiments.backward_nfe", description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--images", type=int, default=128)
-    parser.add_argument("--tol", type=float, default=1e-3)
-    parser.add_argument("--ref-tol", type=float, default=1e-6)
+    add_data_arguments(parser)
+    parser.add_argument("--images", type=int, default=128, help="training images in the batch (default: 128)")
+    parser.add_argument("--tol", type=float, default=1e-3, help="rtol = atol of the block's solves (default: 1e-3)")
+    parser.add_argument("--ref-tol", type=float, default=1e-6,
+                        help="tolerance of the reference gradient (default: 1e-6)")
     parser.add_argument("--run", default=None, help="Table 1 ODE-Net run directory for the trained weights")
     parser.add_argument("--train-steps", type=int, default=20, help="SGD steps for the trained weights without --run")
     parser.add_argument("--out", default=None, help="also write the tables (Markdown) and the rows (JSON beside it)")
     parser.add_argument("--peers", action="store_true", help="add torchdiffeq's odeint_adjoint on the same block")
+    add_verbose_argument(parser)
     args = parser.parse_args(argv)
     command = ("python -m experiments.backward_nfe " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
-    data = load_mnist(args.data_dir)
+    data = load_mnist(data_dir_from_args(args))
     images, labels = data.x_train[: args.images], data.y_train[: args.images]
     rows = settings(args.images, args.tol)
     tables = {}
@@ -312,10 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = render(tables, command, args.ref_tol)
     print(text)
     if args.out:
-        with open(args.out, "w") as handle:
-            handle.write(text + "\n")
-        with open(os.path.splitext(args.out)[0] + ".json", "w") as handle:
-            json.dump({"command": command, "tables": tables}, handle, indent=2)
+        write_atomic(args.out, text + "\n")
+        write_atomic(os.path.splitext(args.out)[0] + ".json", json.dumps({"command": command, "tables": tables}, indent=2))
     return 0
 
 

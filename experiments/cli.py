@@ -34,6 +34,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "training": TENSORFLOW,
     "models": TENSORFLOW,
     "memory": TENSORFLOW,
+    "backward_nfe": TENSORFLOW,
     "figure3": (*TENSORFLOW, "matplotlib"),
     "smoke": (*TENSORFLOW, "matplotlib"),
     "cnf": ("matplotlib",),

@@ -284,9 +284,9 @@ def write_table(out: str | Path, command: str, names: Sequence[str] = MODEL_NAME
     lines.append(
         "- time: wall time of a training step (forward + backward + SGD update) on this machine's CPU: first the "
         "median of the memory sweep at the trained depth (a dedicated process), then its slope against depth, then "
-        "the median over the last training epoch (affected by whatever else ran on the machine). ResNet, RK-Net and "
-        "MLP steps are compiled with tf.function, the ODE-Net's runs eagerly around the host-side SciPy solver "
-        "(VODE Adams) of odegrad.tf.ODEBlock."
+        "the median over the last training epoch (affected by whatever else ran on the machine). Every step is "
+        "compiled with tf.function; the ODE-Net's host-side SciPy solver (VODE Adams) of odegrad.tf.ODEBlock runs "
+        "inside it through tf.py_function, its dynamics compiled with XLA."
     )
     lines.append(
         "- params: exactly torchdiffeq's odenet_mnist.py with its default `conv` downsampling (576,778 ResNet; "

@@ -50,6 +50,7 @@ def run_without(tmp_path: Path, blocked: str, *args: str) -> subprocess.Complete
     "module, missing",
     [("table1", "tensorflow, keras"), ("smoke", "tensorflow, keras, matplotlib"), ("figure3", "tensorflow, keras, matplotlib"),
      ("memory", "tensorflow, keras"), ("models", "tensorflow, keras"), ("training", "tensorflow, keras"),
+     ("backward_nfe", "tensorflow, keras"),
      ("cnf", "matplotlib")],
 )
 def test_missing_extras_give_the_install_command(module: str, missing: str, tmp_path: Path) -> None:
@@ -125,7 +126,8 @@ ENTRY_POINTS = [
     ("experiments.table1", "main"), ("experiments.smoke", "main"), ("experiments.figure3", "main"),
     ("experiments.memory", "main"), ("experiments.mnist", "main"), ("experiments.models", "main"),
     ("experiments.cnf", "main"), ("experiments.latent_ode", "main"), ("experiments.learn_dynamics", "main"),
-    ("benchmarks.peers", "run"), ("benchmarks.profile", "main"), ("benchmarks.tf_block", "main"),
+    ("experiments.backward_nfe", "main"), ("benchmarks.peers", "run"), ("benchmarks.profile", "main"),
+    ("benchmarks.tf_block", "main"), ("benchmarks.odenet_step", "main"), ("benchmarks.quickstart", "main"),
 ]
 
 
