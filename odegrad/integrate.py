@@ -3,7 +3,8 @@
 This module turns scipy-style arguments (any-shaped ``y0``, ``args`` as nested containers, the
 flat adjoint keywords) into one :class:`odegrad.autograd_backend.Problem` and calls the
 backend's ``solve`` primitive: a plain scipy solve forwards (:mod:`odegrad.solvers`), Algorithm 1
-with Appendix C backwards (:func:`odegrad.adjoint.backward`).
+with Appendix C backwards (:func:`odegrad.adjoint.backward`) or forward sensitivities
+(:mod:`odegrad.sensitivity`), per ``adjoint``.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def odeint(
     it returns what scipy returns. Under autograd (``grad``, ``jacobian``, ``hessian``,
     ``make_vjp``, ...) the derivatives with respect to ``y0``, every entry of ``t`` and every
     float in ``args`` come from the adjoint method (Algorithm 1 and Appendix C of Chen et al.,
-    2018), whose own derivatives autograd takes in turn.
+    2018) or from forward sensitivities, as ``adjoint`` chooses; autograd takes their own
+    derivatives in turn.
 
     Parameters
     ----------

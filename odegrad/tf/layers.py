@@ -21,7 +21,9 @@ class ODEBlock(tf.keras.layers.Layer):
     ``model.fit``/``predict``/``evaluate`` (compiled models run the solver through
     ``tf.py_function``, so the model itself is not XLA-compiled; the batch dimension may be
     unknown, e.g. a last partial batch), custom ``tf.GradientTape`` loops,
-    ``tf.distribute.MirroredStrategy`` and ``.keras`` saving (``func`` must be serializable).
+    ``tf.distribute.MirroredStrategy``, ``MultiWorkerMirroredStrategy`` in custom
+    ``strategy.run`` loops (Keras 3's ``fit`` does not support that strategy), and ``.keras``
+    saving (``func`` must be serializable).
 
     Parameters
     ----------
@@ -34,8 +36,9 @@ class ODEBlock(tf.keras.layers.Layer):
         Forward tolerances (default 1e-3, the paper's MNIST setting).
     method : {"adams", "lsoda", "bdf"}, optional
         Default ``"adams"``: VODE's implicit Adams, as in the paper.
-    adjoint : {"checkpoint", "backsolve", "interpolate"} or AdjointOptions, optional
-        How the gradient is computed (:func:`odegrad.tf.odeint`).
+    adjoint : {"checkpoint", "backsolve", "interpolate", "auto"} or AdjointOptions, optional
+        How the gradient is computed (:func:`odegrad.tf.odeint`); default ``"checkpoint"``
+        (``"auto"`` is the same on this door).
     checkpoints, adjoint_method, adjoint_rtol, adjoint_atol, adjoint_seminorm : optional
         Options of the backward solves (default: as the forward solve).
     jit_compile : bool, optional

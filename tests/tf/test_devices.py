@@ -1,4 +1,5 @@
-"""Where the compiled dynamics run, checked on CPU; and ODEBlock under MirroredStrategy.
+"""Where the compiled dynamics run, checked on CPU; and ODEBlock under MirroredStrategy and
+MultiWorkerMirroredStrategy.
 
 No GPU with TensorFlow is available to this project's checks, so placement is made explicit
 (every operation of the compiled dynamics carries the device of its scope) and checked by
@@ -128,3 +129,75 @@ def test_mirrored_strategy_trains_and_matches_single_device_gradients():
     # each replica solves half the batch at rtol = atol = 1e-6: solutions differ within tolerance
     assert result["max_rel_diff"] < 1e-4
     assert result["end"] < result["start"]
+
+
+MULTI_WORKER = textwrap.dedent('''
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    import odegrad.tf as otf
+    from tests.tf.test_tf import SmallDynamics
+
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()   # first (collectives); cluster from TF_CONFIG
+
+    def build():
+        tf.keras.utils.set_random_seed(0)
+        return tf.keras.Sequential([tf.keras.Input((2,)), otf.ODEBlock(SmallDynamics(), rtol=1e-6, atol=1e-6),
+                                    tf.keras.layers.Dense(1)])
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 2)).astype("float32")
+    y = (x[:, :1] * x[:, 1:]).astype("float32")
+    single = build()
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean((single(x) - y) ** 2)
+    expected = [g.numpy() for g in tape.gradient(loss, single.trainable_variables)]
+    with strategy.scope():
+        model = build()
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(64).with_options(options)
+
+    @tf.function
+    def step(inputs):
+        def one(xs, ys):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum((model(xs) - ys) ** 2) / 64.0
+            return tape.gradient(loss, model.trainable_variables)
+        per_replica = strategy.run(one, args=inputs)
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, g, axis=None) for g in per_replica]
+
+    got = [g.numpy() for g in step(next(iter(strategy.experimental_distribute_dataset(dataset))))]
+    json.dump({"replicas": strategy.num_replicas_in_sync,
+               "max_rel_diff": max(float(np.max(np.abs(a - b)) / np.max(np.abs(a))) for a, b in zip(expected, got))},
+              sys.stdout)
+''')
+
+
+@pytest.mark.slow
+def test_multi_worker_mirrored_strategy_all_reduces_the_workers_gradients():
+    """Two worker processes on this host (TF_CONFIG), one CPU replica each: each solves its half of
+    the batch on its own host and the all-reduced gradient is the single-device one. A custom loop,
+    as Keras 3's ``fit`` does not run under this strategy for any model (keras-team/keras#20585)."""
+    import socket
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sockets = [socket.socket() for _ in range(2)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    workers = []
+    for index in range(2):
+        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": root, "TF_CONFIG": config}
+        workers.append(subprocess.Popen([sys.executable, "-c", MULTI_WORKER], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, cwd=root, env=env))
+    for worker in workers:
+        out, err = worker.communicate(timeout=900)
+        assert worker.returncode == 0, err[-3000:]
+        result = json.loads(out.strip().splitlines()[-1])
+        assert result["replicas"] == 2
+        assert result["max_rel_diff"] < 1e-4
