@@ -358,6 +358,7 @@ def _gradients(g: tf.Tensor, ys: tf.Tensor, times: tf.Tensor, dynamics: TFDynami
             "adjoint='interpolate' gives first derivatives only (its dense forward solution is not "
             "differentiated); use adjoint='checkpoint' for second and higher derivatives"
         )
+    dynamics.info.gradient_methods.append(dynamics.adjoint.mode)
     g_s0, g_t, g_theta = backward(g, ys, times, dynamics, solve_eager, TFOps, dynamics.adjoint.mode)
     return [g_s0, tf.cast(g_t, times.dtype)] + dynamics.split_params(g_theta)
 

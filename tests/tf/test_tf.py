@@ -191,6 +191,7 @@ def test_auto_is_the_checkpoint_adjoint_here():
             loss = tf.reduce_sum(ys)
         grads[adjoint] = float(tape.gradient(loss, k))
         assert info.backward.nsolves == 2  # one restarted backward interval per output interval
+        assert info.gradient_methods == ["checkpoint"]
     assert grads["auto"] == grads["checkpoint"]
 
 
