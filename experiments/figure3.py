@@ -214,7 +214,7 @@ def plot(rows: Sequence[dict], train: dict[str, list[float]], path: str | os.Pat
     write_atomic(path, buffer.getvalue())
 
 
-def figure_title(protocol: dict, images: int) -> str:
+def figure_title(protocol: dict, images: int, epochs_done: int | None = None) -> str:
     """The figure's title: which training protocol, on how much data; a smoke run says so first.
 
     Parameters
@@ -223,6 +223,8 @@ def figure_title(protocol: dict, images: int) -> str:
         The run's protocol (:meth:`experiments.training.Protocol.to_json`).
     images : int
         Test images of the tolerance sweep.
+    epochs_done : int, optional
+        Epochs completed, when the run is unfinished (the title then says "after k of N epochs").
 
     Returns
     -------
@@ -230,7 +232,10 @@ def figure_title(protocol: dict, images: int) -> str:
     """
     train_images = f"{protocol['train_size']:,}" if protocol.get("train_size") else "all"
     epochs = protocol["epochs"]
-    text = (f"ODE-Net trained with the '{protocol['name']}' protocol ({epochs} epoch{'s' if epochs != 1 else ''}, "
+    count = f"{epochs} epoch{'s' if epochs != 1 else ''}"
+    if epochs_done is not None and epochs_done < epochs:
+        count = f"after {epochs_done} of {epochs} epochs"
+    text = (f"ODE-Net trained with the '{protocol['name']}' protocol ({count}, "
             f"{train_images} training images); tolerance sweep on {images} test images")
     if protocol["name"] == "smoke":
         text = "SMOKE RUN (a pipeline check, not a result): " + text
@@ -322,7 +327,7 @@ def make_figure(
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(out / "figure3.csv", table.getvalue())
-    title = figure_title(state["protocol"], len(images))
+    title = figure_title(state["protocol"], len(images), len(state["log"]))
     payload = {
         "run": str(run_dir),
         "images": int(len(images)),

@@ -58,6 +58,13 @@ def test_figure3_files(odenet_run: tuple[Path, MNIST], tmp_path: Path, monkeypat
     assert payload["title"].startswith("ODE-Net trained with the 'tiny' protocol (2 epochs, all training images)")
 
 
+def test_unfinished_run_says_how_far_it_got() -> None:
+    title = figure_title({"name": "full", "epochs": 12, "train_size": None}, 128, epochs_done=2)
+    assert title.startswith("ODE-Net trained with the 'full' protocol (after 2 of 12 epochs, all training images)")
+    assert figure_title({"name": "full", "epochs": 12}, 128, epochs_done=12).startswith(
+        "ODE-Net trained with the 'full' protocol (12 epochs,")
+
+
 def test_smoke_figure_says_it_is_a_smoke_run() -> None:
     title = figure_title({"name": "smoke", "epochs": 1, "train_size": 1024}, 32)
     assert title == ("SMOKE RUN (a pipeline check, not a result): ODE-Net trained with the 'smoke' protocol "
