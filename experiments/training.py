@@ -348,10 +348,15 @@ def load_checkpoint_state(run_dir: str | os.PathLike[str]) -> dict:
     CheckpointError
         If the checkpoint cannot be read.
     """
+    return _read_run_checkpoint(run_dir)[1]
+
+
+def _read_run_checkpoint(run_dir: str | os.PathLike[str]) -> tuple[dict, dict]:
+    """``(arrays, state)`` of ``run_dir``'s checkpoint; FileNotFoundError if it has none."""
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint {CHECKPOINT} in {run_dir}")
-    return read_checkpoint(path)[1]
+    return read_checkpoint(path)
 
 
 def restore_model(run_dir: str | os.PathLike[str], **overrides: Any) -> tuple[keras.Model, dict]:
@@ -376,10 +381,7 @@ def restore_model(run_dir: str | os.PathLike[str], **overrides: Any) -> tuple[ke
     CheckpointError
         If the checkpoint cannot be read.
     """
-    path = Path(run_dir) / CHECKPOINT
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint {CHECKPOINT} in {run_dir}")
-    arrays, state = read_checkpoint(path)
+    arrays, state = _read_run_checkpoint(run_dir)
     config = {**state["model_config"], **overrides}
     model = build_model(state["model"], **config)
     model.set_weights([arrays[f"model/{i}"] for i in range(len(model.get_weights()))])
