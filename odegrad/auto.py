@@ -2,9 +2,10 @@
 
 Both methods pay autograd work at every evaluation of their dynamics, and that work dominates
 (``python -m benchmarks.profile``): one trace of ``f`` and one backward pass through it per
-evaluation of the adjoint (:func:`odegrad.adjoint.backward`), one trace and ``n`` backward passes
-per evaluation of the forward sensitivities (:mod:`odegrad.sensitivity`). What differs is how
-many evaluations each needs:
+evaluation of the adjoint (:func:`odegrad.adjoint.backward`), one trace and one vectorised
+backward pass carrying all ``n`` rows of the Jacobian per evaluation of the forward
+sensitivities (:mod:`odegrad.sensitivity`, :mod:`odegrad.jacobian`), each row adding
+``ROW_COST`` to it. What differs most is how many evaluations each needs:
 
 * forward sensitivities solve ``n (1 + q)`` entries once over all output times (``q``: the
   columns differentiated, ``n`` for ``y0``, one for ``t_0``, one per parameter), taking
@@ -44,6 +45,11 @@ PASS_COST = 0.25
 """Cost of one backward pass through ``f`` in traces of ``f`` (0.1-2 on the problems measured:
 small where the trace's bookkeeping dominates, large for matrix products)."""
 
+ROW_COST = 0.02
+"""Cost of each row of the vectorised backward pass after the first, relative to one trace and
+one pass (measured 0.004-0.015 on tanh MLPs with 2 and 8 states and 160-550 parameters: the
+rows share the pass's bookkeeping and add only their arithmetic)."""
+
 FORWARD_MAX_SIZE = 2000
 """Largest sensitivity state ``n (1 + q)`` for forward sensitivities in ``auto`` (LSODA keeps a
 dense ``size × size`` matrix for its stiff phase)."""
@@ -64,7 +70,7 @@ def restart_evaluations(rtol: float) -> float:
 
 def forward_cost(n: int, nfe: int) -> float:
     """Estimated cost of forward sensitivities, in traces of ``f``."""
-    return FORWARD_EVALUATIONS * nfe * (1.0 + PASS_COST * n)
+    return FORWARD_EVALUATIONS * nfe * (1.0 + PASS_COST) * (1.0 + ROW_COST * (n - 1))
 
 
 def adjoint_cost(nfe: int, n_intervals: int, rtol: float) -> float:

@@ -21,13 +21,14 @@ from typing import Any, Callable
 
 import autograd.numpy as anp
 import numpy as np
-from autograd import jacobian, make_jvp
+from autograd import make_jvp
 from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
 from autograd.tracer import getval, isbox
 
 from . import auto, solvers
 from .adjoint import backward
 from .augmented import AugmentedLayout
+from .jacobian import trace_jacobian, trace_vjps
 from .options import AdjointOptions
 from .pytree import take_slice
 from .reverse import trace_vjp
@@ -97,9 +98,9 @@ class Problem:
                          structured_jac: Callable | None = None) -> "Problem":
         """A problem of a derived state (solved for the gradient) of ``size`` entries.
 
-        Its Jacobian, where wanted (:attr:`AdjointOptions.jacobian`), is autograd's of ``rhs``,
-        or by default ``structured_jac(theta) -> jac(s, t)`` where the derived dynamics give one
-        from the Jacobian of ``f`` alone.
+        Its Jacobian, where wanted (:attr:`AdjointOptions.jacobian`), is the exact one of ``rhs``
+        (:func:`odegrad.jacobian.trace_jacobian`), or by default ``structured_jac(theta) ->
+        jac(s, t)`` where the derived dynamics give one from the Jacobian of ``f`` alone.
         """
         wanted = self.adjoint.jacobian
         if wanted is None:
@@ -108,27 +109,28 @@ class Problem:
         if wanted and structured_jac is not None and self.adjoint.jacobian is None:
             make_jac = structured_jac
         elif wanted:
-            jac = jacobian(rhs, 0)
-            make_jac = lambda theta: (lambda s, t: jac(s, t, theta))  # noqa: E731
+            make_jac = lambda theta: (lambda s, t: trace_jacobian(lambda x: rhs(x, t, theta), s)[0])  # noqa: E731
         return dataclasses.replace(
             self, rhs=rhs, n=size, opts=opts, backward_opts=opts, stage="backward",
             make_fun=lambda theta: (lambda s, t: rhs(s, t, theta)), make_jac=make_jac, latest=None,
         )
 
     def f_jacobian(self, y: np.ndarray, t: float, theta: np.ndarray) -> np.ndarray:
-        """``[∂f/∂y | ∂f/∂θ | ∂f/∂t]`` at a point, shape (n, n + p + 1), from one trace and
-        ``n`` backward passes (plain arrays: for the solvers' Newton iterations)."""
+        """``[∂f/∂y | ∂f/∂θ | ∂f/∂t]`` at a point, shape (n, n + p + 1), from one trace and one
+        vectorised backward pass (plain arrays: for the solvers' Newton iterations)."""
         n, p, rhs = self.n, self.n_params, self.rhs
-        vjp, _ = trace_vjp(lambda x: rhs(take_slice(x, 0, n), take_slice(x, n + p, n + p + 1, ()),
-                                         take_slice(x, n, n + p)),
-                           np.concatenate([y, theta, [t]]))
-        return np.stack([vjp(e) for e in np.eye(n)])
+        J, _ = trace_jacobian(lambda x: rhs(take_slice(x, 0, n), take_slice(x, n + p, n + p + 1, ()),
+                                            take_slice(x, n, n + p)),
+                              np.concatenate([y, theta, [t]]))
+        return J
 
     def _vjp_of_rhs(self, layout: AugmentedLayout) -> Callable[[Any, Any, Any, Any], tuple]:
         """``vjp(y, t, theta, a) -> (dy, a·∂f/∂y, a·∂f/∂t or None, a·∂f/∂θ or None)``.
 
         ``f`` is traced once, as a function of the one vector ``[y, θ, t]`` holding only what
-        ``layout`` differentiates (fewer traced inputs, one cotangent vector back).
+        ``layout`` differentiates (fewer traced inputs, one cotangent vector back), and run
+        back by :mod:`odegrad.jacobian`'s pass on plain arrays or, where the evaluation is
+        itself differentiated, by autograd's (:func:`odegrad.reverse.trace_vjp`).
         """
         rhs, n, p = self.rhs, self.n, self.n_params
         with_t, with_theta = layout.with_time, layout.with_params
@@ -144,8 +146,12 @@ class Problem:
                 tt = take_slice(xx, stop, stop + 1, ()) if with_t else t
                 return rhs(yy, tt, th)
 
-            vjp, dy = trace_vjp(fun, x)
-            v = vjp(a)
+            if any(isbox(v) for v in (y, t, theta, a)):   # differentiated again: autograd's pass
+                vjp, dy = trace_vjp(fun, x)
+                v = vjp(a)
+            else:
+                vjps, dy = trace_vjps(fun, x)
+                v = vjps(anp.reshape(a, (1, -1)))[0]
             return (dy, take_slice(v, 0, n), take_slice(v, stop, stop + 1) if with_t else None,
                     take_slice(v, n, stop) if with_theta else None)
 

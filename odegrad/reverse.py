@@ -1,10 +1,12 @@
-"""One autograd trace, many vector-Jacobian products: the derived dynamics' inner loop.
+"""One autograd trace, many vector-Jacobian products, all differentiable again.
 
-Every evaluation of the backward (adjoint) dynamics is one VJP of ``f``, and every evaluation
-of the forward sensitivity dynamics is ``n`` of them (one per row of the Jacobian), all at the
-same point. :func:`trace_vjp` traces ``fun`` once, as :func:`autograd.make_vjp` does, and sorts
-the graph once; each VJP then only runs the nodes' own VJPs. The VJPs are autograd operations,
-so all of this is differentiated again for higher derivatives, exactly as ``make_vjp`` is.
+Where the derived dynamics are themselves differentiated (Hessians, grad-of-grad), every
+evaluation of the backward (adjoint) dynamics is one VJP of ``f`` and every evaluation of the
+forward sensitivity dynamics is ``n`` of them, all at the same point, on traced values.
+:func:`trace_vjp` traces ``fun`` once, as :func:`autograd.make_vjp` does, and sorts the graph
+once; each VJP then only runs the nodes' own VJPs. The VJPs are autograd operations, so all of
+this is differentiated again for higher derivatives, exactly as ``make_vjp`` is. On plain arrays
+the derived dynamics use :mod:`odegrad.jacobian` instead (one vectorised pass for all rows).
 """
 
 from __future__ import annotations

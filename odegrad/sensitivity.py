@@ -7,7 +7,9 @@ obeys
 
 and is solved together with ``y`` as one state ``z = [y, S]`` over all output times at once: no
 restart at the outputs, unlike the adjoint. Each evaluation of its dynamics is one autograd trace
-of ``f`` and ``n`` backward passes through it, one per row of the Jacobian ``[∂f/∂y | ∂f/∂θ]``.
+of ``f`` and one backward pass through it that carries all ``n`` rows of the Jacobian
+``[∂f/∂y | ∂f/∂θ]`` at once (:func:`odegrad.jacobian.trace_jacobian`); where the evaluation is
+itself differentiated (Hessians), autograd's own passes, one per row.
 The cotangents of every input then follow from the sensitivities at the outputs:
 
     ∂L/∂y0 = Σ_i S_y0(t_i)ᵀ g_i,   ∂L/∂θ = Σ_i S_θ(t_i)ᵀ g_i,
@@ -25,8 +27,10 @@ from typing import Any, Callable
 
 import autograd.numpy as anp
 import numpy as np
+from autograd.tracer import isbox
 
 from .augmented import UNCONTROLLED_ATOL
+from .jacobian import trace_jacobian
 from .pytree import take_slice
 from .reverse import trace_vjp
 from .solvers import SolverOptions
@@ -78,10 +82,12 @@ class SensitivityLayout:
     def dynamics(self, rhs: Callable[[Any, Any, Any], Any]) -> Callable[[Any, Any, Any], Any]:
         """``dz/dt`` of ``z = [y, S]`` for the dynamics ``rhs(y, t, theta)``.
 
-        One trace of ``f`` and one backward pass per row of ``[∂f/∂y | ∂f/∂θ]``, then
-        ``∂f/∂y S``. (One forward-mode pass per column of ``S`` instead was measured slower on
-        every problem tried, including Hessians, where ``S`` has few columns: an autograd JVP
-        costs about three traces.)
+        One trace of ``f`` and the rows of ``[∂f/∂y | ∂f/∂θ]`` from one vectorised backward
+        pass, then ``∂f/∂y S``; on traced inputs (a Hessian differentiates these dynamics) one
+        autograd backward pass per row instead, which autograd differentiates again. (One
+        forward-mode pass per column of ``S`` was measured slower on every problem tried,
+        including Hessians, where ``S`` has few columns: an autograd JVP costs about three
+        traces.)
         """
         n, q, p = self.n, self.columns, self.n_params
         with_params = self.with_params and p > 0
@@ -90,6 +96,14 @@ class SensitivityLayout:
         def sens_rhs(z, t, theta):
             y = take_slice(z, 0, n)
             S = anp.reshape(take_slice(z, n, n * (1 + q)), (n, q))
+            if not (isbox(z) or isbox(t) or isbox(theta)):      # plain arrays: one batched pass
+                x = np.concatenate([y, theta]) if with_params else y
+                J, dy = trace_jacobian(lambda xx: rhs(take_slice(xx, 0, n), t, take_slice(xx, n, n + p))
+                                       if with_params else rhs(xx, t, theta), x)
+                JS = J[:, :n] @ S
+                if with_params:
+                    JS[:, q - p:] += J[:, n:]
+                return np.concatenate([dy, JS.ravel()])
             if with_params:
                 vjp, dy = trace_vjp(lambda x: rhs(take_slice(x, 0, n), t, take_slice(x, n, n + p)),
                                     anp.concatenate([y, theta]))
