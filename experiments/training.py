@@ -392,7 +392,8 @@ class LineProgress:
     """Progress as plain text lines, for logs: no terminal escapes, no carriage returns.
 
     Same ``update`` interface as :class:`keras.utils.Progbar`: metrics named in
-    ``stateful_metrics`` are shown as last given, the others as their mean over the epoch.
+    ``stateful_metrics`` are shown as last given, the others as their mean over the steps this
+    bar was given (an epoch resumed from a checkpoint starts at a later step).
 
     Parameters
     ----------
@@ -413,10 +414,12 @@ class LineProgress:
         self.stateful = set(stateful_metrics)
         self.sums: dict[str, float] = {}
         self.last: dict[str, float] = {}
+        self.updates = 0
         self.start = self.printed = time.perf_counter()
 
     def update(self, step: int, values: Sequence[tuple[str, float]]) -> None:
         """Record the metrics of ``step`` (1-based) and print a line if one is due."""
+        self.updates += 1
         for name, value in values:
             self.sums[name] = self.sums.get(name, 0.0) + float(value)
             self.last[name] = float(value)
@@ -425,10 +428,11 @@ class LineProgress:
             return
         self.printed = now
         shown = " ".join(
-            f"{name} {self.last[name] if name in self.stateful else self.sums[name] / step:.4g}" for name in self.last
+            f"{name} {self.last[name] if name in self.stateful else self.sums[name] / self.updates:.4g}"
+            for name in self.last
         )
         elapsed = now - self.start
-        print(f"{self.label} step {step}/{self.total}, {elapsed:.0f} s ({elapsed / step:.3g} s/step) {shown}",
+        print(f"{self.label} step {step}/{self.total}, {elapsed:.0f} s ({elapsed / self.updates:.3g} s/step) {shown}",
               file=self.stream or sys.stdout, flush=True)
 
 

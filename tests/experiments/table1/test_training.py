@@ -394,6 +394,14 @@ def test_line_progress_averages_like_progbar() -> None:
     assert quiet.getvalue().count("\n") == 1 and "step 3/3" in quiet.getvalue()
 
 
+def test_line_progress_of_a_resumed_epoch_averages_its_own_steps() -> None:
+    stream = io.StringIO()
+    bar = LineProgress(300, "[m]", interval=0.0, stream=stream)
+    bar.update(201, [("acc", 0.99)])
+    bar.update(202, [("acc", 0.97)])
+    assert stream.getvalue().splitlines()[-1].endswith("acc 0.98")
+
+
 @pytest.mark.slow
 def test_memory_subprocess_sweep(tmp_path: Path) -> None:
     result = memory.sweep({"resnet": (1, 3), "odenet": (1e-1, 1e-3)}, batch_size=16, timed_steps=1,
