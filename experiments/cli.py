@@ -10,7 +10,11 @@ package being imported to run one of its modules with ``-m``) it
 * unless ``--verbose`` is on the command line, quiets TensorFlow: its C++ start-up and warning
   lines (``TF_CPP_MIN_LOG_LEVEL=2``; an explicit setting in the environment wins) and its Python
   loggers ``tensorflow`` (which carries AutoGraph's "could not transform ..." warnings and
-  ``tf.function`` retracing notes) and ``absl``, down to errors.
+  ``tf.function`` retracing notes) and ``absl``, down to errors; for commands that need
+  TensorFlow it then imports it with the two start-up notices that no log level hides dropped
+  (:func:`import_tensorflow_quietly`: absl's "All log messages before absl::InitializeLog() ..."
+  and, on CPUs where TensorFlow turns its oneDNN operations on by default, e.g. those with
+  AVX-512 VNNI or AMX, "oneDNN custom operations are on ...").
 
 Importing ``experiments`` in any other way (tests, notebooks, ``from experiments import ...``)
 changes nothing.
@@ -22,7 +26,9 @@ import argparse
 import importlib.util
 import logging
 import os
+import re
 import sys
+import tempfile
 from collections.abc import Sequence
 
 EXTRAS_INSTALL = '`pip install -e ".[experiments]"` in a clone of odegrad (or `pip install "odegrad[experiments]"`)'
@@ -45,6 +51,13 @@ NEEDS: dict[str, tuple[str, ...]] = {
 
 TF_LOG_LEVEL = "2"
 """``TF_CPP_MIN_LOG_LEVEL`` set by default: TensorFlow's C++ info and warning lines hidden, errors shown."""
+
+
+STARTUP_NOTICES = re.compile(
+    r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
+    r"|^I\d{4} [\d:.]+ +\d+ port\.cc:\d+\] oneDNN custom operations are on\."
+)
+"""Lines ``import tensorflow`` writes to file descriptor 2 whatever ``TF_CPP_MIN_LOG_LEVEL`` says."""
 
 
 class MissingExtrasError(ImportError):
@@ -108,6 +121,34 @@ def quiet_tensorflow() -> None:
     absl_logging.set_verbosity(absl_logging.ERROR)
 
 
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its start-up notices (:data:`STARTUP_NOTICES`) dropped from stderr.
+
+    TensorFlow writes them from C++ before its logging is set up, so neither
+    ``TF_CPP_MIN_LOG_LEVEL`` nor Python's ``logging`` reaches them: file descriptor 2 goes to a
+    temporary file during the import, and every other line written there, or everything if the
+    import fails, is copied back to stderr afterwards.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        failed = True
+        try:
+            import tensorflow  # noqa: F401
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode(errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if failed or not STARTUP_NOTICES.match(line)))
+            sys.stderr.flush()
+
+
 def running_module(argv: Sequence[str] | None = None, orig_argv: Sequence[str] | None = None) -> str | None:
     """The ``X`` of ``python -m experiments.X`` while the package is imported to run it, else ``None``.
 
@@ -155,13 +196,17 @@ def prepare_command_line(argv: Sequence[str] | None = None, orig_argv: Sequence[
     name = running_module(argv, orig_argv)
     if name is None:
         return
-    if "--verbose" not in argv[1:]:
+    verbose = "--verbose" in argv[1:]
+    if not verbose:
         quiet_tensorflow()
+    needs = NEEDS.get(name, ())
     try:
-        require(f"python -m experiments.{name}", NEEDS.get(name, ()))
+        require(f"python -m experiments.{name}", needs)
     except MissingExtrasError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    if not verbose and "tensorflow" in needs:
+        import_tensorflow_quietly()
 
 
 def add_verbose_argument(parser: argparse.ArgumentParser) -> None:

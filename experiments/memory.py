@@ -23,7 +23,9 @@ TensorFlow's CPU allocator keeps these statistics only when it is the BFC alloca
 its default on some CPUs only (not, e.g., on AVX2-only AMD EPYC, where the calls raise
 ``ValueError``).  The worker processes therefore start with ``TF_CPU_ALLOCATOR_USE_BFC=true``
 (:data:`ALLOCATOR_VAR`) unless the variable is already set: an explicit setting is passed on
-unchanged (``TF_CPU_ALLOCATOR_USE_BFC=false`` measures TensorFlow's default allocator).  Where
+unchanged (``TF_CPU_ALLOCATOR_USE_BFC=false`` measures TensorFlow's default allocator, which
+still keeps statistics where TensorFlow's oneDNN operations are on: by default on CPUs with
+AVX-512 VNNI, BF16 or AMX, off with ``TF_ENABLE_ONEDNN_OPTS=0``).  Where
 the statistics are still unavailable, ``tf_peak_mb`` is ``None`` with the reason in
 ``tf_stats_unavailable``, and :func:`summarize` falls back to ``rss_peak_mb`` for that model
 (``memory_source``); ``memory.json`` and ``table1.md`` say so.  Nothing crashes.

@@ -13,14 +13,35 @@ otf = pytest.importorskip("odegrad.tf")
 
 from tests.tf.test_tf import SmallDynamics  # noqa: E402  (registered serializable)
 
+TOL = 1e-4
+"""rtol = atol of the block under test."""
 
-def _model(**options):
+SOLVE_SLACK = 2 * TOL
+"""Two solves of one state at TOL differ by up to this much (each is within about TOL of the truth).
+
+Graph and eager execution need not round the float32 dynamics alike: where TensorFlow runs oneDNN
+kernels (CPUs with AVX-512 VNNI or AMX) a graph may fuse ops that eager mode runs one by one, and
+the adaptive solver then takes different steps, so the answers agree to the tolerance, not bitwise.
+"""
+
+GRADIENT_SLACK = 50 * TOL
+"""Relative to the largest entry, how far an adjoint gradient at TOL may be from the exact one (measured:
+up to 1.4e-3 on this model)."""
+
+
+def _model(tol=TOL, **options):
     tf.keras.utils.set_random_seed(1)
     return tf.keras.Sequential([
         tf.keras.Input((2,)),
-        otf.ODEBlock(SmallDynamics(), rtol=1e-4, atol=1e-4, **options),
+        otf.ODEBlock(SmallDynamics(), rtol=tol, atol=tol, **options),
         tf.keras.layers.Dense(1),
     ])
+
+
+def _loss_and_gradients(model, inputs):
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(model(inputs) ** 2)
+    return loss, tape.gradient(loss, model.trainable_variables)
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +57,11 @@ def test_predict_evaluate_fit_with_a_partial_last_batch(data):
     model.compile(optimizer=tf.keras.optimizers.SGD(0.01), loss="mse")
     # the adaptive solver sees each batch as one state: compare batch by batch
     eager = np.concatenate([model(x[:32]).numpy(), model(x[32:]).numpy()])
-    np.testing.assert_allclose(model.predict(x, batch_size=32, verbose=0), eager, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(model.predict(x, batch_size=32, verbose=0), eager, rtol=0, atol=SOLVE_SLACK)
     before = model.evaluate(x, y, batch_size=32, verbose=0)
-    assert before == pytest.approx(float(np.mean((eager - y) ** 2)), rel=1e-5)
+    residual = eager - y
+    loss_slack = 2 * float(np.mean(np.abs(residual))) * SOLVE_SLACK + SOLVE_SLACK**2
+    assert before == pytest.approx(float(np.mean(residual**2)), abs=loss_slack)
     history = model.fit(x, y, batch_size=32, epochs=2, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     block = model.layers[0]
@@ -46,23 +69,26 @@ def test_predict_evaluate_fit_with_a_partial_last_batch(data):
 
 
 def test_tf_function_with_unknown_batch_signature(data):
+    """The traced step with an unknown batch agrees with eager mode and with a tight reference solve."""
     x, _ = data
-    model = _model()
+    model, reference = _model(), _model(tol=1e-8)
 
     @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])
     def grads(inputs):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(model(inputs) ** 2)
-        return loss, tape.gradient(loss, model.trainable_variables)
+        return _loss_and_gradients(model, inputs)
 
     for size in (7, 50):
         loss, graph_grads = grads(x[:size])
-        with tf.GradientTape() as tape:
-            eager_loss = tf.reduce_sum(model(x[:size]) ** 2)
-        eager_grads = tape.gradient(eager_loss, model.trainable_variables)
-        assert float(loss) == pytest.approx(float(eager_loss), rel=1e-5)
-        for g, e in zip(graph_grads, eager_grads):
-            np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-4, atol=1e-6)
+        eager_loss, eager_grads = _loss_and_gradients(model, x[:size])
+        exact_loss, exact_grads = _loss_and_gradients(reference, x[:size])
+        outputs = np.abs(reference(x[:size]).numpy())
+        loss_slack = 2 * float(outputs.sum()) * SOLVE_SLACK + outputs.size * SOLVE_SLACK**2
+        assert float(loss) == pytest.approx(float(eager_loss), abs=loss_slack)
+        assert float(loss) == pytest.approx(float(exact_loss), abs=loss_slack)
+        for g, e, exact in zip(graph_grads, eager_grads, exact_grads):
+            scale = float(np.abs(exact.numpy()).max())
+            for computed in (g, e):
+                np.testing.assert_allclose(computed.numpy(), exact.numpy(), rtol=0, atol=GRADIENT_SLACK * scale)
 
 
 def test_keras_file_round_trip(data, tmp_path):

@@ -207,7 +207,7 @@ def test_restore_model_reproduces_predictions(data: MNIST, tmp_path: Path) -> No
 
 def test_write_table(data: MNIST, tmp_path: Path) -> None:
     protocol = dataclasses.replace(TINY, epochs=1)
-    train("mlp", protocol, data, tmp_path / "mlp", verbose=0)
+    train("mlp", protocol, data, tmp_path / "mlp", verbose=0, command="python -m experiments.table1 --model mlp --x")
     rows = [
         {"model": "resnet", "depth": d, "tf_peak_mb": 10.0 + 2.0 * d, "rss_peak_mb": 11.0 + 2.0 * d,
          "step_seconds": 0.1 * d, "nfe_forward": 0, "nfe_backward": 0, "batch_size": 8}
@@ -220,6 +220,8 @@ def test_write_table(data: MNIST, tmp_path: Path) -> None:
     assert "| 1-Layer MLP |" in text and "0.239M" in text and "1.60%" in text
     assert "| ResNet | not run |" in text and "0.41%" in text
     assert "resnet sweep" in text
+    assert "- mlp: `python -m experiments.table1 --model mlp --x`" in text
+    assert "- training protocol of mlp: `{" in text
 
 
 def test_memory_summary_slopes() -> None:
@@ -259,8 +261,13 @@ def test_memory_workers_measure_with_tensorflow_allocator(monkeypatch: pytest.Mo
 def test_memory_falls_back_to_rss_and_says_so(
     monkeypatch: pytest.MonkeyPatch, data: MNIST, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An explicit TF_CPU_ALLOCATOR_USE_BFC=false is respected: no TF statistics, RSS instead, noted."""
+    """An explicit TF_CPU_ALLOCATOR_USE_BFC=false is respected: no TF statistics, RSS instead, noted.
+
+    TensorFlow's default allocator keeps statistics only with its oneDNN operations off, which
+    are on by default on CPUs with AVX-512 VNNI, BF16 or AMX: turned off here on every CPU.
+    """
     monkeypatch.setenv(memory.ALLOCATOR_VAR, "false")
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
     result = memory.sweep({"resnet": (1,)}, batch_size=8, timed_steps=1, out=tmp_path / "memory.json")
     row = result["models"]["resnet"]["rows"][0]
     assert row["allocator"] == "false" and row["tf_peak_mb"] is None
