@@ -169,3 +169,21 @@ def test_interrupted_write_keeps_the_old_file(where: str, tmp_path: Path, monkey
     monkeypatch.undo()
     assert json.loads(path.read_text()) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["memory.json"]
+
+
+def test_start_up_notices_are_recognised_and_nothing_else() -> None:
+    """The two notices ``import tensorflow`` prints whatever the log level (seen on an Intel Xeon
+    with AMX; AVX2-only CPUs print only the first) are dropped; errors and other lines are not."""
+    notices = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+        "I0000 00:00:1796257583.116677    2190 port.cc:153] oneDNN custom operations are on. You may see "
+        "slightly different numerical results due to floating-point round-off errors from different "
+        "computation orders. To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS=0`.\n",
+    ]
+    kept = [
+        "E0000 00:00:1796257583.116677    2190 cuda_dnn.cc:8310] Unable to register cuDNN factory\n",
+        "I0000 00:00:1796257583.270137    1748 cpu_feature_guard.cc:227] This TensorFlow binary is optimized\n",
+        "Traceback (most recent call last):\n",
+    ]
+    assert all(cli.STARTUP_NOTICES.match(line) for line in notices)
+    assert not any(cli.STARTUP_NOTICES.match(line) for line in kept)
