@@ -71,7 +71,10 @@ PAPER_TABLE1 = {
 DURATIONS = {
     "smoke": "5.3 CPU-minutes; 11 min wall measured on 2 cores shared with other jobs",
     "quick": "about 15 min on 2 cores (13.5 min in the README's measurement), longer on shared ones",
-    "full": "measured with --no-memory, one thread per model, the runs sharing 2 cores: MLP 38 s, ResNet 4.1 h, RK-Net 5.4 h, ODE-Net 6.9 h",
+    "full": (
+        "measured with --no-memory, one thread per model, the runs sharing 2 cores: "
+        "MLP 38 s, ResNet 4.1 h, RK-Net 5.4 h, ODE-Net 6.9 h"
+    ),
 }
 """Cost of ``--model all`` per budget on a 2-core AMD EPYC (AVX2), memory sweep included.
 
@@ -266,7 +269,12 @@ def write_table(out: str | Path, command: str, names: Sequence[str] = MODEL_NAME
         "",
     ]
     if commands:
-        lines += ["Each row's run, from its `results.json` (rerun, it resumes from its `checkpoint.npz` where that is kept):", "", *commands, ""]
+        lines += [
+            "Each row's run, from its `results.json` (rerun, it resumes from its `checkpoint.npz` where that is kept):",
+            "",
+            *commands,
+            "",
+        ]
     for proto in sorted(protocols):
         lines.append(f"- training protocol of {', '.join(protocols[proto])}: `{proto}`")
     lines += [f"- {problem}" for problem in problems]
