@@ -86,7 +86,10 @@ class AugmentedLayout:
 
         ``y`` and ``a`` get the per-component ``atol`` of the state; ``a_t`` and ``a_theta`` the
         smallest of them, or, with ``seminorm``, none at all: they are left out of the step-size
-        control (Kidger et al., 2021), since they do not feed back into the dynamics.
+        control (Kidger et al., 2021), since they do not feed back into the dynamics. The solves
+        run backwards: the forward solve's first step ``h0`` and critical times ``tcrit`` do not
+        apply (its ``hmax``, ``hmin`` and ``mxstep`` do), and LSODA stops at each interval's end
+        (``stop_at_end``) rather than evaluating ``f`` beyond it.
         """
         atol = opts.atol
         if np.ndim(atol) or (seminorm and self.n_quadrature):
@@ -94,4 +97,4 @@ class AugmentedLayout:
             tail = UNCONTROLLED_ATOL if seminorm else float(np.min(per_state))
             copies = 2 if self.with_state else 1
             atol = np.concatenate([per_state] * copies + [np.full(self.n_quadrature, tail)])
-        return dataclasses.replace(opts, atol=atol, lsoda_kwargs={})
+        return dataclasses.replace(opts, atol=atol, h0=0.0, lsoda_kwargs={}, stop_at_end=True)

@@ -54,6 +54,13 @@ FORWARD_MAX_SIZE = 2000
 """Largest sensitivity state ``n (1 + q)`` for forward sensitivities in ``auto`` (LSODA keeps a
 dense ``size × size`` matrix for its stiff phase)."""
 
+DRIFT_FACTOR = 100.0
+"""How far ``auto``'s adjoint may let the ``y`` rebuilt backwards over an interval end from the
+stored forward state (in error weights, :func:`odegrad.adjoint.backward`) before it retries with
+forward sensitivities or the interpolating adjoint, which do not rebuild ``y``. Stricter than an
+explicit mode's :data:`odegrad.adjoint.DRIFT_FACTOR`: the retry is correct, so ``auto`` need not
+trust a drift whose effect on the gradient it cannot bound."""
+
 MAX_AUTO_JACOBIAN_SIZE = 200
 """Largest derived state (augmented or sensitivity) that gets autograd's exact Jacobian by default."""
 

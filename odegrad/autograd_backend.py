@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from typing import Any, Callable
 
 import autograd.numpy as anp
@@ -26,7 +27,7 @@ from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
 from autograd.tracer import getval, isbox
 
 from . import auto, solvers
-from .adjoint import backward
+from .adjoint import DRIFT_FACTOR, DriftError, backward
 from .augmented import AugmentedLayout
 from .jacobian import trace_jacobian, trace_vjps
 from .options import AdjointOptions
@@ -209,7 +210,7 @@ class Problem:
             def structured_jac(theta):
                 return lambda z, t: layout.jacobian(self.f_jacobian(z[:n], t, theta)[:, :n])
 
-            opts = layout.solver_options(self.backward_opts, self.adjoint.seminorm)
+            opts = layout.solver_options(self.backward_opts)
             self._derived[layout] = self._derived_problem(layout.dynamics(self.rhs), layout.size, opts,
                                                           structured_jac)
         return self._derived[layout]
@@ -239,10 +240,13 @@ class Problem:
             dy, ds = jvp((z[n:], d_theta))
             return anp.concatenate([dy, ds])
 
-        atol = self.opts.atol
+        rtol, atol = self.opts.rtol, self.opts.atol
+        if np.ndim(rtol):
+            rtol = np.concatenate([rtol, rtol])
         if np.ndim(atol):
             atol = np.concatenate([atol, atol])
-        opts = dataclasses.replace(self.opts, atol=atol, lsoda_kwargs={})
+        opts = dataclasses.replace(self.opts, rtol=rtol, atol=atol,
+                                   lsoda_kwargs={k: v for k, v in self.opts.lsoda_kwargs.items() if k == "tcrit"})
         return dataclasses.replace(
             self, rhs=tan_rhs, n=2 * n, n_params=2 * p, opts=opts,
             make_fun=lambda th: (lambda z, t: tan_rhs(z, t, th)), make_jac=lambda th: None,
@@ -290,6 +294,10 @@ class AutogradOps:
     def vdot(a: Any, b: Any) -> Any:
         return anp.sum(a * b)
 
+    @staticmethod
+    def value(x: Any) -> np.ndarray:
+        return np.asarray(getval(x), dtype=np.float64)
+
 
 @primitive
 def solve(y0: np.ndarray, t: np.ndarray, theta: np.ndarray, problem: Problem) -> np.ndarray:
@@ -311,7 +319,7 @@ def _is_stiff(problem: Problem, stats: solvers.SolveStats | None) -> bool:
     return stats is not None and stats.method_switches > 0
 
 
-def _sensitivity_vjp(argnums, ys, y0, t, theta, problem: Problem):
+def _sensitivity_vjp(argnums, ys, y0, t, theta, problem: Problem, record: bool = True):
     """The VJP from forward sensitivities: one sensitivity solve serves every cotangent."""
     layout = SensitivityLayout(problem.n, problem.n_params, with_y0=0 in argnums,
                                with_t0=1 in argnums, with_params=2 in argnums)
@@ -323,7 +331,8 @@ def _sensitivity_vjp(argnums, ys, y0, t, theta, problem: Problem):
             zeros = {0: g[0], 1: anp.zeros(1), 2: anp.zeros(problem.n_params)}
             return tuple(zeros[k] for k in argnums)
         if not solved:
-            problem.info.gradient_methods.append("forward")
+            if record:
+                problem.info.gradient_methods.append("forward")
             f0 = problem.rhs(y0, t[0], theta) if layout.with_t0 else None
             solved.append(solve(layout.initial_state(y0, f0), t, theta, problem.sensitivity(layout)))
         rates = None
@@ -335,33 +344,65 @@ def _sensitivity_vjp(argnums, ys, y0, t, theta, problem: Problem):
     return vjp
 
 
-def _adjoint_vjp(argnums, ys, t, theta, problem: Problem, mode: str, automatic: bool):
-    """The VJP from Algorithm 1 (:func:`odegrad.adjoint.backward`) in ``mode``."""
+def _run_backward(g, ys, t, theta, problem: Problem, mode: str, argnums, automatic: bool = False) -> tuple:
+    opts = problem.backward_opts
+    return backward(g, ys, t, AutogradDynamics(problem, theta), _solve_dynamics, AutogradOps, mode,
+                    wrt_t=1 in argnums, wrt_theta=2 in argnums, normalize=problem.adjoint.normalize,
+                    drift_tolerance=(float(np.min(opts.rtol)), opts.atol),
+                    drift_factor=auto.DRIFT_FACTOR if automatic else DRIFT_FACTOR)
+
+
+def _adjoint_vjp(argnums, ys, y0, t, theta, problem: Problem, mode: str, automatic: bool):
+    """The VJP from Algorithm 1 (:func:`odegrad.adjoint.backward`) in ``mode``.
+
+    Under ``adjoint="auto"`` a failed backward solve or a drifted reconstruction of ``y``
+    (:class:`odegrad.adjoint.DriftError`) is retried by a method that does not rebuild ``y``
+    backwards: forward sensitivities where they fit, else the interpolating adjoint (first
+    derivatives). Warnings of a failed attempt are dropped; those of a successful one kept.
+    """
     def vjp(g):
         problem.info.gradient_methods.append(mode)
-        try:
-            grads = backward(g, ys, t, AutogradDynamics(problem, theta), _solve_dynamics, AutogradOps,
-                             mode, wrt_t=1 in argnums, wrt_theta=2 in argnums)
-        except solvers.ODESolveError as exc:
-            first_order = not any(isbox(x) for x in (g, ys, t, theta))
-            if mode == "interpolate":
+        if not automatic:
+            try:
+                grads = _run_backward(g, ys, t, theta, problem, mode, argnums)
+            except DriftError:
                 raise
-            if automatic and first_order:  # stiff without LSODA saying so
-                problem.info.gradient_methods[-1] = "interpolate"
-                grads = backward(g, ys, t, AutogradDynamics(problem, theta), _solve_dynamics,
-                                 AutogradOps, "interpolate", wrt_t=1 in argnums, wrt_theta=2 in argnums)
-            else:
-                advice = ("adjoint='auto' found no forward-sensitivity state small enough, and its "
-                          "interpolating adjoint gives first derivatives only: loosen the "
-                          "tolerances, shorten the time span, or differentiate fewer inputs"
-                          if automatic else
-                          "use adjoint='auto' (forward sensitivities or the interpolating adjoint "
-                          "for stiff problems), 'forward' or 'interpolate'")
+            except solvers.ODESolveError as exc:
+                if mode == "interpolate":
+                    raise
                 raise solvers.ODESolveError(
-                    f"the backward (adjoint) solve failed: {exc} For stiff problems, "
-                    f"reconstructing y backwards is unstable: {advice}."
+                    f"the backward (adjoint) solve failed: {exc} For stiff problems, reconstructing y "
+                    "backwards is unstable: use adjoint='auto' (forward sensitivities or the "
+                    "interpolating adjoint for stiff problems), 'forward' or 'interpolate'."
                 ) from exc
+            return tuple(grads[k] for k in argnums)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                grads = _run_backward(g, ys, t, theta, problem, mode, argnums, automatic=True)
+        except solvers.ODESolveError as exc:
+            return _retry(exc, g)
+        for item in caught:
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
         return tuple(grads[k] for k in argnums)
+
+    def _retry(exc: solvers.ODESolveError, g):
+        columns = SensitivityLayout(problem.n, problem.n_params, with_y0=0 in argnums,
+                                    with_t0=1 in argnums, with_params=2 in argnums).columns
+        first_order = not any(isbox(x) for x in (g, ys, t, theta))
+        if auto.forward_fits(problem.n, columns, _is_stiff(problem, problem.stats_of(ys))):
+            problem.info.gradient_methods[-1] = "forward"
+            return _sensitivity_vjp(argnums, ys, y0, t, theta, problem, record=False)(g)
+        if first_order:
+            problem.info.gradient_methods[-1] = "interpolate"
+            grads = _run_backward(g, ys, t, theta, problem, "interpolate", argnums)
+            return tuple(grads[k] for k in argnums)
+        raise solvers.ODESolveError(
+            f"the backward (adjoint) solve failed: {exc} adjoint='auto' found no forward-sensitivity "
+            "state small enough, and its interpolating adjoint gives first derivatives only: give "
+            "more checkpoints (checkpoints=k), loosen the tolerances, shorten the time span, or "
+            "differentiate fewer inputs."
+        ) from exc
 
     return vjp
 
@@ -372,7 +413,7 @@ def _solve_vjp(argnums, ys, args, kwargs):
     if mode == "forward":
         return _sensitivity_vjp(argnums, ys, y0, t, theta, problem)
     if mode != "auto":
-        return _adjoint_vjp(argnums, ys, t, theta, problem, mode, automatic=False)
+        return _adjoint_vjp(argnums, ys, y0, t, theta, problem, mode, automatic=False)
     stats = problem.stats_of(ys)
     stiff = _is_stiff(problem, stats)
     columns = SensitivityLayout(problem.n, problem.n_params, with_y0=0 in argnums,
@@ -384,7 +425,7 @@ def _solve_vjp(argnums, ys, args, kwargs):
     )
     if mode == "forward":
         return _sensitivity_vjp(argnums, ys, y0, t, theta, problem)
-    adjoint_vjp = _adjoint_vjp(argnums, ys, t, theta, problem, mode, automatic=True)
+    adjoint_vjp = _adjoint_vjp(argnums, ys, y0, t, theta, problem, mode, automatic=True)
     if not auto.forward_fits(problem.n, columns, stiff):
         return adjoint_vjp
     calls: list[Callable] = []

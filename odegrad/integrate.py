@@ -79,6 +79,7 @@ def odeint(
     adjoint_atol: float | np.ndarray | None = None,
     adjoint_seminorm: bool = False,
     adjoint_jacobian: bool | None = None,
+    adjoint_normalize: bool = True,
 ) -> Any:
     """Integrate ``dy/dt = func(y, t, *args)``; differentiable by autograd to any order.
 
@@ -140,13 +141,19 @@ def odeint(
         Method and tolerances of the backward (or sensitivity) solves; default: those of the
         forward solve.
     adjoint_seminorm : bool, optional
-        Exclude the parameter and time components of the augmented state (or, for forward
-        sensitivities, the sensitivities) from the step-size control (Kidger et al. 2021);
-        fewer steps, somewhat less accurate gradients.
+        Exclude the parameter and time components of the augmented state from the step-size
+        control of the adjoint modes (Kidger et al. 2021); fewer steps, somewhat less accurate
+        gradients. Refused by ``adjoint="forward"`` (every sensitivity enters the gradient);
+        ``"auto"`` applies it only when it picks an adjoint.
     adjoint_jacobian : bool, optional
         Give the backward (or sensitivity) solves the exact Jacobian of their dynamics (from
         autograd). Default: when their method is ``"bdf"`` or ``"lsoda"`` and their state has
         at most 200 entries.
+    adjoint_normalize : bool, optional
+        Solve the adjoint for the cotangent scaled to ``max |∂L/∂ys| = 1`` and scale back, so that
+        a gradient's relative accuracy does not depend on the loss's scale (default). ``False``:
+        Appendix D's absolute ``atol`` on the adjoint state (a small loss is then barely
+        error-controlled).
 
     Returns
     -------
@@ -170,6 +177,7 @@ def odeint(
     options = adjoint_options(
         adjoint, checkpoints=checkpoints, adjoint_method=adjoint_method, adjoint_rtol=adjoint_rtol,
         adjoint_atol=adjoint_atol, adjoint_seminorm=adjoint_seminorm, adjoint_jacobian=adjoint_jacobian,
+        adjoint_normalize=adjoint_normalize,
     )
     lsoda_kwargs = {"ml": ml, "mu": mu, "tcrit": tcrit, "ixpr": ixpr, "mxhnil": mxhnil,
                     "mxordn": mxordn, "mxords": mxords, "printmessg": printmessg}

@@ -42,16 +42,27 @@ class AdjointOptions:
         Tolerances of the backward (or sensitivity) solves; ``None``: the forward ones.
     seminorm : bool
         Leave the quadrature components ``a_t``, ``a_theta`` out of the backward step-size
-        control (Kidger et al., 2021); for forward sensitivities, leave ``S`` out of it.
+        control (Kidger et al., 2021). Adjoint modes only: every entry of the forward
+        sensitivities ``S`` enters the gradient, so ``mode="forward"`` refuses it and ``"auto"``
+        keeps ``S`` under error control when it picks forward sensitivities.
     jacobian : bool or None
         Give the backward (or sensitivity) solves the exact Jacobian of their dynamics;
         ``None``: when their method is ``"lsoda"`` or ``"bdf"`` and their state is small.
+    normalize : bool
+        Solve the adjoint for the cotangent scaled to ``max |∂L/∂ys| = 1`` (a power of two) and
+        scale the result back: the adjoint is linear in the cotangent, so ``atol`` then acts
+        relative to the cotangent's size and a gradient's relative accuracy does not depend on
+        the loss's scale (default). ``False``: Appendix D's (and torchdiffeq's) behaviour,
+        ``atol`` absolute on ``a`` and ``a_theta``, so a small cotangent (a loss near its
+        optimum, a batch mean) escapes the error control. Forward sensitivities do not depend on
+        the cotangent and are scale-invariant either way.
 
     Raises
     ------
     ValueError
         For an unknown mode or method, a negative or fractional ``checkpoints``, bad
-        tolerances, or ``checkpoints`` with ``mode="interpolate"`` or ``"forward"``.
+        tolerances, ``checkpoints`` with ``mode="interpolate"`` or ``"forward"``, or
+        ``seminorm`` with ``mode="forward"``.
     """
 
     mode: str = "auto"
@@ -61,6 +72,7 @@ class AdjointOptions:
     atol: Any = None
     seminorm: bool = False
     jacobian: bool | None = None
+    normalize: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in ADJOINT_MODES:
@@ -77,6 +89,14 @@ class AdjointOptions:
             raise ValueError(
                 "checkpoints only apply to adjoint='checkpoint', 'backsolve' or 'auto'; "
                 f"adjoint={self.mode!r} {instead} instead"
+            )
+        if self.seminorm and self.mode == "forward":
+            raise ValueError(
+                "adjoint_seminorm=True does not apply to adjoint='forward': every entry of the "
+                "forward sensitivities S enters the gradient, so none may leave the error control. "
+                "Use the seminorm with adjoint='checkpoint', 'backsolve' or 'interpolate' (it drops "
+                "the quadratures a_t, a_theta), or adjoint='auto', which keeps S controlled when it "
+                "picks forward sensitivities."
             )
         for name in ("rtol", "atol"):
             value = getattr(self, name)
@@ -97,13 +117,18 @@ class AdjointOptions:
         -------
         SolverOptions
             With a scalar ``rtol`` (the smallest, where a vector was given: VODE and LSODA
-            take one ``rtol`` for the augmented system).
+            take one ``rtol`` for the augmented system). For solves in the forward direction
+            (sensitivities): ``h0``, ``hmax``, ``hmin``, ``mxstep`` and LSODA's ``tcrit`` keep their
+            meaning; the state's banded Jacobian (``ml``, ``mu``) does not describe a derived state
+            and is dropped. Solves that run backwards adjust these further
+            (:meth:`odegrad.augmented.AugmentedLayout.solver_options`).
         """
         rtol = forward.rtol if self.rtol is None else tolerance("adjoint_rtol", self.rtol, shape)
         atol = forward.atol if self.atol is None else tolerance("adjoint_atol", self.atol, shape)
         return dataclasses.replace(
             forward, method=self.method or forward.method, rtol=float(np.min(rtol)), atol=atol,
-            lsoda_kwargs={},
+            lsoda_kwargs={k: v for k, v in forward.lsoda_kwargs.items()
+                          if k == "tcrit" and (self.method or forward.method) == "lsoda"},
         )
 
 
@@ -116,6 +141,7 @@ def adjoint_options(
     adjoint_atol: Any = None,
     adjoint_seminorm: bool = False,
     adjoint_jacobian: bool | None = None,
+    adjoint_normalize: bool = True,
 ) -> AdjointOptions:
     """Build :class:`AdjointOptions` from the flat scipy-style keywords of ``odeint``.
 
@@ -124,7 +150,7 @@ def adjoint_options(
     adjoint : str or AdjointOptions
         A mode name, or a complete options object (then the other keywords must keep their
         defaults).
-    checkpoints, adjoint_method, adjoint_rtol, adjoint_atol, adjoint_seminorm, adjoint_jacobian
+    checkpoints, adjoint_method, adjoint_rtol, adjoint_atol, adjoint_seminorm, adjoint_jacobian, adjoint_normalize
         The fields of :class:`AdjointOptions`.
 
     Returns
@@ -137,7 +163,8 @@ def adjoint_options(
         If ``adjoint`` is an :class:`AdjointOptions` and flat keywords are given too.
     """
     flat = {"checkpoints": checkpoints, "method": adjoint_method, "rtol": adjoint_rtol,
-            "atol": adjoint_atol, "seminorm": adjoint_seminorm, "jacobian": adjoint_jacobian}
+            "atol": adjoint_atol, "seminorm": adjoint_seminorm, "jacobian": adjoint_jacobian,
+            "normalize": adjoint_normalize}
     if isinstance(adjoint, AdjointOptions):
         defaults = AdjointOptions()
         given = [name for name, value in flat.items()

@@ -29,7 +29,6 @@ import autograd.numpy as anp
 import numpy as np
 from autograd.tracer import isbox
 
-from .augmented import UNCONTROLLED_ATOL
 from .jacobian import trace_jacobian
 from .pytree import take_slice
 from .reverse import trace_vjp
@@ -133,17 +132,18 @@ class SensitivityLayout:
         out[n:, n:] = np.kron(J_y, np.eye(q))
         return out
 
-    def solver_options(self, opts: SolverOptions, seminorm: bool) -> SolverOptions:
+    def solver_options(self, opts: SolverOptions) -> SolverOptions:
         """Options of the sensitivity solve from those of the state.
 
-        Row ``i`` of ``S`` gets the ``atol`` of state component ``i``, or, with ``seminorm``,
-        none: ``S`` then leaves the step-size control (as CVODES without ``errconS``), and the
-        solve takes the steps that ``y`` alone needs.
+        Row ``i`` of ``S`` gets the ``atol`` of state component ``i``. Every entry of ``S`` enters
+        the gradient, so none leaves the error control (there is no seminorm here: leaving ``S``
+        out, as CVODES without ``errconS``, gave gradients wrong by orders of magnitude on a
+        linear spiral started at rest). The solve runs forwards like the state's, so the forward
+        options (``h0``, ``tcrit``, ...) keep their meaning.
         """
         per_state = np.broadcast_to(np.asarray(opts.atol, dtype=float), (self.n,))
-        rows = (np.full(self.n * self.columns, UNCONTROLLED_ATOL) if seminorm
-                else np.repeat(per_state, self.columns))
-        return dataclasses.replace(opts, atol=np.concatenate([per_state, rows]), lsoda_kwargs={})
+        rows = np.repeat(per_state, self.columns)
+        return dataclasses.replace(opts, atol=np.concatenate([per_state, rows]))
 
     def cotangents(self, g: Any, zs: Any, rates: Any) -> tuple[Any, Any, Any]:
         """``(∂L/∂y0, ∂L/∂t, ∂L/∂θ)`` for ``g = ∂L/∂ys`` from the sensitivity solution ``zs``.

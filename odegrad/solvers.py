@@ -100,6 +100,9 @@ class SolverOptions:
     ``rtol``/``atol`` are scalars or vectors over the flat state. ``h0``, ``hmax``, ``hmin``
     and ``mxstep`` are mapped onto VODE's ``first_step``, ``max_step``, ``min_step`` and
     ``nsteps`` for the VODE methods; ``lsoda_kwargs`` go to ``scipy.integrate.odeint`` only.
+    ``stop_at_end``: LSODA never steps past the last output time (its ``tcrit``), so the dynamics
+    are not evaluated outside the solve's interval; the derived solves that run backwards use it,
+    since ``f`` may be undefined before ``t_0``.
     """
 
     method: str = "lsoda"
@@ -110,6 +113,7 @@ class SolverOptions:
     hmin: float = 0.0
     mxstep: int = 0
     lsoda_kwargs: dict = dataclasses.field(default_factory=dict)
+    stop_at_end: bool = False
 
 
 def _check_error_weights(y0: np.ndarray, opts: SolverOptions) -> None:
@@ -222,12 +226,14 @@ def _failure(method: str, t_reached: float, istate: int, t_target: float) -> ODE
 def _solve_lsoda(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
     if jac is not None:
         jac = _GuardedJacobian(jac, len(y0), guarded)
+    kwargs = dict(opts.lsoda_kwargs)
+    if opts.stop_at_end and "tcrit" not in kwargs:
+        kwargs["tcrit"] = np.asarray([t[-1]])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", scipy.integrate.ODEintWarning)
         ys, info = scipy.integrate.odeint(
             guarded, y0, t, Dfun=jac, rtol=opts.rtol, atol=opts.atol, h0=opts.h0,
-            hmax=opts.hmax, hmin=opts.hmin, mxstep=opts.mxstep, full_output=True,
-            **opts.lsoda_kwargs,
+            hmax=opts.hmax, hmin=opts.hmin, mxstep=opts.mxstep, full_output=True, **kwargs,
         )
     if guarded.error is not None:
         raise guarded.error

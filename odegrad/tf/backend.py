@@ -52,6 +52,10 @@ class TFOps:
     def vdot(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
         return tf.reduce_sum(a * b)
 
+    @staticmethod
+    def value(x: tf.Tensor) -> np.ndarray:
+        return np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float64)
+
 
 _compiled_cache: "weakref.WeakKeyDictionary[Any, collections.OrderedDict]" = weakref.WeakKeyDictionary()
 
@@ -359,7 +363,10 @@ def _gradients(g: tf.Tensor, ys: tf.Tensor, times: tf.Tensor, dynamics: TFDynami
             "differentiated); use adjoint='checkpoint' for second and higher derivatives"
         )
     dynamics.info.gradient_methods.append(dynamics.adjoint.mode)
-    g_s0, g_t, g_theta = backward(g, ys, times, dynamics, solve_eager, TFOps, dynamics.adjoint.mode)
+    opts = dynamics.backward_opts
+    g_s0, g_t, g_theta = backward(g, ys, times, dynamics, solve_eager, TFOps, dynamics.adjoint.mode,
+                                  normalize=dynamics.adjoint.normalize,
+                                  drift_tolerance=(float(np.min(opts.rtol)), opts.atol))
     return [g_s0, tf.cast(g_t, times.dtype)] + dynamics.split_params(g_theta)
 
 
