@@ -16,11 +16,12 @@ sensitivities (:mod:`odegrad.sensitivity`, :mod:`odegrad.jacobian`), each row ad
   its order up again (more at tight tolerances), and runs again for every cotangent.
 
 :func:`choose` estimates both costs in traces (a backward pass costing ``PASS_COST`` of a trace)
-and takes the cheaper, forward sensitivities only while their state is small enough for LSODA's
-dense work arrays (``FORWARD_MAX_SIZE``). So small states with many outputs get forward
-sensitivities and wide states (neural ODEs) the paper's adjoint: the trade SciMLSensitivity's
-default makes from the numbers of states and parameters. The constants were fitted to the
-gradient times and evaluation counts of the benchmark problems (``benchmarks.problems`` and the
+and takes the cheaper, forward sensitivities only while LSODA's work arrays for their state fit
+in ``FORWARD_MAX_BYTES`` (LSODA keeps a dense ``size × size`` matrix for its stiff phase). So
+small states with many outputs get forward sensitivities and wide states (neural ODEs) the
+paper's adjoint: the trade SciMLSensitivity's default makes from the numbers of states and
+parameters. The constants were fitted to the gradient times and evaluation counts of the
+benchmark problems (``benchmarks.problems`` and the
 README Quickstart, rtol 1e-4 to 1e-10).
 
 Stiffness (LSODA switched to BDF in the forward solve, or ``method="bdf"``) rules out solving
@@ -50,9 +51,16 @@ ROW_COST = 0.02
 one pass (measured 0.004-0.015 on tanh MLPs with 2 and 8 states and 160-550 parameters: the
 rows share the pass's bookkeeping and add only their arithmetic)."""
 
-FORWARD_MAX_SIZE = 2000
-"""Largest sensitivity state ``n (1 + q)`` for forward sensitivities in ``auto`` (LSODA keeps a
-dense ``size × size`` matrix for its stiff phase)."""
+FORWARD_MAX_BYTES = 256 * 2 ** 20
+"""Largest LSODA work array (:func:`lsoda_work_bytes`) of a forward-sensitivity solve in ``auto``: a
+memory guard, not a cost (the costs decide below it). A state of 5,700 entries fits. (A fixed cap
+of 2,000 entries made ``auto`` take the adjoint at 10× the cost on n = 60, 200 outputs.)"""
+
+
+def lsoda_work_bytes(size: int) -> int:
+    """Bytes of the real work array scipy's LSODA allocates for a state of ``size`` entries
+    (``22 + 9 size + size²`` doubles: room for the dense Jacobian of its stiff phase)."""
+    return 8 * (22 + 9 * size + size * size)
 
 DRIFT_FACTOR = 100.0
 """How far ``auto``'s adjoint may let the ``y`` rebuilt backwards over an interval end from the
@@ -89,7 +97,9 @@ def adjoint_cost(nfe: int, n_intervals: int, rtol: float) -> float:
 def forward_fits(n: int, columns: int, stiff: bool) -> bool:
     """Whether forward sensitivities are affordable at all for this solve."""
     size = n * (1 + columns)
-    return size <= (MAX_AUTO_JACOBIAN_SIZE if stiff else FORWARD_MAX_SIZE)
+    if stiff:
+        return size <= MAX_AUTO_JACOBIAN_SIZE
+    return lsoda_work_bytes(size) <= FORWARD_MAX_BYTES
 
 
 def choose(*, n: int, columns: int, n_intervals: int, nfe: int, rtol: float, stiff: bool,

@@ -27,10 +27,11 @@ from autograd.numpy import numpy_wrapper
 from autograd.numpy.numpy_boxes import ArrayBox
 from autograd.numpy.numpy_vjps import untake
 from autograd.numpy.numpy_vspaces import ArrayVSpace
-from autograd.tracer import isbox, notrace_primitives, toposort, trace
+from autograd.tracer import isbox, notrace_primitives, toposort
 from autograd.util import func
 
 from .pytree import put_slice, take_slice
+from .reverse import trace
 
 
 class _RecordingNode(VJPNode):

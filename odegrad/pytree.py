@@ -15,7 +15,7 @@ from typing import Any, Callable
 import autograd.numpy as anp
 import numpy as np
 from autograd.extend import SparseObject, defjvp, defvjp, primitive, vspace
-from autograd.tracer import getval
+from autograd.tracer import getval, isbox
 
 
 @primitive
@@ -88,6 +88,30 @@ def open_containers(node: Any) -> Any:
     return node
 
 
+def _refuse_traced_attributes(leaf: Any) -> None:
+    """A static leaf (an object odegrad does not open) must not hold a value autograd is tracing:
+    its derivative would be lost, or func would return a traced value."""
+    attributes = getattr(leaf, "__dict__", None)
+    if not isinstance(attributes, dict):
+        return
+    traced = [name for name, value in attributes.items() if isbox(value) or _holds_box(value)]
+    if traced:
+        raise TypeError(
+            f"args holds a {type(leaf).__name__} whose attribute {traced[0]!r} is being differentiated: "
+            "odeint differentiates the floats and arrays of args and of the tuples, lists and dicts in "
+            f"it, not attributes of other objects. Pass the value directly (args=({traced[0]},)) or in a "
+            f"dict (args=({{{traced[0]!r}: {traced[0]}}},)) and read it from there in func."
+        )
+
+
+def _holds_box(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return any(isbox(item) or _holds_box(item) for item in value)
+    if isinstance(value, dict):
+        return any(isbox(item) or _holds_box(item) for item in value.values())
+    return False
+
+
 def flatten_args(args: Any) -> tuple[Any, Callable[[Any], Any]]:
     """Return ``(theta, unflatten)``: the float leaves of ``args`` as one flat vector.
 
@@ -110,6 +134,8 @@ def flatten_args(args: Any) -> tuple[Any, Callable[[Any], Any]]:
         elif _is_param(node):
             leaves.append(node)
             shapes.append(np.shape(getval(node)))
+        else:
+            _refuse_traced_attributes(node)
 
     collect(args)
     if leaves:

@@ -14,7 +14,22 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from autograd.core import VJPNode, add_outgrads, vspace
-from autograd.tracer import toposort, trace
+from autograd.tracer import isbox, new_box, toposort, trace_stack
+
+
+def trace(start_node: Any, fun: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
+    """autograd's ``tracer.trace`` without its "Output seems independent of input" warning.
+
+    Dynamics may ignore what is traced (``f`` that depends on ``t`` alone, a sensitivity column
+    of a parameter that ``f`` does not read): a derivative of zero is then the right answer, and
+    the warning would reach users of every odeint call with such dynamics.
+    """
+    with trace_stack.new_trace() as t:
+        start_box = new_box(x, t, start_node)
+        end_box = fun(start_box)
+        if isbox(end_box) and end_box._trace == start_box._trace:
+            return end_box._value, end_box._node
+        return end_box, None
 
 
 def trace_vjp(fun: Callable[[Any], Any], x: Any) -> tuple[Callable[[Any], Any], Any]:

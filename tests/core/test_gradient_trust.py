@@ -8,6 +8,9 @@ the drift self-check, scale-invariant adjoints, direction-aware solver options).
 
 from __future__ import annotations
 
+import types
+import warnings
+
 import autograd.numpy as np
 import numpy as onp
 import pytest
@@ -262,3 +265,50 @@ def test_every_scipy_option_under_every_gradient_method(option, mode):
         return np.sum(odeint(func, LV_Y0, LV_T, args=(p,), adjoint=mode, **kw) * LV_WEIGHTS)
 
     assert rel_err(grad(loss)(LV_THETA), LV_REF) < FD_RTOL
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. auto by cost, and the cosmetic defects
+
+def test_auto_takes_forward_sensitivities_past_the_old_fixed_cap():
+    """n = 60, 200 outputs: forward sensitivities (3,720 entries) are 9x cheaper than the
+    adjoint, but a fixed cap of 2,000 entries sent auto to the adjoint."""
+    rng = onp.random.default_rng(3)
+    W = rng.normal(size=(60, 60)) / onp.sqrt(60)
+    t = onp.linspace(0.0, 5.0, 200)
+    G = rng.normal(size=(200, 60))
+
+    def loss(y0, k):
+        ys = odeint(lambda y, s, k: k * np.tanh(np.dot(W, y)) - 0.5 * y, y0, t, args=(k,), rtol=1e-6, atol=1e-6)
+        return np.sum(ys * G)
+
+    with record_stats() as rec:
+        grad(loss, (0, 1))(rng.normal(size=60), 1.0)
+    assert rec.gradient_methods == ["forward"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_dynamics_of_t_alone_raise_no_independence_warning(mode):
+    def final(t1):
+        return odeint(lambda y, t: np.cos(t) * np.ones(2), onp.zeros(2), np.array([0.0, t1]), adjoint=mode)[-1, 0]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert abs(grad(final)(1.0) - onp.cos(1.0)) < 1e-7
+
+
+def test_a_failed_auto_attempt_leaks_no_warnings():
+    """The drifted checkpoint attempt overflows in tanh's derivative; auto's retry succeeds."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        grad(_wide_loss, (0, 1))(Y0_WIDE, 0.5)
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
+def test_a_traced_attribute_of_an_args_object_gets_its_own_message():
+    def final(k):
+        ns = types.SimpleNamespace(k=k)
+        return odeint(lambda y, t, p: -p.k * y, onp.ones(2), onp.array([0.0, 1.0]), args=(ns,))[-1, 0]
+
+    with pytest.raises(TypeError, match=r"SimpleNamespace whose attribute 'k' is being differentiated.*args=\(k,\)"):
+        grad(final)(1.0)
