@@ -273,6 +273,32 @@ def require_checkpoint(run_dir: str | os.PathLike[str]) -> Path:
     )
 
 
+def step_ratio_summary(train: dict[str, list[float]]) -> dict[str, float]:
+    """How the training steps' backward NFE compares with their forward NFE (Figure 3(c)).
+
+    Parameters
+    ----------
+    train : dict
+        :func:`training_nfe`'s output (per-step entries).
+
+    Returns
+    -------
+    dict
+        ``steps``; the fractions ``above``, ``below``, ``equal`` of steps whose backward NFE is
+        above, below or equal to the forward NFE; ``median_ratio`` (backward / forward); and
+        ``last_epoch_above``, ``last_epoch_median_ratio`` over the last epoch's steps.
+    """
+    forward = np.asarray(train["step_nfe_forward"], dtype=float)
+    backward = np.asarray(train["step_nfe_backward"], dtype=float)
+    epochs = np.ceil(np.asarray(train["step_epoch"], dtype=float))
+    last = epochs == epochs.max()
+    return {"steps": int(forward.size), "above": float(np.mean(backward > forward)),
+            "below": float(np.mean(backward < forward)), "equal": float(np.mean(backward == forward)),
+            "median_ratio": float(np.median(backward / forward)),
+            "last_epoch_above": float(np.mean(backward[last] > forward[last])),
+            "last_epoch_median_ratio": float(np.median(backward[last] / forward[last]))}
+
+
 def make_figure(
     run_dir: str | os.PathLike[str],
     images: np.ndarray,
@@ -338,6 +364,7 @@ def make_figure(
         "title": title,
         "panel_a_b_c_sweep": rows,
         "panel_c_d_training": train,
+        "panel_c_step_ratio": step_ratio_summary(train) if train["step_epoch"] else None,
     }
     write_atomic(out / "figure3.json", json.dumps(payload, indent=2))
     png = out / "figure3.png"

@@ -143,8 +143,9 @@ def odeint(
     adjoint_seminorm : bool, optional
         Exclude the parameter and time components of the augmented state from the step-size
         control of the adjoint modes (Kidger et al. 2021); fewer steps, somewhat less accurate
-        gradients. Refused by ``adjoint="forward"`` (every sensitivity enters the gradient);
-        ``"auto"`` applies it only when it picks an adjoint.
+        gradients. Refused by ``adjoint="forward"`` (every sensitivity enters the gradient) and
+        ``"interpolate"`` (its steps would follow ``a`` alone); ``"auto"`` applies it only when it
+        picks the checkpoint adjoint.
     adjoint_jacobian : bool, optional
         Give the backward (or sensitivity) solves the exact Jacobian of their dynamics (from
         autograd). Default: when their method is ``"bdf"`` or ``"lsoda"`` and their state has

@@ -42,9 +42,11 @@ class AdjointOptions:
         Tolerances of the backward (or sensitivity) solves; ``None``: the forward ones.
     seminorm : bool
         Leave the quadrature components ``a_t``, ``a_theta`` out of the backward step-size
-        control (Kidger et al., 2021). Adjoint modes only: every entry of the forward
-        sensitivities ``S`` enters the gradient, so ``mode="forward"`` refuses it and ``"auto"``
-        keeps ``S`` under error control when it picks forward sensitivities.
+        control (Kidger et al., 2021). Only where ``y`` is solved backwards beside them
+        (``"checkpoint"``, ``"backsolve"``): every entry of the forward sensitivities ``S`` enters
+        the gradient, and without ``y`` the steps follow ``a`` alone, too long for the
+        quadratures on stiff problems; so ``"forward"`` and ``"interpolate"`` refuse it and
+        ``"auto"`` applies it only when it picks an adjoint that solves ``y``.
     jacobian : bool or None
         Give the backward (or sensitivity) solves the exact Jacobian of their dynamics;
         ``None``: when their method is ``"lsoda"`` or ``"bdf"`` and their state is small.
@@ -61,8 +63,7 @@ class AdjointOptions:
     ------
     ValueError
         For an unknown mode or method, a negative or fractional ``checkpoints``, bad
-        tolerances, ``checkpoints`` with ``mode="interpolate"`` or ``"forward"``, or
-        ``seminorm`` with ``mode="forward"``.
+        tolerances, ``checkpoints`` or ``seminorm`` with ``mode="interpolate"`` or ``"forward"``.
     """
 
     mode: str = "auto"
@@ -90,13 +91,16 @@ class AdjointOptions:
                 "checkpoints only apply to adjoint='checkpoint', 'backsolve' or 'auto'; "
                 f"adjoint={self.mode!r} {instead} instead"
             )
-        if self.seminorm and self.mode == "forward":
+        if self.seminorm and self.mode in ("forward", "interpolate"):
+            why = ("every entry of the forward sensitivities S enters the gradient, so none may leave "
+                   "the error control" if self.mode == "forward" else
+                   "its backward state holds no y, so only the adjoint a would set the steps; on stiff "
+                   "problems a decays within a few steps and the quadratures a_t, a_theta were then "
+                   "integrated with steps far too long (relative error 1e-3 at tolerance 1e-8)")
             raise ValueError(
-                "adjoint_seminorm=True does not apply to adjoint='forward': every entry of the "
-                "forward sensitivities S enters the gradient, so none may leave the error control. "
-                "Use the seminorm with adjoint='checkpoint', 'backsolve' or 'interpolate' (it drops "
-                "the quadratures a_t, a_theta), or adjoint='auto', which keeps S controlled when it "
-                "picks forward sensitivities."
+                f"adjoint_seminorm=True does not apply to adjoint={self.mode!r}: {why}. Use the seminorm "
+                "with adjoint='checkpoint' or 'backsolve' (y's error control keeps the steps the "
+                "quadratures need), or adjoint='auto', which applies it only when it picks one of those."
             )
         for name in ("rtol", "atol"):
             value = getattr(self, name)

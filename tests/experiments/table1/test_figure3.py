@@ -103,3 +103,15 @@ def test_figure3_rejects_other_models(odenet_run: tuple[Path, MNIST], tmp_path: 
 def test_training_nfe_without_step_records() -> None:
     log = [{"epoch": 1, "nfe_forward": 20.0, "nfe_backward": 26.0}]
     assert training_nfe(log)["nfe_forward"] == [20.0] and training_nfe(log)["step_epoch"] == []
+
+
+def test_readme_figure3c_step_statistics_come_from_the_committed_run() -> None:
+    """The README's sentence on Figure 3(c) quotes step_ratio_summary of the committed figure3.json."""
+    root = Path(__file__).resolve().parents[3]
+    payload = json.loads((root / "experiments/results/full/odenet/figure3.json").read_text())
+    summary = figure3.step_ratio_summary(payload["panel_c_d_training"])
+    quoted = (f"the {summary['steps']:,} training steps scatter around `y = x`: {summary['above']:.0%} have a "
+              f"backward NFE above the forward one, {summary['below']:.0%} below, {summary['equal']:.0%} equal, "
+              f"median ratio {summary['median_ratio']:.2f}, and {summary['last_epoch_above']:.0%} above in the last epoch")
+    readme = " ".join((root / "README.md").read_text().split())
+    assert quoted.replace("%", " %") in readme
