@@ -66,7 +66,7 @@ DRIFT_FACTOR = 100.0
 """How far ``auto``'s adjoint may let the ``y`` rebuilt backwards over an interval end from the
 stored forward state (in error weights, :func:`odegrad.adjoint.backward`) before it retries with
 forward sensitivities or the interpolating adjoint, which do not rebuild ``y``. Stricter than an
-explicit mode's :data:`odegrad.adjoint.DRIFT_FACTOR`: the retry is correct, so ``auto`` need not
+explicit mode's :data:`odegrad.adjoint.DRIFT_FACTORS`: the retry is correct, so ``auto`` need not
 trust a drift whose effect on the gradient it cannot bound."""
 
 MAX_AUTO_JACOBIAN_SIZE = 200

@@ -27,7 +27,7 @@ from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
 from autograd.tracer import getval, isbox
 
 from . import auto, solvers
-from .adjoint import DRIFT_FACTOR, DriftError, backward
+from .adjoint import DriftError, backward
 from .augmented import AugmentedLayout
 from .jacobian import trace_jacobian, trace_vjps
 from .options import AdjointOptions
@@ -349,7 +349,7 @@ def _run_backward(g, ys, t, theta, problem: Problem, mode: str, argnums, automat
     return backward(g, ys, t, AutogradDynamics(problem, theta), _solve_dynamics, AutogradOps, mode,
                     wrt_t=1 in argnums, wrt_theta=2 in argnums, normalize=problem.adjoint.normalize,
                     drift_tolerance=(float(np.min(opts.rtol)), opts.atol),
-                    drift_factor=auto.DRIFT_FACTOR if automatic else DRIFT_FACTOR)
+                    drift_factor=auto.DRIFT_FACTOR if automatic else None)
 
 
 def _adjoint_vjp(argnums, ys, y0, t, theta, problem: Problem, mode: str, automatic: bool):
