@@ -85,11 +85,16 @@ def test_dropin_non_tuple_args_and_decreasing_t():
     assert onp.array_equal(odeint(f, [1.0, 2.0], t, args=0.3), ref)
 
 
-def test_dropin_full_output_states_match():
+def test_dropin_full_output_is_scipys_infodict():
+    """``(ys, infodict)`` as scipy returns them, every key bit for bit, plus odegrad's SolveInfo."""
     y0 = onp.array([10.0, 5.0])
     ys, info = odeint(_lotka, y0, T_GRID, args=LV_ARGS, full_output=True)
-    assert onp.array_equal(ys, scipy.integrate.odeint(_lotka, y0, T_GRID, args=LV_ARGS))
-    assert info.forward.nfe > 0
+    ref, ref_info = scipy.integrate.odeint(_lotka, y0, T_GRID, args=LV_ARGS, full_output=True)
+    assert onp.array_equal(ys, ref)
+    assert list(info) == list(ref_info) + ["odegrad"]
+    for key, value in ref_info.items():
+        assert onp.array_equal(info[key], value) and onp.asarray(info[key]).dtype == onp.asarray(value).dtype, key
+    assert info["odegrad"].forward.nfe > 0
 
 
 @pytest.mark.parametrize("shape", [(), (3,), (2, 3), (2, 1, 3)])
@@ -103,10 +108,11 @@ def test_output_shape_any_state_shape(shape, method):
         return -k * y
 
     ys = odeint(f, y0, t, args=(0.5,), method=method, rtol=TOL, atol=TOL)
-    assert ys.shape == (len(t),) + tuple(shape)
-    exact = onp.exp(-0.5 * t).reshape((-1,) + (1,) * len(shape)) * onp.asarray(y0)
+    state = tuple(shape) or (1,)   # a scalar y0 is a state of one entry, as in scipy
+    assert ys.shape == (len(t),) + state
+    exact = onp.exp(-0.5 * t).reshape((-1,) + (1,) * len(state)) * onp.asarray(y0)
     assert rel_err(ys, exact) < 1e-8
-    assert onp.array_equal(ys[0], onp.asarray(y0, dtype=float))
+    assert onp.array_equal(ys[0], onp.reshape(onp.asarray(y0, dtype=float), state))
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -122,7 +128,7 @@ def test_single_time_returns_y0(method):
 def test_decreasing_time_closed_form(method):
     t = onp.array([2.0, 1.5, 0.0])
     ys = odeint(lambda y, t, k: -k * y, 1.3, t, args=(0.8,), method=method, rtol=TOL, atol=TOL)
-    assert rel_err(ys, 1.3 * onp.exp(-0.8 * (t - 2.0))) < 1e-8
+    assert rel_err(ys[:, 0], 1.3 * onp.exp(-0.8 * (t - 2.0))) < 1e-8
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,7 +253,7 @@ def test_logistic_closed_form(method, mode, record_error):
     def loss(p):
         ys = odeint(lambda y, tt, r, K: r * y * (1.0 - y / K), p[0], t, args=(p[1], p[2]),
                     method=method, adjoint=mode, rtol=TOL, atol=TOL)
-        return np.sum(w * ys)
+        return np.sum(w * ys[:, 0])
 
     def exact(p):  # the analytic solution, differentiated by autograd: ground truth
         return np.sum(w * _logistic_exact(p[0], p[1], p[2], t))
@@ -279,8 +285,7 @@ def _decay(y, t):
 @pytest.mark.parametrize(
     "t, match",
     [
-        ([0.0, 1.0, 0.5], r"t must be strictly monotonic"),
-        ([0.0, 1.0, 1.0, 2.0], r"t\[1\] == t\[2\]"),
+        ([0.0, 1.0, 0.5], r"t must be monotonic"),
         ([0.0, onp.nan, 2.0], r"t contains NaN"),
         ([0.0, onp.inf], r"t contains NaN or inf"),
         ([[0.0, 1.0]], r"t must be a 1-D"),
