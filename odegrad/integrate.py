@@ -20,7 +20,7 @@ from .adjoint import refine_times
 from .autograd_backend import AutogradOps, Problem, solve
 from .options import AdjointOptions, adjoint_options
 from .pytree import flatten_args, open_containers
-from .stats import new_info
+from .stats import SolveInfo, new_info
 from .validation import ShapeError, as_real_array, check_method, check_times, tolerance
 
 _LSODA_ONLY = {"ml": None, "mu": None, "tcrit": None, "ixpr": 0, "mxhnil": 0, "mxordn": 12,
@@ -49,7 +49,7 @@ def _full_of_band(band: np.ndarray, ml: int, mu: int) -> np.ndarray:
     return full
 
 
-def _scipy_infodict(stats: solvers.SolveStats | None, t: np.ndarray, checkpoints: int, info: Any) -> dict:
+def _scipy_infodict(stats: solvers.SolveStats | None, t: np.ndarray, checkpoints: int, info: SolveInfo) -> dict:
     """scipy's ``infodict`` of the forward solve (rows of the output times only) plus ``"odegrad"``."""
     if stats is None or stats.infodict is None:
         scipy_info = solvers.infodict_of_no_steps(t)
@@ -184,8 +184,8 @@ def odeint(
         the :class:`odegrad.SolveInfo` of this call. For ``"lsoda"`` they are LSODA's own (rows
         of output times equal to ``t[0]``, which scipy leaves unset, say that no step was
         taken: zeros, ``tcur = tsw = t[0]``). For ``"adams"`` and ``"bdf"`` they are what VODE
-        reports (its ``nfe`` excludes the evaluations for finite-difference Jacobians); VODE
-        never switches method, so ``mused`` is 1 (Adams) or 2 (BDF) and ``tsw`` is ``t[0]``.
+        reports; VODE never switches method, so ``mused`` is 1 (Adams) or 2 (BDF) and ``tsw``
+        is ``t[0]``.
 
     Raises
     ------
@@ -194,7 +194,8 @@ def odeint(
     ValueError
         For non-monotonic or non-finite ``t``; empty or non-finite ``y0``; unknown methods or
         bad tolerances (an error weight ``rtol*|y0| + atol`` of 0, e.g. ``rtol = atol = 0``).
-        scipy returns NaNs or garbage with a warning for the last three.
+        Where scipy accepts these (an infinite ``t``, an empty or non-finite ``y0``, a zero error
+        weight) it returns an empty result, NaNs or garbage, at most with a warning.
     ShapeError
         A ``ValueError`` and a ``RuntimeError`` (scipy's error): ``func`` or ``Dfun`` returned
         the wrong shape.

@@ -7,7 +7,7 @@ import numpy as onp
 import pytest
 import scipy.integrate
 import scipy.linalg
-from autograd import elementwise_grad, grad, jacobian
+from autograd import elementwise_grad, grad, hessian, jacobian
 
 from odegrad import ODESolveError, odeint
 from tests.helpers import FD_RTOL, FD_SOLVE_TOL, GRAD_RTOL, TOL, central_fd, rel_err
@@ -230,6 +230,14 @@ def test_gradients_when_all_times_are_equal(mode):
     assert rel_err(g_t, [-rates[1:].sum(), rates[1], rates[2]]) < 1e-14
 
 
+@pytest.mark.parametrize("mode", ["checkpoint", "backsolve", "forward", "auto"])
+def test_second_derivative_through_repeated_times(mode):
+    """d²/dk² of sum_i y(t_i) for y' = -k y, a scalar y0 and repeated times: sum_i y0 t_i² e^{-k t_i}."""
+    t = onp.array([0.0, 0.5, 0.5, 1.0, 1.0])
+    h = hessian(lambda k: np.sum(odeint(decay, 2.0, t, args=(k,), adjoint=mode, rtol=TOL, atol=TOL)))(onp.array(0.5))
+    assert rel_err(h, onp.sum(2.0 * t ** 2 * onp.exp(-0.5 * t))) < GRAD_RTOL
+
+
 def test_empty_times_give_no_rows():
     """scipy returns shape (0, n) for an empty t (and (0, 1) for a scalar y0); so does odegrad, with
     an empty infodict (where scipy fails) and a zero gradient."""
@@ -248,7 +256,7 @@ def test_vode_infodict_is_what_vode_reports(method):
     assert list(info) == ref_keys + ["odegrad"]
     assert all(info[key].shape == (len(t) - 1,) for key in ("hu", "tcur", "tolsf", "tsw", "nst", "nfe", "nje", "nqu", "mused"))
     forward = info["odegrad"].forward
-    assert (info["nst"][-1], info["nje"][-1]) == (forward.nst, forward.nje) and info["nfe"][-1] <= forward.nfe
+    assert (info["nst"][-1], info["nfe"][-1], info["nje"][-1]) == (forward.nst, forward.nfe, forward.nje)
     assert info["nst"][0] == info["nfe"][0] == 0 and info["tcur"][0] == 0.0       # t[1] == t[0]: no step
     assert onp.all(onp.diff(info["nst"]) >= 0) and onp.all(info["tcur"][1:] >= t[2:])
     assert onp.array_equal(info["nst"][2], info["nst"][3])                         # t[3] == t[2]
