@@ -125,7 +125,7 @@ def odeint(
     args : tuple, optional
         Extra arguments of ``func``: floats, arrays, and lists, tuples or dicts of them, nested.
         Float leaves are differentiated; other leaves (ints, strings, ...) are passed unchanged.
-        A non-tuple is treated as ``(args,)``, as in scipy.
+        A non-tuple is treated as ``(args,)`` (scipy requires a tuple).
     Dfun : callable, optional
         ``Dfun(y, t, *args)``: the Jacobian of ``func`` over the flattened state, shape (n, n),
         or banded (``ml``, ``mu``) as in scipy, for the forward solve (stiff problems).

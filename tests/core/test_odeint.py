@@ -138,6 +138,35 @@ def test_decreasing_time_closed_form(method):
 T_EDGE = onp.linspace(0.0, 2.0, 5)
 
 
+def _lv2(y, t, a, b):
+    return [a * y[0] - y[0] * y[1], -b * y[1] + y[0] * y[1]]
+
+
+@pytest.mark.parametrize("f, y0, t, kwargs", [
+    (decay, 1, [0, 1, 2], {"args": (0.5,)}),
+    (decay, [1, 2], (0, 1, 2), {"args": (0.5,)}),
+    (lambda y, t: -y[0], [3.0], [0, 0.5], {}),
+    (_lv2, [1.0, 0.5], [0, 0, 1, 1, 2, 2], {"args": (1.0, 0.7)}),
+    (_lv2, [1.0, 0.5], [2, 2, 1, 1, 0], {"args": (1.0, 0.7), "hmax": 0.1}),
+    (decay, [1.0, 2.0], onp.linspace(0, 1, 3).astype(onp.float32), {"args": (0.5,)}),
+    (lambda y, t: -1e3 * y, 1.0, [0, 1], {"Dfun": lambda y, t: -1e3}),
+    (lambda y, t: -1e3 * y, [1.0, 2.0], [0, 1], {"Dfun": lambda y, t: onp.full((1, 2), -1e3), "ml": 0, "mu": 0}),
+], ids=["int-y0", "tuple-t", "scalar-func", "repeats", "decreasing-repeats", "float32-t", "scalar-dfun", "diagonal-band"])
+def test_dropin_inputs_bitwise_with_infodict(f, y0, t, kwargs):
+    """ys and every infodict entry as scipy's, bit for bit (rows of times equal to t[0], which
+    scipy leaves unset, excepted)."""
+    ys, info = odeint(f, y0, t, full_output=True, **kwargs)
+    ref, ref_info = scipy.integrate.odeint(f, y0, t, full_output=True, **kwargs)
+    assert ys.dtype == ref.dtype and ys.shape == ref.shape and onp.array_equal(ys, ref)
+    lead = int(onp.sum(onp.asarray(t) == t[0])) - 1
+    assert list(info) == list(ref_info) + ["odegrad"]
+    for key, value in ref_info.items():
+        ours, theirs = onp.asarray(info[key]), onp.asarray(value)
+        if ours.ndim:
+            ours, theirs = ours[lead:], theirs[lead:]
+        assert ours.dtype == theirs.dtype and onp.array_equal(ours, theirs), key
+
+
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("y0", [2.0, onp.array(2.0)], ids=["float", "0-d"])
 def test_scalar_y0_is_a_one_entry_state(method, y0):
