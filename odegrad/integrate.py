@@ -20,8 +20,8 @@ from .adjoint import refine_times
 from .autograd_backend import AutogradOps, Problem, solve
 from .options import AdjointOptions, adjoint_options
 from .pytree import flatten_args, open_containers
-from .stats import new_info
-from .validation import as_real_array, check_method, check_times, tolerance
+from .stats import SolveInfo, new_info
+from .validation import ShapeError, as_real_array, check_method, check_times, tolerance
 
 _LSODA_ONLY = {"ml": None, "mu": None, "tcrit": None, "ixpr": 0, "mxhnil": 0, "mxordn": 12,
                "mxords": 5, "printmessg": 0}
@@ -37,6 +37,27 @@ def _as_traced(value: Any) -> Any:
     if isinstance(value, (list, tuple)) and _holds_box(value):
         return anp.array(value)
     return value
+
+
+def _full_of_band(band: np.ndarray, ml: int, mu: int) -> np.ndarray:
+    """The (n, n) Jacobian of scipy's banded layout ``band[mu + i - j, j] = J[i, j]``."""
+    n = band.shape[1]
+    full = np.zeros((n, n))
+    for k in range(-ml, mu + 1):
+        rows = np.arange(max(-k, 0), n - max(k, 0))
+        full[rows, rows + k] = band[mu - k, rows + k]
+    return full
+
+
+def _scipy_infodict(stats: solvers.SolveStats | None, t: np.ndarray, checkpoints: int, info: SolveInfo) -> dict:
+    """scipy's ``infodict`` of the forward solve (rows of the output times only) plus ``"odegrad"``."""
+    if stats is None or stats.infodict is None:
+        scipy_info = solvers.infodict_of_no_steps(t)
+    else:
+        rows = (checkpoints + 1) * np.arange(1, len(t)) - 1
+        scipy_info = {key: value[rows] if isinstance(value, np.ndarray) else value
+                      for key, value in stats.infodict.items()}
+    return {**scipy_info, "odegrad": info}
 
 
 def _closure_error() -> TypeError:
@@ -97,19 +118,23 @@ def odeint(
         ``autograd.numpy``. Values to differentiate must come in through ``args``, not a closure.
         With ``tfirst=True`` the signature is ``func(t, y, *args)``.
     y0 : float or array_like
-        Initial state at ``t[0]``, of any shape (a scalar, a vector, a matrix, ...).
+        Initial state at ``t[0]``, of any shape (a vector, a matrix, ...). A scalar is a state of
+        one entry, as in scipy: ``func`` receives arrays of shape (1,) and ``ys`` has shape (T, 1).
     t : array_like, shape (T,)
-        Output times, strictly increasing or strictly decreasing; ``t[0]`` is the initial time.
+        Output times, increasing or decreasing (repeated times allowed, as in scipy);
+        ``t[0]`` is the initial time. An empty ``t`` gives an empty ``ys``.
     args : tuple, optional
         Extra arguments of ``func``: floats, arrays, and lists, tuples or dicts of them, nested.
         Float leaves are differentiated; other leaves (ints, strings, ...) are passed unchanged.
-        A non-tuple is treated as ``(args,)``, as in scipy.
+        A non-tuple is treated as ``(args,)`` (scipy requires a tuple).
     Dfun : callable, optional
         ``Dfun(y, t, *args)``: the Jacobian of ``func`` over the flattened state, shape (n, n),
-        for the forward solve (stiff problems). ``col_deriv`` as in scipy.
+        or banded (``ml``, ``mu``) as in scipy, for the forward solve (stiff problems).
+        ``col_deriv`` as in scipy.
     full_output : bool, optional
-        Also return a :class:`odegrad.SolveInfo` with forward and (after a gradient) backward
-        statistics.
+        Also return scipy's ``infodict`` of the forward solve, with odegrad's
+        :class:`odegrad.SolveInfo` (forward and, after a gradient, backward statistics) under
+        the extra key ``"odegrad"``.
     ml, mu, tcrit, ixpr, mxhnil, mxordn, mxords, printmessg
         As in :func:`scipy.integrate.odeint`; LSODA only.
     rtol, atol : float or array_like, optional
@@ -158,19 +183,30 @@ def odeint(
 
     Returns
     -------
-    ys : ndarray, shape (T,) + shape(y0)
+    ys : ndarray, shape (T,) + shape(y0), or (T, 1) for a scalar ``y0``
         ``ys[i]`` is the state at ``t[i]``; ``ys[0] == y0``.
-    info : SolveInfo
-        Only with ``full_output=True``.
+    infodict : dict
+        Only with ``full_output=True``: the keys of scipy's ``infodict`` (``hu``, ``tcur``,
+        ``tolsf``, ``tsw``, ``nst``, ``nfe``, ``nje``, ``nqu``, ``mused``: one entry per output
+        time after the first; ``imxer``, ``lenrw``, ``leniw``, ``message``) and ``"odegrad"``,
+        the :class:`odegrad.SolveInfo` of this call. For ``"lsoda"`` they are LSODA's own (rows
+        of output times equal to ``t[0]``, which scipy leaves unset, say that no step was
+        taken: zeros, ``tcur = tsw = t[0]``). For ``"adams"`` and ``"bdf"`` they are what VODE
+        reports; VODE never switches method, so ``mused`` is 1 (Adams) or 2 (BDF) and ``tsw``
+        is ``t[0]``.
 
     Raises
     ------
     ODESolveError
         When the solver fails (excess work, step-size underflow, non-finite dynamics, blow-up).
     ValueError
-        For non-monotonic, repeated or non-finite ``t``; empty or non-finite ``y0``; a ``func``
-        whose output shape differs from ``y0``'s; unknown methods or bad tolerances (an error
-        weight ``rtol*|y0| + atol`` of 0, e.g. ``rtol = atol = 0``).
+        For non-monotonic or non-finite ``t``; empty or non-finite ``y0``; unknown methods or
+        bad tolerances (an error weight ``rtol*|y0| + atol`` of 0, e.g. ``rtol = atol = 0``).
+        Where scipy accepts these (an infinite ``t``, an empty or non-finite ``y0``, a zero error
+        weight) it returns an empty result, NaNs or garbage, at most with a warning.
+    ShapeError
+        A ``ValueError`` and a ``RuntimeError`` (scipy's error): ``func`` or ``Dfun`` returned
+        the wrong shape.
     TypeError
         When ``func`` closes over a value that autograd is differentiating.
     """
@@ -192,8 +228,8 @@ def odeint(
     if y0_value.size == 0:
         raise ValueError(f"y0 is empty (shape {y0_value.shape}); give y0 at least one entry")
     t_value = as_real_array("t", t)
-    check_times(t_value)
-    shape = y0_value.shape
+    check_times(t_value, strict=False)
+    shape = y0_value.shape or (1,)  # a scalar y0 is a state of one entry, as in scipy
     args = open_containers(args)
     if not isinstance(args, tuple):
         args = (args,)
@@ -221,8 +257,8 @@ def odeint(
             out = func(y.reshape(shape), tt, *bound)
             if isbox(out) or (isinstance(out, (list, tuple)) and any(isbox(o) for o in out)):
                 raise _closure_error()
-            if np.shape(out) != shape:
-                raise ValueError(
+            if np.shape(out) != shape and not (flat_state and np.ndim(out) < 2 and np.size(out) == shape[0]):
+                raise ShapeError(
                     f"func returned shape {np.shape(out)} but y0 has shape {shape}; "
                     "func(y, t, *args) must return dy/dt with y0's shape"
                 )
@@ -235,10 +271,20 @@ def odeint(
             return None
         bound = unflatten(th)
         n = y0_value.size
+        banded = ml is not None or mu is not None
+        rows = (ml or 0) + (mu or 0) + 1 if banded else n
+        expected = (n, rows) if col_deriv else (rows, n)
 
         def jac(y, tt):
-            matrix = np.reshape(Dfun(y.reshape(shape), tt, *bound), (n, n))
-            return matrix.T if col_deriv else matrix
+            matrix = np.asarray(Dfun(y.reshape(shape), tt, *bound), dtype=float)
+            if flat_state and matrix.shape != expected and not (matrix.ndim < 2 and expected[0] == 1
+                                                                and matrix.size == expected[1]):
+                raise ShapeError(f"Dfun returned shape {matrix.shape}; expected {expected} "
+                                 f"({'banded, ml + mu + 1 rows' if banded else 'the full Jacobian'}"
+                                 f"{', transposed (col_deriv)' if col_deriv else ''})")
+            matrix = np.reshape(matrix, expected)
+            matrix = matrix.T if col_deriv else matrix
+            return _full_of_band(matrix, ml or 0, mu or 0) if banded else matrix
 
         return jac
 
@@ -255,9 +301,11 @@ def odeint(
         stage="forward", make_fun=make_fun, make_jac=make_jac,
     )
     k = options.checkpoints
-    if k:
-        ys = solve(y0_flat, refine_times(t_in, k, AutogradOps), theta, problem)[:: k + 1]
-    else:
-        ys = solve(y0_flat, t_in, theta, problem)
-    ys = anp.reshape(ys, (len(t_value),) + shape)
-    return (ys, problem.info) if full_output else ys
+    if len(t_value):
+        raw = solve(y0_flat, refine_times(t_in, k, AutogradOps) if k else t_in, theta, problem)
+    else:  # no output times: no rows, as in scipy
+        raw = anp.reshape(y0_flat, (1, -1))[:0]
+    ys = anp.reshape(raw[:: k + 1] if k else raw, (len(t_value),) + shape)
+    if full_output:
+        return ys, _scipy_infodict(problem.stats_of(raw), t_value, k, problem.info)
+    return ys

@@ -75,6 +75,9 @@ class SolveStats:
         Number of solver runs added up here (one per backward interval for the adjoint).
     method_switches : int
         For LSODA, the number of switches between its Adams and BDF phases.
+    infodict : dict or None
+        For one solve of :func:`solve`: the ``infodict`` of ``scipy.integrate.odeint`` (one row per
+        output time after the first; see :func:`infodict_of_no_steps`). Not added up by :meth:`add`.
     """
 
     method: str
@@ -83,6 +86,7 @@ class SolveStats:
     nje: int = 0
     nsolves: int = 0
     method_switches: int = 0
+    infodict: dict | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def add(self, other: "SolveStats") -> None:
         """Add ``other``'s counts to these, in place."""
@@ -223,9 +227,43 @@ def _failure(method: str, t_reached: float, istate: int, t_target: float) -> ODE
     )
 
 
+_INFO_FLOATS = ("hu", "tcur", "tolsf", "tsw")
+_INFO_INTS = ("nst", "nfe", "nje", "nqu", "mused")
+
+
+def infodict_of_no_steps(t: np.ndarray, message: str = "Nothing was done; the integration time was 0.") -> dict:
+    """The ``infodict`` of ``scipy.integrate.odeint`` for output times all equal to ``t[0]``.
+
+    scipy returns this message with uninitialised rows (zero rows for a single time); here every
+    row says that no step was taken: 0 steps, evaluations, step size and order, ``mused`` 0, and
+    ``tcur = tsw = t[0]``.
+    """
+    rows = max(len(t) - 1, 0)
+    start = t[0] if len(t) else 0.0
+    info = {key: np.full(rows, start if key in ("tcur", "tsw") else 0.0) for key in _INFO_FLOATS}
+    info.update({key: np.zeros(rows, dtype=np.int32) for key in _INFO_INTS[:4]})
+    info.update(imxer=0, lenrw=0, leniw=0, mused=np.zeros(rows, dtype=np.int32), message=message)
+    return info
+
+
+def _banded(jac: Callable[[np.ndarray, float], np.ndarray], ml: int, mu: int):
+    """A full Jacobian ``J`` as LSODA's band, ``band[mu + i - j, j] = J[i, j]`` (scipy's layout)."""
+    def band(y, t):
+        J = jac(y, t)
+        out = np.zeros((ml + mu + 1, J.shape[1]))
+        for k in range(-ml, mu + 1):
+            out[mu - k, max(k, 0):J.shape[1] + min(k, 0)] = np.diagonal(J, k)
+        return out
+
+    return band
+
+
 def _solve_lsoda(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
     if jac is not None:
         jac = _GuardedJacobian(jac, len(y0), guarded)
+        ml, mu = opts.lsoda_kwargs.get("ml"), opts.lsoda_kwargs.get("mu")
+        if ml is not None or mu is not None:
+            jac = _banded(jac, ml or 0, mu or 0)
     kwargs = dict(opts.lsoda_kwargs)
     if opts.stop_at_end and "tcrit" not in kwargs:
         kwargs["tcrit"] = np.asarray([t[-1]])
@@ -245,12 +283,16 @@ def _solve_lsoda(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
         if istate == -3 and guarded.nfe:
             raise _corrupted_state("lsoda", float(info["tcur"][k]), guarded.nfe)
         raise _failure("lsoda", float(info["tcur"][k]), istate, float(t[k + 1]))
+    idle = infodict_of_no_steps(t[: int(np.count_nonzero(t == t[0]))])  # scipy leaves these rows unset
+    for key in _INFO_FLOATS + _INFO_INTS:
+        info[key][: len(idle[key])] = idle[key]
     mused = np.asarray(info["mused"])
     stats = SolveStats(
         method="lsoda", nfe=guarded.nfe, nst=int(info["nst"][-1]) if len(t) > 1 else 0,
         nje=int(info["nje"][-1]) if len(t) > 1 else 0, nsolves=1,
         # LSODA always starts in its Adams phase (mused = 1); count every change from there.
-        method_switches=int(np.count_nonzero(np.diff(np.concatenate([[1], mused])))),
+        method_switches=int(np.count_nonzero(np.diff(np.concatenate([[1], mused[mused > 0]])))),
+        infodict=info,
     )
     return ys, stats
 
@@ -317,9 +359,15 @@ def _solve_vode(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
     solver.set_initial_value(y0, t[0])
     ys = np.empty((len(t), len(y0)))
     ys[0] = y0
+    info = infodict_of_no_steps(t, "Integration successful.")
+    rwork, iwork = solver._integrator.rwork, solver._integrator.iwork
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         for i in range(1, len(t)):
+            if t[i] == t[i - 1]:  # VODE refuses a zero-length first interval ("illegal input")
+                ys[i] = ys[i - 1]
+                _copy_row(info, i - 1)
+                continue
             try:
                 ys[i] = solver.integrate(t[i])
             except RuntimeError as exc:  # scipy's "DVODE callback not initialized"
@@ -338,10 +386,28 @@ def _solve_vode(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
                 raise guarded.error
             if not solver.successful():
                 raise _failure(opts.method, float(solver.t), solver.get_return_code(), float(t[i]))
-    iwork = solver._integrator.iwork
+            _vode_row(info, i - 1, rwork, iwork, opts.method)
+    info.update(imxer=int(iwork[15]), lenrw=int(iwork[16]), leniw=int(iwork[17]))
     stats = SolveStats(method=opts.method, nfe=guarded.nfe, nst=int(iwork[10]),
-                       nje=int(iwork[12]), nsolves=1)
+                       nje=int(iwork[12]), nsolves=1, infodict=info)
     return ys, stats
+
+
+def _copy_row(info: dict, row: int) -> None:
+    """Row ``row`` of an infodict repeats the one before (a repeated output time)."""
+    if row > 0:
+        for key in _INFO_FLOATS + _INFO_INTS:
+            info[key][row] = info[key][row - 1]
+
+
+def _vode_row(info: dict, row: int, rwork: np.ndarray, iwork: np.ndarray, method: str) -> None:
+    """What VODE reports after reaching an output time, in odeint's infodict keys. VODE never
+    switches method: ``mused`` is 1 (Adams) or 2 (BDF) throughout and ``tsw`` stays ``t[0]``."""
+    for key, value in zip(_INFO_FLOATS[:3], rwork[[10, 12, 13]]):
+        info[key][row] = value
+    for key, value in zip(_INFO_INTS[:4], iwork[[10, 11, 12, 13]]):
+        info[key][row] = value
+    info["mused"][row] = 1 if method == "adams" else 2
 
 
 def solve(
@@ -360,7 +426,7 @@ def solve(
     y0 : ndarray, shape (n,)
         State at ``t[0]``.
     t : ndarray, shape (T,)
-        Strictly monotonic output times (increasing or decreasing).
+        Monotonic output times (increasing or decreasing); repeated times are allowed.
     opts : SolverOptions
         Method, tolerances and step controls.
     jac : callable, optional
@@ -386,8 +452,8 @@ def solve(
     guarded = _Guarded(fun, y0.size)
     if y0.size == 0:
         raise ValueError("the state is empty (y0 has no entries); give y0 at least one entry")
-    if len(t) == 1:
-        return y0[None, :].copy(), SolveStats(method=opts.method)
+    if len(t) == 1 or t[0] == t[-1]:  # all output times equal (t is monotonic): nothing to integrate
+        return np.repeat(y0[None, :], len(t), axis=0), SolveStats(method=opts.method, infodict=infodict_of_no_steps(t))
     _check_error_weights(y0, opts)
     with _exclusive(opts.method):
         if opts.method == "lsoda":

@@ -24,16 +24,29 @@ def as_real_array(name: str, value: Any) -> np.ndarray:
     return arr
 
 
-def check_times(t: np.ndarray) -> None:
-    """Raise ``ValueError`` unless ``t`` is a non-empty, strictly monotonic 1-D array."""
-    if t.ndim != 1 or t.size == 0:
+class ShapeError(ValueError, RuntimeError):
+    """``func`` or ``Dfun`` returned an array of the wrong shape.
+
+    Both a ``ValueError`` (odegrad's error for bad input) and a ``RuntimeError`` (what
+    ``scipy.integrate.odeint`` raises for the same mistake), so code written for either catches it.
+    """
+
+
+def check_times(t: np.ndarray, *, strict: bool = True) -> None:
+    """Raise ``ValueError`` unless ``t`` is a monotonic 1-D array of output times.
+
+    ``strict=True``: non-empty and strictly monotonic. ``strict=False`` (the rules of
+    ``scipy.integrate.odeint``): repeated times and an empty ``t`` are allowed.
+    """
+    if t.ndim != 1 or (strict and t.size == 0):
         raise ValueError(f"t must be a 1-D sequence of output times, got shape {t.shape}")
     steps = np.diff(t)
-    if np.any(steps == 0):
+    if strict and np.any(steps == 0):
         k = int(np.nonzero(steps == 0)[0][0])
         raise ValueError(f"t must be strictly monotonic, but t[{k}] == t[{k + 1}] == {t[k]!r}; remove repeated times")
     if np.any(steps > 0) and np.any(steps < 0):
-        raise ValueError("t must be strictly monotonic (all increasing or all decreasing); sort the output times")
+        which = "strictly monotonic" if strict else "monotonic"
+        raise ValueError(f"t must be {which} (all increasing or all decreasing); sort the output times")
 
 
 def tolerance(name: str, value: Any, shape: tuple[int, ...]) -> float | np.ndarray:

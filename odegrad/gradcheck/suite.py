@@ -188,7 +188,7 @@ def _decay(tol: float, quick: bool) -> list[SuiteRow]:
         return -k * y
 
     def loss(y, s, k):
-        return anp.sum(weights * odeint(f, y, s, (k,), rtol=_SOLVE_TOL, atol=_SOLVE_TOL))
+        return anp.sum(weights * odeint(f, y, s, (k,), rtol=_SOLVE_TOL, atol=_SOLVE_TOL)[:, 0])
 
     rows = _standard_checks(name, loss, y0, t, k0, tol, quick)
     tau = t - t[0]

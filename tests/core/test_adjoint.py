@@ -414,7 +414,7 @@ def test_jvp_wrt_times_vs_closed_form(record_error):
     k, y0 = 0.8, 1.5
     t = onp.array([0.2, 0.9, 2.0])
     dt = onp.array([0.3, -1.0, 0.5])
-    _, d_ys = make_jvp(lambda tt: odeint(lambda y, s, k: -k * y, y0, tt, args=(k,), rtol=TOL, atol=TOL))(t)(dt)
+    _, d_ys = make_jvp(lambda tt: odeint(lambda y, s, k: -k * y, y0, tt, args=(k,), rtol=TOL, atol=TOL)[:, 0])(t)(dt)
     ys = y0 * onp.exp(-k * (t - t[0]))
     err = rel_err(d_ys, -k * ys * (dt - dt[0]))
     record_error("JVP vs closed form: decay times", err)
@@ -477,7 +477,7 @@ def test_property_tanh_dynamics_vs_fd(shape, t, seed, record_error):
     W = rng.normal(size=(n, n)) * 0.7
     b = rng.normal(size=n) * 0.3
     y0 = rng.normal(size=shape) if shape else float(rng.normal())
-    weights = rng.normal(size=(len(t),) + shape)
+    weights = rng.normal(size=(len(t),) + (shape or (1,)))   # a scalar y0 gives ys of shape (T, 1)
 
     def f(y, tt, W, b):
         flat = np.reshape(y, (n,))
@@ -486,7 +486,7 @@ def test_property_tanh_dynamics_vs_fd(shape, t, seed, record_error):
     def loss(theta, tol):
         W_, b_ = np.reshape(theta[: n * n], (n, n)), theta[n * n:]
         ys = odeint(f, y0, t, args=(W_, b_), rtol=tol, atol=tol)
-        assert ys.shape == (len(t),) + shape
+        assert ys.shape == weights.shape
         return np.sum(weights * ys)
 
     theta = onp.concatenate([W.ravel(), b])

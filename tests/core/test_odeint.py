@@ -7,10 +7,10 @@ import numpy as onp
 import pytest
 import scipy.integrate
 import scipy.linalg
-from autograd import elementwise_grad, grad, jacobian
+from autograd import elementwise_grad, grad, hessian, jacobian
 
 from odegrad import ODESolveError, odeint
-from tests.helpers import GRAD_RTOL, TOL, rel_err
+from tests.helpers import FD_RTOL, FD_SOLVE_TOL, GRAD_RTOL, TOL, central_fd, rel_err
 from tests.problems import METHODS, decay, lin_exact_grads, linear_solution
 from tests.problems import linear as _lin
 from tests.problems import lotka_volterra as _lotka
@@ -85,11 +85,16 @@ def test_dropin_non_tuple_args_and_decreasing_t():
     assert onp.array_equal(odeint(f, [1.0, 2.0], t, args=0.3), ref)
 
 
-def test_dropin_full_output_states_match():
+def test_dropin_full_output_is_scipys_infodict():
+    """``(ys, infodict)`` as scipy returns them, every key bit for bit, plus odegrad's SolveInfo."""
     y0 = onp.array([10.0, 5.0])
     ys, info = odeint(_lotka, y0, T_GRID, args=LV_ARGS, full_output=True)
-    assert onp.array_equal(ys, scipy.integrate.odeint(_lotka, y0, T_GRID, args=LV_ARGS))
-    assert info.forward.nfe > 0
+    ref, ref_info = scipy.integrate.odeint(_lotka, y0, T_GRID, args=LV_ARGS, full_output=True)
+    assert onp.array_equal(ys, ref)
+    assert list(info) == list(ref_info) + ["odegrad"]
+    for key, value in ref_info.items():
+        assert onp.array_equal(info[key], value) and onp.asarray(info[key]).dtype == onp.asarray(value).dtype, key
+    assert info["odegrad"].forward.nfe > 0
 
 
 @pytest.mark.parametrize("shape", [(), (3,), (2, 3), (2, 1, 3)])
@@ -103,10 +108,11 @@ def test_output_shape_any_state_shape(shape, method):
         return -k * y
 
     ys = odeint(f, y0, t, args=(0.5,), method=method, rtol=TOL, atol=TOL)
-    assert ys.shape == (len(t),) + tuple(shape)
-    exact = onp.exp(-0.5 * t).reshape((-1,) + (1,) * len(shape)) * onp.asarray(y0)
+    state = tuple(shape) or (1,)   # a scalar y0 is a state of one entry, as in scipy
+    assert ys.shape == (len(t),) + state
+    exact = onp.exp(-0.5 * t).reshape((-1,) + (1,) * len(state)) * onp.asarray(y0)
     assert rel_err(ys, exact) < 1e-8
-    assert onp.array_equal(ys[0], onp.asarray(y0, dtype=float))
+    assert onp.array_equal(ys[0], onp.reshape(onp.asarray(y0, dtype=float), state))
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -122,7 +128,219 @@ def test_single_time_returns_y0(method):
 def test_decreasing_time_closed_form(method):
     t = onp.array([2.0, 1.5, 0.0])
     ys = odeint(lambda y, t, k: -k * y, 1.3, t, args=(0.8,), method=method, rtol=TOL, atol=TOL)
-    assert rel_err(ys, 1.3 * onp.exp(-0.8 * (t - 2.0))) < 1e-8
+    assert rel_err(ys[:, 0], 1.3 * onp.exp(-0.8 * (t - 2.0))) < 1e-8
+
+
+# --------------------------------------------------------------------------------------------
+# 1b. scipy's edges: scalar y0, repeated and empty t, scipy's infodict, banded Jacobians.
+# --------------------------------------------------------------------------------------------
+
+T_EDGE = onp.linspace(0.0, 2.0, 5)
+
+
+def _lv2(y, t, a, b):
+    return [a * y[0] - y[0] * y[1], -b * y[1] + y[0] * y[1]]
+
+
+@pytest.mark.parametrize("f, y0, t, kwargs", [
+    (decay, 1, [0, 1, 2], {"args": (0.5,)}),
+    (decay, [1, 2], (0, 1, 2), {"args": (0.5,)}),
+    (lambda y, t: -y[0], [3.0], [0, 0.5], {}),
+    (_lv2, [1.0, 0.5], [0, 0, 1, 1, 2, 2], {"args": (1.0, 0.7)}),
+    (_lv2, [1.0, 0.5], [2, 2, 1, 1, 0], {"args": (1.0, 0.7), "hmax": 0.1}),
+    (decay, [1.0, 2.0], onp.linspace(0, 1, 3).astype(onp.float32), {"args": (0.5,)}),
+    (lambda y, t: -1e3 * y, 1.0, [0, 1], {"Dfun": lambda y, t: -1e3}),
+    (lambda y, t: -1e3 * y, [1.0, 2.0], [0, 1], {"Dfun": lambda y, t: onp.full((1, 2), -1e3), "ml": 0, "mu": 0}),
+], ids=["int-y0", "tuple-t", "scalar-func", "repeats", "decreasing-repeats", "float32-t", "scalar-dfun", "diagonal-band"])
+def test_dropin_inputs_bitwise_with_infodict(f, y0, t, kwargs):
+    """ys and every infodict entry as scipy's, bit for bit (rows of times equal to t[0], which
+    scipy leaves unset, excepted)."""
+    ys, info = odeint(f, y0, t, full_output=True, **kwargs)
+    ref, ref_info = scipy.integrate.odeint(f, y0, t, full_output=True, **kwargs)
+    assert ys.dtype == ref.dtype and ys.shape == ref.shape and onp.array_equal(ys, ref)
+    lead = int(onp.sum(onp.asarray(t) == t[0])) - 1
+    assert list(info) == list(ref_info) + ["odegrad"]
+    for key, value in ref_info.items():
+        ours, theirs = onp.asarray(info[key]), onp.asarray(value)
+        if ours.ndim:
+            ours, theirs = ours[lead:], theirs[lead:]
+        assert ours.dtype == theirs.dtype and onp.array_equal(ours, theirs), key
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("y0", [2.0, onp.array(2.0)], ids=["float", "0-d"])
+def test_scalar_y0_is_a_one_entry_state(method, y0):
+    """As in scipy: ys has shape (T, 1) and func sees arrays of shape (1,) (and may return a 0-d value)."""
+    seen = set()
+
+    def f(y, t, k):
+        seen.add(onp.shape(y))
+        return -k * y
+
+    ys = odeint(f, y0, T_EDGE, args=(0.5,), method=method, rtol=TOL, atol=TOL)
+    assert ys.shape == (len(T_EDGE), 1) and seen == {(1,)}
+    assert rel_err(ys[:, 0], 2.0 * onp.exp(-0.5 * T_EDGE)) < 1e-8
+    scalar_out = odeint(lambda y, t, k: -k * y[0], y0, T_EDGE, args=(0.5,), method=method, rtol=TOL, atol=TOL)
+    assert onp.array_equal(scalar_out, ys)
+    if method == "lsoda":
+        assert onp.array_equal(odeint(f, y0, T_EDGE, args=(0.5,)), scipy.integrate.odeint(f, y0, T_EDGE, args=(0.5,)))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_grad_of_a_scalar_problem(method):
+    """d/dy0 and d/dk of sum_i y(t_i) for y' = -k y with a scalar y0 (traced as a 0-d value)."""
+    def loss(y0, k):
+        return np.sum(odeint(decay, y0, T_EDGE, args=(k,), method=method, rtol=TOL, atol=TOL)[:, 0])
+
+    g_y0, g_k = grad(loss, (0, 1))(2.0, 0.5)
+    assert onp.ndim(g_y0) == 0
+    assert rel_err(g_y0, onp.sum(onp.exp(-0.5 * T_EDGE))) < GRAD_RTOL
+    assert rel_err(g_k, onp.sum(-2.0 * T_EDGE * onp.exp(-0.5 * T_EDGE))) < GRAD_RTOL
+
+
+T_REPEATED = onp.array([0.0, 0.0, 0.4, 0.4, 0.4, 1.0, 1.5, 1.5])
+W_REPEATED = onp.random.default_rng(1).normal(size=(len(T_REPEATED), 2))
+
+
+def _coupled(y, t, k):
+    return np.array([-k[0] * y[0] + y[1], -k[1] * y[1] * y[0] + np.sin(t)])
+
+
+def _loss_by_separate_solves(y0, k, t):
+    """sum_j W_j · y(t_j), each y(t_j) a separate tight two-point scipy solve from t[0]: no repeated
+    times anywhere, so every entry of t can be differenced on its own (the truth for ∂L/∂t_j)."""
+    ys = [scipy.integrate.odeint(_coupled, y0, [t[0], tj], args=(k,), rtol=FD_SOLVE_TOL, atol=FD_SOLVE_TOL)[-1]
+          for tj in t]
+    return onp.sum(W_REPEATED * onp.array(ys))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_repeated_times_as_scipy(method):
+    """scipy gh-8217: repeated output times, leading, inside and trailing, and all times equal."""
+    y0 = onp.array([1.0, 2.0])
+    ys = odeint(lambda y, t: -0.25 * y, y0, T_REPEATED, method=method, rtol=TOL, atol=TOL)
+    assert rel_err(ys, onp.exp(-0.25 * T_REPEATED)[:, None] * y0) < 1e-8
+    assert onp.array_equal(odeint(lambda y, t: -0.25 * y, y0, [0.7] * 4, method=method), onp.tile(y0, (4, 1)))
+    if method == "lsoda":
+        ref = scipy.integrate.odeint(_coupled, y0, T_REPEATED, args=(onp.array([0.7, 0.3]),))
+        assert onp.array_equal(odeint(_coupled, y0, T_REPEATED, args=(onp.array([0.7, 0.3]),)), ref)
+
+
+@pytest.mark.parametrize("mode, checkpoints", [("checkpoint", 0), ("checkpoint", 2), ("backsolve", 0),
+                                               ("interpolate", 0), ("forward", 0), ("auto", 0)])
+def test_gradients_through_repeated_times(mode, checkpoints, record_error):
+    """∂L/∂y0, ∂L/∂k and ∂L/∂t_j for every entry of a t with repeats, against central differences of
+    separate tight solves."""
+    y0, k = onp.array([1.0, 0.5]), onp.array([0.7, 0.3])
+
+    def loss(y0, k, t):
+        ys = odeint(_coupled, y0, t, args=(k,), adjoint=mode, checkpoints=checkpoints, rtol=TOL, atol=TOL)
+        return np.sum(W_REPEATED * ys)
+
+    assert abs(loss(y0, k, T_REPEATED) - _loss_by_separate_solves(y0, k, T_REPEATED)) < 1e-8
+    ours = grad(loss, (0, 1, 2))(y0, k, T_REPEATED)
+    refs = (central_fd(lambda v: _loss_by_separate_solves(v, k, T_REPEATED), y0),
+            central_fd(lambda v: _loss_by_separate_solves(y0, v, T_REPEATED), k),
+            central_fd(lambda v: _loss_by_separate_solves(y0, k, v), T_REPEATED))
+    for name, g, ref in zip(("y0", "k", "t"), ours, refs):
+        err = rel_err(g, ref)
+        record_error(f"repeated times: grad {name} ({mode})", err)
+        assert err < FD_RTOL, name
+
+
+@pytest.mark.parametrize("mode", ["checkpoint", "backsolve", "interpolate", "forward", "auto"])
+def test_gradients_when_all_times_are_equal(mode):
+    """Nothing is integrated: ys[j] = y0, ∂L/∂y0 = Σ g_j, ∂L/∂t_j = g_j·f(y0) and ∂L/∂t_0 = -Σ_{j>0} g_j·f(y0)."""
+    y0, k, t = onp.array([1.0, 0.5]), onp.array([0.7, 0.3]), onp.full(3, 0.2)
+    w = W_REPEATED[:3]
+    g_y0, g_t = grad(lambda y0, t: np.sum(w * odeint(_coupled, y0, t, args=(k,), adjoint=mode)), (0, 1))(y0, t)
+    rates = w @ onp.asarray(_coupled(y0, 0.2, k))
+    assert rel_err(g_y0, w.sum(axis=0)) < 1e-14
+    assert rel_err(g_t, [-rates[1:].sum(), rates[1], rates[2]]) < 1e-14
+
+
+@pytest.mark.parametrize("mode", ["checkpoint", "backsolve", "forward", "auto"])
+def test_second_derivative_through_repeated_times(mode):
+    """d²/dk² of sum_i y(t_i) for y' = -k y, a scalar y0 and repeated times: sum_i y0 t_i² e^{-k t_i}."""
+    t = onp.array([0.0, 0.5, 0.5, 1.0, 1.0])
+    h = hessian(lambda k: np.sum(odeint(decay, 2.0, t, args=(k,), adjoint=mode, rtol=TOL, atol=TOL)))(onp.array(0.5))
+    assert rel_err(h, onp.sum(2.0 * t ** 2 * onp.exp(-0.5 * t))) < GRAD_RTOL
+
+
+def test_empty_times_give_no_rows():
+    """scipy returns shape (0, n) for an empty t (and (0, 1) for a scalar y0); so does odegrad, with
+    an empty infodict (where scipy fails) and a zero gradient."""
+    assert odeint(decay, [1.0, 2.0], [], args=(0.5,)).shape == (0, 2)
+    assert onp.array_equal(odeint(decay, 1.0, [], args=(0.5,)), scipy.integrate.odeint(decay, 1.0, [], args=(0.5,)))
+    ys, info = odeint(decay, [1.0, 2.0], [], args=(0.5,), full_output=True)
+    assert ys.shape == (0, 2) and info["nst"].shape == (0,) and info["odegrad"].forward.nsolves == 0
+    assert onp.array_equal(grad(lambda y0: np.sum(odeint(decay, y0, [], args=(0.5,))))(onp.ones(2)), onp.zeros(2))
+
+
+@pytest.mark.parametrize("method", ["adams", "bdf"])
+def test_vode_infodict_is_what_vode_reports(method):
+    t = onp.array([0.0, 0.0, 1.0, 2.0, 2.0, 5.0])
+    ys, info = odeint(_lotka, [10.0, 5.0], t, args=LV_ARGS, method=method, full_output=True)
+    ref_keys = list(scipy.integrate.odeint(_lotka, [10.0, 5.0], T_GRID, args=LV_ARGS, full_output=True)[1])
+    assert list(info) == ref_keys + ["odegrad"]
+    assert all(info[key].shape == (len(t) - 1,) for key in ("hu", "tcur", "tolsf", "tsw", "nst", "nfe", "nje", "nqu", "mused"))
+    forward = info["odegrad"].forward
+    assert (info["nst"][-1], info["nfe"][-1], info["nje"][-1]) == (forward.nst, forward.nfe, forward.nje)
+    assert info["nst"][0] == info["nfe"][0] == 0 and info["tcur"][0] == 0.0       # t[1] == t[0]: no step
+    assert onp.all(onp.diff(info["nst"]) >= 0) and onp.all(info["tcur"][1:] >= t[2:])
+    assert onp.array_equal(info["nst"][2], info["nst"][3])                         # t[3] == t[2]
+    assert onp.all(info["mused"][1:] == (1 if method == "adams" else 2)) and onp.all(info["tsw"] == 0.0)
+    assert info["message"] == "Integration successful." and info["lenrw"] > 0 and info["leniw"] > 0
+
+
+def test_lsoda_infodict_with_leading_repeats_and_checkpoints():
+    """scipy leaves the rows of times equal to t[0] unset; odegrad says no step there and keeps
+    LSODA's rows elsewhere. With checkpoints the rows are those of the output times."""
+    t = onp.array([0.0, 0.0, 1.0, 2.0, 5.0])
+    _, info = odeint(_lotka, [10.0, 5.0], t, args=LV_ARGS, full_output=True)
+    _, ref = scipy.integrate.odeint(_lotka, [10.0, 5.0], t, args=LV_ARGS, full_output=True)
+    for key in ("hu", "tcur", "tolsf", "tsw", "nst", "nfe", "nje", "nqu", "mused"):
+        assert info[key][0] == (0.0 if key != "tcur" and key != "tsw" else t[0]), key
+        assert onp.array_equal(info[key][1:], ref[key][1:]), key
+    assert info["odegrad"].forward.method_switches == 0
+    _, coarse = odeint(_lotka, [10.0, 5.0], t, args=LV_ARGS, full_output=True, checkpoints=3)
+    assert coarse["nst"].shape == (len(t) - 1,) and coarse["nst"][-1] == coarse["odegrad"].forward.nst
+    assert onp.all(coarse["tcur"][1:] >= t[2:])
+
+
+def _banded_problem(n=6, ml=1, mu=2):
+    A = onp.diag(-onp.array([1.0, 3, 10, 30, 100, 300])) + onp.diag(onp.full(n - 1, 0.3), 1) \
+        + onp.diag(onp.full(n - 2, 0.1), 2) + onp.diag(onp.full(n - 1, 0.2), -1)
+    band = onp.zeros((ml + mu + 1, n))
+    for i in range(n):
+        for j in range(max(0, i - ml), min(n, i + mu + 1)):
+            band[mu + i - j, j] = A[i, j]
+    return A, band
+
+
+def test_banded_dfun_of_any_band_as_scipy():
+    """A band of ml + mu + 1 = 4 rows for 6 states (scipy's layout), rows or columns: bit for bit."""
+    A, band = _banded_problem()
+    f = lambda y, t, A: A @ y  # noqa: E731
+    t, y0 = [0.0, 1.0, 2.0], onp.ones(6)
+    for dfun, col in ((lambda y, t, A: band, False), (lambda y, t, A: band.T.copy(), True)):
+        ref = scipy.integrate.odeint(f, y0, t, args=(A,), Dfun=dfun, col_deriv=col, ml=1, mu=2, full_output=True)
+        ours = odeint(f, y0, t, args=(A,), Dfun=dfun, col_deriv=col, ml=1, mu=2, full_output=True)
+        assert onp.array_equal(ours[0], ref[0]) and onp.array_equal(ours[1]["nje"], ref[1]["nje"]) and ref[1]["nje"][-1] > 0
+    # The interpolating adjoint's dense forward solves read the banded Dfun as a full Jacobian. At
+    # rtol = atol = 1e-8 its gradient carries ~1e-7 relative error (measured 2e-7): compared at 1e-5.
+    g = grad(lambda A: np.sum(odeint(f, y0, t, args=(A,), Dfun=lambda y, t, A: band, ml=1, mu=2,
+                                     adjoint="interpolate", rtol=1e-8, atol=1e-8)))(A)
+    g_ref = grad(lambda A: np.sum(odeint(f, y0, t, args=(A,), adjoint="forward", rtol=TOL, atol=TOL)))(A)
+    assert rel_err(g, g_ref) < 1e-5
+
+
+def test_shape_errors_are_also_scipys_runtime_error():
+    for error in (ValueError, RuntimeError):
+        with pytest.raises(error, match=r"func returned shape \(2,\) but y0 has shape \(1,\)"):
+            odeint(lambda y, t: [1.0, -1.0], 10.0, [0.0, 1.0])
+        with pytest.raises(error, match=r"Dfun returned shape \(1, 3\); expected \(2, 2\)"):
+            odeint(lambda y, t: -100 * y, [10.0, 10.0], [0.0, 1.0], Dfun=lambda y, t: [[0.0, 0.0, 0.0]])
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,7 +465,7 @@ def test_logistic_closed_form(method, mode, record_error):
     def loss(p):
         ys = odeint(lambda y, tt, r, K: r * y * (1.0 - y / K), p[0], t, args=(p[1], p[2]),
                     method=method, adjoint=mode, rtol=TOL, atol=TOL)
-        return np.sum(w * ys)
+        return np.sum(w * ys[:, 0])
 
     def exact(p):  # the analytic solution, differentiated by autograd: ground truth
         return np.sum(w * _logistic_exact(p[0], p[1], p[2], t))
@@ -279,8 +497,7 @@ def _decay(y, t):
 @pytest.mark.parametrize(
     "t, match",
     [
-        ([0.0, 1.0, 0.5], r"t must be strictly monotonic"),
-        ([0.0, 1.0, 1.0, 2.0], r"t\[1\] == t\[2\]"),
+        ([0.0, 1.0, 0.5], r"t must be monotonic"),
         ([0.0, onp.nan, 2.0], r"t contains NaN"),
         ([0.0, onp.inf], r"t contains NaN or inf"),
         ([[0.0, 1.0]], r"t must be a 1-D"),

@@ -20,8 +20,9 @@ def test_full_output_forward_nfe_counts_every_call(method):
         calls.append(t)
         return -k * y
 
-    ys, info = odeint(f, onp.array([1.0, 2.0]), onp.linspace(0, 2, 5), args=(0.5,), method=method,
-                      full_output=True)
+    ys, infodict = odeint(f, onp.array([1.0, 2.0]), onp.linspace(0, 2, 5), args=(0.5,), method=method,
+                          full_output=True)
+    info = infodict["odegrad"]
     assert isinstance(info, SolveInfo)
     assert isinstance(info.forward, SolveStats) and info.forward.method == method
     assert info.forward.nfe == len(calls) > 0
@@ -36,8 +37,8 @@ def test_backward_filled_after_grad_with_one_solve_per_interval(mode, checkpoint
     infos = []
 
     def loss(k):
-        ys, info = odeint(_decay, 1.0, t, args=(k,), full_output=True, adjoint=mode, checkpoints=checkpoints)
-        infos.append(info)
+        ys, infodict = odeint(_decay, 1.0, t, args=(k,), full_output=True, adjoint=mode, checkpoints=checkpoints)
+        infos.append(infodict["odegrad"])
         return np.sum(ys)
 
     grad(loss)(0.5)
@@ -120,8 +121,8 @@ def test_solvestats_add():
 
 
 def test_single_time_has_no_work():
-    _, info = odeint(_decay, 1.0, [0.0], args=(0.5,), full_output=True)
-    assert info.forward.nfe == 0 and info.forward.nsolves == 0
+    _, infodict = odeint(_decay, 1.0, [0.0], args=(0.5,), full_output=True)
+    assert infodict["odegrad"].forward.nfe == 0 and infodict["odegrad"].forward.nsolves == 0
 
 
 def test_gradient_methods_say_what_auto_picked():
