@@ -154,7 +154,8 @@ class _Solved:
             return y
         if _nested(time) or _nested(rep) or _nested(y):
             raise _higher_order_error(f"the state at t = {value!r} (equal in value to another solved time)")
-        return y + (time - rep) * self.problem.rhs(y, rep, self.theta)
+        # (time - rep) is 0: f's own derivatives would be multiplied by 0, so f's value suffices.
+        return y + (time - rep) * self.problem.make_fun(getval(self.theta))(getval(y), value)
 
 
 def _event_time(event: Callable, value: float, solved: _Solved, bound: Sequence, plain: Sequence) -> Any:
@@ -178,7 +179,7 @@ def _event_time(event: Callable, value: float, solved: _Solved, bound: Sequence,
     if _nested(g):
         raise _higher_order_error(f"the event time t = {value!r}")
     y_value = getval(state)
-    rate_value = solved.problem.rhs(y_value, value, getval(solved.theta))
+    rate_value = solved.problem.make_fun(getval(solved.theta))(y_value, value)
     rate = float(ag_grad(lambda s: anp.reshape(event(value + s, y_value + s * rate_value, *plain), ()))(0.0))
     if not np.isfinite(rate) or rate == 0.0:
         raise ValueError(
@@ -302,10 +303,15 @@ def _build_problem(fun, name: str, n: int, n_params: int, vectorized: bool, has_
                    unflatten: Callable, adjoint: AdjointOptions, options: dict) -> Problem:
     """The :class:`Problem` of the forward solve, as :func:`odegrad.odeint` builds it."""
     def call(t, y, bound):
-        if vectorized:
-            return anp.reshape(anp.array(fun(t, anp.reshape(y, (n, 1)), *bound)), (n,))
-        out = fun(t, y, *bound)
-        return anp.array(out) if isinstance(out, (list, tuple)) else out
+        out = fun(t, anp.reshape(y, (n, 1)) if vectorized else y, *bound)
+        if isinstance(out, (list, tuple)):
+            out = anp.array(out)
+        if getattr(getattr(out, "dtype", None), "kind", "") == "O":
+            raise TypeError(
+                "fun returned an array of objects: on traced values it must be written with autograd.numpy "
+                "(anp.array, anp.stack, anp.exp, ...), not numpy, to be differentiated"
+            )
+        return anp.reshape(out, (n,)) if vectorized else out
 
     def rhs(y, t, theta):
         return call(t, y, unflatten(theta) if has_args else ())
@@ -363,7 +369,8 @@ class DifferentiableSolution:
     plain : scipy.integrate.OdeSolution
         scipy's dense output of the plain values (not differentiated).
     t_min, t_max : float
-        The solved interval; ``sol(t)`` outside it raises ``ValueError`` (scipy's extrapolates).
+        The solved interval; ``sol(t)`` outside it raises ``ValueError`` (scipy's extrapolates),
+        except for a solve of no length, where ``sol(t)`` is ``y0`` at every ``t``, as scipy's.
     """
 
     def __init__(self, plain: Any, states_at: Callable[[list], list]):
@@ -377,16 +384,33 @@ class DifferentiableSolution:
         if value.ndim > 1:
             raise ValueError(f"sol(t) takes a number or a 1-D array of times, got shape {value.shape}")
         outside = value[(value < self.t_min) | (value > self.t_max)]
+        if self.t_min == self.t_max:    # no integration: scipy's sol is y0 at every t
+            states = self._states_at([self.t_min] * max(value.size, 1))
+            plain = self.plain(value)
+            return _valued(states[0], plain) if value.ndim == 0 else anp.stack(
+                [_valued(state, plain[:, i]) for i, state in enumerate(states[:value.size])], axis=1)
         if outside.size:
             raise ValueError(
                 f"sol(t) of a differentiated solve is defined on the solved interval [{self.t_min!r}, "
                 f"{self.t_max!r}], got t = {outside[0]!r}; use sol.plain for scipy's extrapolation"
             )
+        plain = self.plain(value)
         if value.ndim == 0:
-            return self._states_at([t])[0]
+            return _valued(self._states_at([t])[0], plain)
         if value.size == 0:
-            return np.zeros((0, 0))
-        return anp.stack(self._states_at([t[i] for i in range(value.size)]), axis=1)
+            return plain
+        return anp.stack([_valued(state, plain[:, i]) for i, state in
+                          enumerate(self._states_at([t[i] for i in range(value.size)]))], axis=1)
+
+
+def _valued(traced: Any, value: np.ndarray) -> Any:
+    """``traced`` with the value ``value`` (scipy's own number) and ``traced``'s derivatives.
+
+    The differentiable solve runs at the output times and ends a terminal solve exactly at the
+    event, where scipy's solve interpolates: the two agree to the solver's tolerance, and the
+    result shows scipy's numbers.
+    """
+    return traced + (value - getval(traced)) if isbox(traced) else value
 
 
 def _span(t_span: Any) -> tuple[Any, Any]:
@@ -400,7 +424,9 @@ def _traced_solve(fun, t_span, y0, keywords: dict, adjoint: AdjointOptions, opti
     """:func:`solve_ivp` with traced inputs (module docstring)."""
     name = _method_name(keywords["method"])
     y0 = _as_traced(y0)
-    y0_value = as_real_array("y0", y0)
+    if np.iscomplexobj(getval(y0)):
+        raise ValueError("y0 is complex: a differentiated solve_ivp integrates real states (split y0 and fun "
+                         "into real and imaginary parts); complex states run with plain inputs only")
     t0, tf = _span(t_span)
     args = keywords["args"]
     if args is not None:
@@ -414,7 +440,7 @@ def _traced_solve(fun, t_span, y0, keywords: dict, adjoint: AdjointOptions, opti
     plain_args = None if args is None else unflatten(getval(theta))
     t_eval = _as_traced(keywords["t_eval"])
     reference = solvers.scipy_solve_ivp(
-        _plain_fun(fun), (float(getval(t0)), float(getval(tf))), y0_value,
+        _plain_fun(fun), (float(getval(t0)), float(getval(tf))), np.asarray(getval(y0)),
         **{**keywords, "method": name, "args": plain_args, "events": _plain_events(keywords["events"]),
            "t_eval": None if t_eval is None else np.asarray(getval(t_eval), dtype=float)},
     )
@@ -424,7 +450,10 @@ def _traced_solve(fun, t_span, y0, keywords: dict, adjoint: AdjointOptions, opti
             "loosen rtol/atol, use method='Radau', 'BDF' or 'LSODA' if the problem is stiff, or "
             "check the dynamics for blow-up."
         )
+    y0_value = as_real_array("y0", y0)   # scipy has checked its shape and finiteness
     n = y0_value.size
+    if n == 0:
+        raise ValueError("y0 is empty: there is no state to differentiate; call solve_ivp with plain inputs")
     problem = _build_problem(fun, name, n, int(np.size(getval(theta))), keywords["vectorized"], args is not None,
                              unflatten, adjoint, options)
     y0_flat = y0 if isbox(y0) else y0_value
@@ -456,15 +485,16 @@ def _results(reference, problem: Problem, y0, t0, tf, t_eval, theta, bound, plai
     t_events = y_events = None
     if reference.t_events is not None:
         t_events, y_events = [], []
-        for event, values in zip(events, event_values):
+        for event, values, states in zip(events, event_values, reference.y_events):
             times = [_event_time(event, v, solved, bound, plain_args) for v in values]
             t_events.append(anp.stack(times) if times and _holds_box(times) else np.asarray(values))
-            y_events.append(anp.stack([solved.at(tt) for tt in times]) if times else np.asarray([]))
+            y_events.append(anp.stack([_valued(solved.at(tt), state) for tt, state in zip(times, states)])
+                            if times else states)
             if reference.status == 1 and t_eval is None and float(reference.t[-1]) in values:
                 outputs[-1] = times[values.index(float(reference.t[-1]))]
     if n_out:
         t = anp.array(outputs) if _holds_box(outputs) else reference.t
-        y = anp.stack([solved.at(time) for time in outputs], axis=1)
+        y = anp.stack([_valued(solved.at(time), reference.y[:, k]) for k, time in enumerate(outputs)], axis=1)
     else:
         t, y = reference.t, reference.y
     sol = None if reference.sol is None else DifferentiableSolution(reference.sol, states_at)
