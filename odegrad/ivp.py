@@ -98,6 +98,21 @@ def _plain_fun(fun: Callable) -> Callable:
         out = fun(t, y, *args)
         if _holds_box(out):
             raise _closure_error()
+        if np.shape(out) != np.shape(y):
+            raise ValueError(f"fun returned shape {np.shape(out)} for a state of shape {np.shape(y)}; "
+                             "fun(t, y, *args) must return dy/dt of y's shape")
+        return out
+
+    return checked
+
+
+def _plain_event(event: Callable) -> Callable:
+    def checked(t, y, *args):
+        out = event(t, y, *args)
+        if _holds_box(out):
+            raise TypeError(f"the event function {getattr(event, '__name__', event)!r} returned a value that "
+                            "autograd is tracing: it closes over a variable being differentiated; pass it "
+                            "through args instead")
         return out
 
     return checked
@@ -109,7 +124,7 @@ def _plain_events(events: Any) -> Any:
         return None
     wrapped = []
     for event in ((events,) if callable(events) else events):
-        plain = _plain_fun(event)
+        plain = _plain_event(event)
         for attribute in ("terminal", "direction"):
             if hasattr(event, attribute):
                 setattr(plain, attribute, getattr(event, attribute))

@@ -389,8 +389,24 @@ def _ivp_keywords(method: str, opts: SolverOptions, jac, guarded: _Guarded, n: i
             keywords.update(jac.keywords)
     elif jac is not None and method in JACOBIAN_METHODS:
         guarded_jac = _GuardedJacobian(jac, n, guarded)
-        keywords["jac"] = lambda tt, y: guarded_jac(y, tt)
+        keywords["jac"] = _raising(lambda tt, y: guarded_jac(y, tt), method, guarded)
     return keywords
+
+
+def _raising(call: Callable, method: str, guarded: _Guarded) -> Callable:
+    """``call`` for a solve_ivp method: scipy's Python methods stop at an exception, but step on
+    NaNs (a NaN first step never ends), so the kept error is raised at once. LSODA's Fortran
+    callbacks keep the NaN route of :class:`_Guarded`."""
+    if method == "LSODA":
+        return call
+
+    def raising(tt, y):
+        out = call(tt, y)
+        if guarded.error is not None:
+            raise guarded.error
+        return out
+
+    return raising
 
 
 def _solve_ivp_method(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
@@ -401,8 +417,8 @@ def _solve_ivp_method(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
         for message in _REPEATED_WARNINGS:
             warnings.filterwarnings("ignore", message, UserWarning)
         solution = scipy.integrate.solve_ivp(
-            lambda tt, y: guarded(y, tt), (float(t[0]), float(t[-1])), y0, method=opts.method, t_eval=t,
-            dense_output=True, **keywords,
+            _raising(lambda tt, y: guarded(y, tt), opts.method, guarded), (float(t[0]), float(t[-1])), y0,
+            method=opts.method, t_eval=t, dense_output=True, **keywords,
         )
     if guarded.error is not None:
         raise guarded.error
@@ -550,7 +566,8 @@ def dense_solve(
         for message in _REPEATED_WARNINGS:
             warnings.filterwarnings("ignore", message, UserWarning)
         solution = scipy.integrate.solve_ivp(
-            lambda t, y: guarded(y, t), (t_start, t_end), y0, method=method, dense_output=True, **keywords,
+            _raising(lambda t, y: guarded(y, t), method, guarded), (t_start, t_end), y0, method=method,
+            dense_output=True, **keywords,
         )
     if guarded.error is not None:
         raise guarded.error
