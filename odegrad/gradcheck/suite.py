@@ -394,7 +394,7 @@ def _solve_ivp(tol: float, quick: bool) -> list[SuiteRow]:
         return anp.array([p[0] * y[0] - p[1] * y[0] * y[1], p[2] * y[0] * y[1] - p[3] * y[1]])
 
     rows: list[SuiteRow] = []
-    for method in ("RK45", "Radau") if quick else IVP_METHODS:
+    for method in ("RK45", "LSODA") if quick else IVP_METHODS:
         def loss(y, s, p, method=method):
             res = solve_ivp(f, (0.0, 4.5), y, method=method, t_eval=s, args=(p,), rtol=_SOLVE_TOL, atol=_SOLVE_TOL)
             return anp.sum(weights * res.y) / 10.0
@@ -434,7 +434,7 @@ PROBLEMS: dict[str, Problem] = {
         Problem("output-times", "Van der Pol at 9 uneven output times, d/dt of every time", _output_times),
         Problem("adjoint-modes", "the gradient methods (checkpoint, forward, auto) on one loss; Robertson "
                 "with default options", _adjoint_modes),
-        Problem("solve-ivp", "solve_ivp: Lotka-Volterra through each method (quick: RK45, Radau); a "
+        Problem("solve-ivp", "solve_ivp: Lotka-Volterra through each method (quick: RK45, LSODA); a "
                 "terminal event's time vs closed form", _solve_ivp),
     )
 }
