@@ -125,6 +125,20 @@ def test_step_times_are_constants_and_states_at_them_differentiable():
     np.testing.assert_allclose(d_y0, np.exp(-k * steps), rtol=CLOSED_RTOL)
 
 
+def test_t_eval_starting_at_a_traced_t0():
+    """y' = -k y with t_eval fixed, t_eval[0] == t0: d y(t_i)/d t0 = k y0 exp(-k (t_i - t0)), i = 0 too;
+    the state at t_eval[0] is a first-order step from t0, so its second derivative in t0 is refused."""
+    t_eval = np.array([0.0, 0.5, 1.2])
+
+    def states(t0):
+        return odegrad.solve_ivp(decay, (t0, 1.5), np.array([2.0]), args=(0.8,), t_eval=t_eval,
+                                 rtol=1e-10, atol=1e-12).y[0]
+
+    np.testing.assert_allclose(jacobian(states)(0.0), 0.8 * 2.0 * np.exp(-0.8 * t_eval), rtol=CLOSED_RTOL)
+    with pytest.raises(NotImplementedError, match="first order only"):
+        hessian(lambda t0: states(t0)[0])(0.0)
+
+
 # --- events --------------------------------------------------------------------------------
 
 
@@ -287,6 +301,15 @@ def test_forward_mode_matches_reverse_mode():
     direction = np.array([0.3, -0.8])
     tangent = make_jvp(loss)(P)(direction)[1]
     assert rel_err(tangent, np.dot(grad(loss)(P), direction)) < 1e-7
+
+
+def test_forward_mode_through_an_event_time():
+    def t_hit(v0):
+        return odegrad.solve_ivp(projectile, (0.0, 10.0), anp.array([2.0, v0]), args=(9.81,), events=ground,
+                                 rtol=1e-10, atol=1e-12).t_events[0][0]
+
+    root = np.sqrt(3.0 ** 2 + 2 * 9.81 * 2.0)
+    assert rel_err(make_jvp(t_hit)(3.0)(1.0)[1], (1 + 3.0 / root) / 9.81) < CLOSED_RTOL
 
 
 def test_hessian_without_events_closed_form():
