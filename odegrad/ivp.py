@@ -398,24 +398,23 @@ class DifferentiableSolution:
         value = np.asarray(getval(t), dtype=float)
         if value.ndim > 1:
             raise ValueError(f"sol(t) takes a number or a 1-D array of times, got shape {value.shape}")
-        outside = value[(value < self.t_min) | (value > self.t_max)]
-        if self.t_min == self.t_max:    # no integration: scipy's sol is y0 at every t
-            states = self._states_at([self.t_min] * max(value.size, 1))
-            plain = self.plain(value)
-            return _valued(states[0], plain) if value.ndim == 0 else anp.stack(
-                [_valued(state, plain[:, i]) for i, state in enumerate(states[:value.size])], axis=1)
-        if outside.size:
-            raise ValueError(
-                f"sol(t) of a differentiated solve is defined on the solved interval [{self.t_min!r}, "
-                f"{self.t_max!r}], got t = {outside[0]!r}; use sol.plain for scipy's extrapolation"
-            )
         plain = self.plain(value)
-        if value.ndim == 0:
-            return _valued(self._states_at([t])[0], plain)
         if value.size == 0:
             return plain
-        return anp.stack([_valued(state, plain[:, i]) for i, state in
-                          enumerate(self._states_at([t[i] for i in range(value.size)]))], axis=1)
+        if self.t_min == self.t_max:    # no integration: scipy's sol is y0 at every t
+            times = [self.t_min] * value.size
+        else:
+            outside = value[(value < self.t_min) | (value > self.t_max)]
+            if outside.size:
+                raise ValueError(
+                    f"sol(t) of a differentiated solve is defined on the solved interval [{self.t_min!r}, "
+                    f"{self.t_max!r}], got t = {outside[0]!r}; use sol.plain for scipy's extrapolation"
+                )
+            times = [t] if value.ndim == 0 else [t[i] for i in range(value.size)]
+        states = self._states_at(times)
+        if value.ndim == 0:
+            return _valued(states[0], plain)
+        return anp.stack([_valued(state, plain[:, i]) for i, state in enumerate(states)], axis=1)
 
 
 def _valued(traced: Any, value: np.ndarray) -> Any:
