@@ -110,6 +110,33 @@ def test_gradient_in_t_span_without_t_eval(method):
     assert rel_err(grad(loss)(span), central_fd(plain, span, h=1e-5)) < FD_RTOL
 
 
+def robertson(t, y, log_k):
+    k = anp.exp(log_k)
+    return anp.array([-k[0] * y[0] + k[1] * y[1] * y[2],
+                      k[0] * y[0] - k[1] * y[1] * y[2] - k[2] * y[1] ** 2, k[2] * y[1] ** 2])
+
+
+LOG_K = np.log([0.04, 1e4, 3e7])
+
+
+@pytest.fixture(scope="module")
+def robertson_fd():
+    """Central differences of y_A(100) in the log rate constants, Radau at rtol 1e-12."""
+    def plain(log_k):
+        return scipy.integrate.solve_ivp(robertson, (0.0, 100.0), [1.0, 0.0, 0.0], method="Radau", args=(log_k,),
+                                         rtol=1e-12, atol=1e-14).y[0, -1]
+
+    return central_fd(plain, LOG_K, h=1e-5)
+
+
+@pytest.mark.parametrize("method", ["BDF", "LSODA", pytest.param("Radau", marks=pytest.mark.slow)])
+def test_stiff_robertson_gradient(method, robertson_fd):
+    """The stiff methods' derived solves get odegrad's exact Jacobians (Radau ~5 s, marked slow)."""
+    g = grad(lambda lk: odegrad.solve_ivp(robertson, (0.0, 100.0), np.array([1.0, 0.0, 0.0]), method=method,
+                                          args=(lk,), rtol=1e-8, atol=1e-10).y[0, -1])(LOG_K)
+    assert rel_err(g, robertson_fd) < FD_RTOL
+
+
 def test_step_times_are_constants_and_states_at_them_differentiable():
     """y' = -k y: with t_eval=None the states at scipy's steps t_i are y0 exp(-k (t_i - t0))."""
     def solve(k, y0):
