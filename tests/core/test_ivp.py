@@ -464,3 +464,8 @@ def test_custom_solver_class_is_refused_when_differentiated():
 def test_args_that_cannot_be_unpacked_are_scipys_error():
     with pytest.raises(TypeError, match="cannot be unpacked"):
         grad(lambda k: odegrad.solve_ivp(decay, (0.0, 1.0), np.array([1.0]), args=k).y[0, -1])(0.5)
+
+
+def test_empty_state_is_refused_when_differentiated():
+    with pytest.raises(ValueError, match="empty"):
+        grad(lambda tf: anp.sum(odegrad.solve_ivp(lambda t, y: -y, (0.0, tf), np.zeros(0)).t))(1.0)

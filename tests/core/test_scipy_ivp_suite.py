@@ -86,7 +86,7 @@ def traced_solve_ivp(fun, t_span, y0, *args, **kwargs):
 
 
 def _calls_solve_ivp(function) -> bool:
-    return "solve_ivp(" in inspect.getsource(function)
+    return "solve_ivp" in inspect.getsource(function)
 
 
 _MODULES = {"plain": _load(odegrad.solve_ivp), "traced": _load(traced_solve_ivp)}
