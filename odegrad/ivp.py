@@ -273,6 +273,10 @@ def solve_ivp(
     OdeResult
         scipy's fields: ``t``, ``y`` (shape (n, T)), ``sol``, ``t_events``, ``y_events``,
         ``nfev``, ``njev``, ``nlu`` (of scipy's own solve), ``status``, ``message``, ``success``.
+        Under autograd the values are still scipy's numbers; their derivatives come from a
+        second, differentiable solve at the output times (the two agree to the solver's
+        tolerance), so the forward problem costs two solves (``odegrad.record_stats`` counts
+        the second one and the gradient's).
 
     Raises
     ------
