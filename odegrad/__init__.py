@@ -6,7 +6,8 @@ implicit Adams or BDF); the vector-Jacobian product is the paper's Algorithm 1 w
 Forward sensitivities are the other gradient method, and ``adjoint="auto"`` (the default)
 picks between them per solve. TensorFlow dynamics live in :mod:`odegrad.tf`, imported on demand.
 
-Modules: :mod:`odegrad.integrate` (the front door, ``odeint``), :mod:`odegrad.options` (how the
+Modules: :mod:`odegrad.integrate` (the front door, ``odeint``), :mod:`odegrad.ivp` (the second door,
+``solve_ivp``), :mod:`odegrad.options` (how the
 gradient is computed), :mod:`odegrad.adjoint` (Algorithm 1, written once),
 :mod:`odegrad.augmented` (the backward state's layout), :mod:`odegrad.sensitivity` (forward
 sensitivities), :mod:`odegrad.auto` (the rule behind ``adjoint="auto"``), :mod:`odegrad.reverse`
@@ -16,10 +17,11 @@ derivative rules), :mod:`odegrad.solvers` (every scipy call),
 """
 
 from .integrate import odeint
+from .ivp import solve_ivp
 from .options import AdjointOptions
 from .solvers import ODESolveError, SolveStats
 from .stats import Recorder, SolveInfo, record_stats
 
-__all__ = ["odeint", "AdjointOptions", "ODESolveError", "SolveStats", "SolveInfo", "Recorder",
+__all__ = ["odeint", "solve_ivp", "AdjointOptions", "ODESolveError", "SolveStats", "SolveInfo", "Recorder",
            "record_stats"]
 __version__ = "0.1.0"

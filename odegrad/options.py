@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .solvers import METHODS, SolverOptions
+from .solvers import IVP_METHODS, METHODS, SolverOptions
 from .validation import tolerance
 
 ADJOINT_MODES = ("checkpoint", "backsolve", "interpolate", "forward", "auto")
@@ -78,8 +78,8 @@ class AdjointOptions:
     def __post_init__(self) -> None:
         if self.mode not in ADJOINT_MODES:
             raise ValueError(f"adjoint must be one of {ADJOINT_MODES}, got {self.mode!r}")
-        if self.method is not None and self.method not in METHODS:
-            raise ValueError(f"adjoint_method must be one of {METHODS}, got {self.method!r}")
+        if self.method is not None and self.method not in METHODS + IVP_METHODS:
+            raise ValueError(f"adjoint_method must be one of {METHODS + IVP_METHODS}, got {self.method!r}")
         checkpoints = self.checkpoints
         if isinstance(checkpoints, bool) or int(checkpoints) != checkpoints or checkpoints < 0:
             raise ValueError(f"checkpoints must be a non-negative integer, got {checkpoints!r}")

@@ -18,12 +18,23 @@ import dataclasses
 import functools
 import threading
 import warnings
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import scipy.integrate
 
 METHODS = ("lsoda", "adams", "bdf")
+"""The methods of ``odeint``: LSODA (``scipy.integrate.odeint``) and VODE's Adams and BDF."""
+
+IVP_METHODS = ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA")
+"""The methods of ``scipy.integrate.solve_ivp``, by scipy's case-sensitive names (``"BDF"`` is
+scipy's Python BDF, ``"bdf"`` VODE's)."""
+
+STIFF_METHODS = ("bdf", "BDF", "Radau")
+"""Methods that are asked for because the problem is stiff (``adjoint="auto"`` reads this)."""
+
+JACOBIAN_METHODS = ("lsoda", "bdf", "LSODA", "BDF", "Radau")
+"""Methods whose Newton iterations use a Jacobian: derived solves get an exact one by default."""
 
 DEFAULT_TOL = 1.49012e-8
 """scipy's ``odeint`` default for ``rtol`` and ``atol``, used for every method."""
@@ -103,10 +114,12 @@ class SolverOptions:
 
     ``rtol``/``atol`` are scalars or vectors over the flat state. ``h0``, ``hmax``, ``hmin``
     and ``mxstep`` are mapped onto VODE's ``first_step``, ``max_step``, ``min_step`` and
-    ``nsteps`` for the VODE methods; ``lsoda_kwargs`` go to ``scipy.integrate.odeint`` only.
+    ``nsteps`` for the VODE methods, and ``h0``, ``hmax``, ``hmin`` onto ``solve_ivp``'s
+    ``first_step``, ``max_step`` and (LSODA only) ``min_step`` for the :data:`IVP_METHODS`
+    (0: scipy's default); ``lsoda_kwargs`` go to ``scipy.integrate.odeint`` only.
     ``stop_at_end``: LSODA never steps past the last output time (its ``tcrit``), so the dynamics
     are not evaluated outside the solve's interval; the derived solves that run backwards use it,
-    since ``f`` may be undefined before ``t_0``.
+    since ``f`` may be undefined before ``t_0`` (solve_ivp's methods never step past ``t_bound``).
     """
 
     method: str = "lsoda"
@@ -410,6 +423,109 @@ def _vode_row(info: dict, row: int, rwork: np.ndarray, iwork: np.ndarray, method
     info["mused"][row] = 1 if method == "adams" else 2
 
 
+@dataclasses.dataclass(frozen=True)
+class IvpJacobian:
+    """The Jacobian keywords of one ``scipy.integrate.solve_ivp`` method, in scipy's convention.
+
+    Attributes
+    ----------
+    method : str
+        The method (one of :data:`IVP_METHODS`) the keywords were given for; another method
+        (a derived solve with a different ``adjoint_method``) ignores them.
+    keywords : dict
+        ``jac`` (``jac(t, y)``, a matrix or a sparse matrix), ``jac_sparsity``, ``lband``,
+        ``uband``: passed to scipy unchanged.
+    """
+
+    method: str
+    keywords: dict
+
+
+_REPEATED_WARNINGS = ("At least one element of `rtol` is too small",
+                      "The following arguments have no effect for a chosen solver")
+"""scipy warnings the front door's own scipy solve has shown already; the solves behind it (at
+the output times, and the derived solves) would repeat them once per solve."""
+
+
+def _ivp_keywords(method: str, opts: SolverOptions, jac, guarded: _Guarded, n: int) -> dict:
+    """scipy ``solve_ivp`` keywords from :class:`SolverOptions` and a Jacobian."""
+    keywords: dict = {"rtol": opts.rtol, "atol": opts.atol}
+    if opts.h0:
+        keywords["first_step"] = opts.h0
+    if opts.hmax:
+        keywords["max_step"] = opts.hmax
+    if opts.hmin and method == "LSODA":
+        keywords["min_step"] = opts.hmin
+    if isinstance(jac, IvpJacobian):
+        if jac.method == method:
+            keywords.update(jac.keywords)
+    elif jac is not None and method in JACOBIAN_METHODS:
+        guarded_jac = _GuardedJacobian(jac, n, guarded)
+        keywords["jac"] = _raising(lambda tt, y: guarded_jac(y, tt), method, guarded)
+    return keywords
+
+
+def _raising(call: Callable, method: str, guarded: _Guarded) -> Callable:
+    """``call`` for a solve_ivp method: scipy's Python methods stop at an exception, but step on
+    NaNs (a NaN first step never ends), so the kept error is raised at once. LSODA's Fortran
+    callbacks keep the NaN route of :class:`_Guarded`."""
+    if method == "LSODA":
+        return call
+
+    def raising(tt, y):
+        out = call(tt, y)
+        if guarded.error is not None:
+            raise guarded.error
+        return out
+
+    return raising
+
+
+def _solve_ivp_method(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
+    """One ``scipy.integrate.solve_ivp`` solve with the output times as ``t_eval``."""
+    keywords = _ivp_keywords(opts.method, opts, jac, guarded, len(y0))
+    lock = _exclusive(opts.method) if opts.method == "LSODA" else contextlib.nullcontext()
+    with lock, warnings.catch_warnings():
+        for message in _REPEATED_WARNINGS:
+            warnings.filterwarnings("ignore", message, UserWarning)
+        solution = scipy.integrate.solve_ivp(
+            _raising(lambda tt, y: guarded(y, tt), opts.method, guarded), (float(t[0]), float(t[-1])), y0,
+            method=opts.method, t_eval=t, dense_output=True, **keywords,
+        )
+    if guarded.error is not None:
+        raise guarded.error
+    if not solution.success:
+        reached = float(solution.sol.ts[-1]) if solution.sol is not None else float(t[0])
+        raise ODESolveError(
+            f"{opts.method} failed at t = {reached:.6g} on its way to t = {t[-1]:.6g}: "
+            f"{solution.message} Try: loosen rtol/atol, raise max_step, use method='Radau', 'BDF' "
+            "or 'LSODA' if the problem is stiff, or check the dynamics for blow-up."
+        )
+    ys = np.asarray(solution.y, dtype=np.float64).T.copy()
+    if not np.all(np.isfinite(ys)):
+        raise ODESolveError(
+            f"{opts.method} returned non-finite states; the solution probably blows up before "
+            f"t = {t[-1]:.6g}. Check the dynamics, or shorten the time span."
+        )
+    ys[0] = y0
+    stats = SolveStats(method=opts.method, nfe=int(solution.nfev), nst=len(solution.sol.ts) - 1,
+                       nje=int(solution.njev), nsolves=1)
+    return ys, stats
+
+
+def scipy_solve_ivp(fun: Callable, t_span, y0, **keywords) -> Any:
+    """``scipy.integrate.solve_ivp(fun, t_span, y0, **keywords)``, unchanged, one LSODA at a time.
+
+    The front door :func:`odegrad.solve_ivp` calls scipy through here: with plain inputs its
+    result is scipy's, bit for bit; with traced inputs this solve finds the events, the step
+    times and ``sol``.
+    """
+    method = keywords.get("method", "RK45")
+    lock = _exclusive("LSODA") if method in ("LSODA", scipy.integrate.LSODA) else contextlib.nullcontext()
+    with lock:
+        return scipy.integrate.solve_ivp(fun, t_span, y0, **keywords)
+
+
 def solve(
     fun: Callable[[np.ndarray, float], np.ndarray],
     y0: np.ndarray,
@@ -429,8 +545,10 @@ def solve(
         Monotonic output times (increasing or decreasing); repeated times are allowed.
     opts : SolverOptions
         Method, tolerances and step controls.
-    jac : callable, optional
-        ``jac(y, t) -> J`` with ``J[i, j] = d fun_i / d y_j``, used by LSODA's stiff phase and BDF.
+    jac : callable or IvpJacobian, optional
+        ``jac(y, t) -> J`` with ``J[i, j] = d fun_i / d y_j``, used by LSODA's stiff phase, BDF
+        and Radau; for the :data:`IVP_METHODS` also an :class:`IvpJacobian` (scipy's own
+        ``jac``, ``jac_sparsity``, ``lband``, ``uband``).
 
     Returns
     -------
@@ -454,6 +572,8 @@ def solve(
         raise ValueError("the state is empty (y0 has no entries); give y0 at least one entry")
     if len(t) == 1 or t[0] == t[-1]:  # all output times equal (t is monotonic): nothing to integrate
         return np.repeat(y0[None, :], len(t), axis=0), SolveStats(method=opts.method, infodict=infodict_of_no_steps(t))
+    if opts.method in IVP_METHODS:
+        return _solve_ivp_method(guarded, y0, t, opts, jac)
     _check_error_weights(y0, opts)
     with _exclusive(opts.method):
         if opts.method == "lsoda":
@@ -461,7 +581,7 @@ def solve(
         elif opts.method in ("adams", "bdf"):
             ys, stats = _solve_vode(guarded, y0, t, opts, jac)
         else:
-            raise ValueError(f"method must be one of {METHODS}, got {opts.method!r}")
+            raise ValueError(f"method must be one of {METHODS + IVP_METHODS}, got {opts.method!r}")
     if not np.all(np.isfinite(ys)):
         raise ODESolveError(
             f"{opts.method} returned non-finite states; the solution probably blows up before "
@@ -480,8 +600,8 @@ def dense_solve(
 ) -> tuple[Callable[[float], np.ndarray], SolveStats]:
     """Integrate from ``t_start`` to ``t_end`` and return a dense interpolant of the solution.
 
-    scipy's ``solve_ivp`` does the stepping: BDF for ``method="bdf"``, else LSODA (both keep
-    their own interpolants).
+    scipy's ``solve_ivp`` does the stepping: the method itself for the :data:`IVP_METHODS`, BDF
+    for ``method="bdf"``, else LSODA (all keep their own interpolants).
 
     Parameters
     ----------
@@ -492,7 +612,7 @@ def dense_solve(
     t_start, t_end : float
         The interval (either direction).
     opts : SolverOptions
-        Method and tolerances (``h0``, ``hmax``, ``hmin`` and ``mxstep`` are not used).
+        Method, tolerances and ``hmax`` (``h0``, ``hmin`` and ``mxstep`` are not used).
 
     Returns
     -------
@@ -505,13 +625,21 @@ def dense_solve(
     ODESolveError
         If the solve fails or ``fun`` returns NaN/inf.
     """
-    method = "BDF" if opts.method == "bdf" else "LSODA"
+    method = opts.method if opts.method in IVP_METHODS else ("BDF" if opts.method == "bdf" else "LSODA")
     y0 = np.asarray(y0, dtype=np.float64)
     guarded = _Guarded(fun, y0.size)
-    with _exclusive(opts.method):
+    # The interval is one of the output intervals: a forward first_step may not fit in it.
+    # odeint's methods keep scipy's defaults here, as before the solve_ivp methods came.
+    own = opts.method in IVP_METHODS
+    keywords = _ivp_keywords(method, dataclasses.replace(opts, h0=0.0, hmin=0.0, hmax=opts.hmax if own else 0.0),
+                             jac, guarded, y0.size)
+    lock = _exclusive(opts.method) if method == "LSODA" else contextlib.nullcontext()
+    with lock, warnings.catch_warnings():
+        for message in _REPEATED_WARNINGS:
+            warnings.filterwarnings("ignore", message, UserWarning)
         solution = scipy.integrate.solve_ivp(
-            lambda t, y: guarded(y, t), (t_start, t_end), y0, method=method, dense_output=True,
-            rtol=opts.rtol, atol=opts.atol, **({} if jac is None else {"jac": lambda t, y: jac(y, t)}),
+            _raising(lambda t, y: guarded(y, t), method, guarded), (t_start, t_end), y0, method=method,
+            dense_output=True, **keywords,
         )
     if guarded.error is not None:
         raise guarded.error

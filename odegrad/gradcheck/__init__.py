@@ -18,7 +18,8 @@ Each returns a :class:`CheckResult` (or :class:`TaylorResult`) with a
 
 Running ``python -m odegrad.gradcheck`` checks the gradients of
 :func:`odegrad.odeint` (with respect to the initial state, the parameters and
-every output time, plus Hessian-vector products) on the suite of ODE problems
+every output time, plus Hessian-vector products) and of :func:`odegrad.solve_ivp` (every method,
+and an event time) on the suite of ODE problems
 in :mod:`odegrad.gradcheck.suite` and prints a table.
 """
 

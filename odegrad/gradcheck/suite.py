@@ -14,6 +14,8 @@ import scipy.linalg
 from autograd import grad as ag_grad
 
 from ..integrate import odeint
+from ..ivp import solve_ivp
+from ..solvers import IVP_METHODS
 from .checks import CheckResult, check_grad, check_hessian, make_result
 
 # ---------------------------------------------------------------------------
@@ -380,6 +382,45 @@ def _output_times(tol: float, quick: bool) -> list[SuiteRow]:
     return rows
 
 
+def _solve_ivp(tol: float, quick: bool) -> list[SuiteRow]:
+    """``odegrad.solve_ivp``: Lotka-Volterra through every method (``t_eval``, ``args``), and a
+    projectile's landing time (a terminal event) against its closed form."""
+    theta = np.array([1.1, 0.4, 0.1, 0.4])
+    y0 = np.array([10.0, 5.0])
+    t = np.array([1.0, 2.5, 4.0])
+    weights = np.random.default_rng(6).standard_normal((2, len(t)))
+
+    def f(s, y, p):
+        return anp.array([p[0] * y[0] - p[1] * y[0] * y[1], p[2] * y[0] * y[1] - p[3] * y[1]])
+
+    rows: list[SuiteRow] = []
+    for method in ("RK45", "LSODA") if quick else IVP_METHODS:
+        def loss(y, s, p, method=method):
+            res = solve_ivp(f, (0.0, 4.5), y, method=method, t_eval=s, args=(p,), rtol=_SOLVE_TOL, atol=_SOLVE_TOL)
+            return anp.sum(weights * res.y) / 10.0
+
+        rows += _standard_checks(f"solve_ivp {method}", loss, y0, t, theta, tol, True, n_random=1)
+
+    def fall(s, y, g):
+        return anp.array([y[1], -g])
+
+    def ground(s, y, g):
+        return y[0]
+
+    ground.terminal, ground.direction = True, -1
+    x = np.array([2.0, 3.0, 9.81])          # height, upward speed, gravity
+
+    def landing(v):
+        res = solve_ivp(fall, (0.0, 10.0), v[:2], args=(v[2],), events=ground, rtol=_SOLVE_TOL, atol=_SOLVE_TOL)
+        return res.t_events[0][0]
+
+    root = math.sqrt(x[1] ** 2 + 2 * x[2] * x[0])
+    exact = (1 / root, (1 + x[1] / root) / x[2], x[0] / (x[2] * root) - (x[1] + root) / x[2] ** 2)
+    rows.append(_compare("solve_ivp event", "d(landing time)/d(h0, v0, g) vs closed form",
+                         lambda: ag_grad(landing)(x), exact, tol))
+    return rows
+
+
 #: The suite, by name.
 PROBLEMS: dict[str, Problem] = {
     p.name: p
@@ -393,6 +434,8 @@ PROBLEMS: dict[str, Problem] = {
         Problem("output-times", "Van der Pol at 9 uneven output times, d/dt of every time", _output_times),
         Problem("adjoint-modes", "the gradient methods (checkpoint, forward, auto) on one loss; Robertson "
                 "with default options", _adjoint_modes),
+        Problem("solve-ivp", "solve_ivp: Lotka-Volterra through each method (quick: RK45, LSODA); a "
+                "terminal event's time vs closed form", _solve_ivp),
     )
 }
 

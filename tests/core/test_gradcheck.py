@@ -177,6 +177,7 @@ def test_check_hessian_detects_wrong_second_derivative():
         pytest.param("stiff-kinetics", marks=pytest.mark.slow),
         "robertson",
         "adjoint-modes",
+        "solve-ivp",
     ],
 )
 def test_suite_problem_passes(name):
