@@ -12,6 +12,12 @@ from ..stats import SolveInfo
 from .integrate import odeint, tf_options
 
 
+def _state_dtype(dtype: tf.DType) -> tf.DType:
+    """The dtype the block integrates a state of ``dtype`` in: float32 for half precision (the
+    compute dtype of a mixed-precision policy, whose variables are float32), else ``dtype``."""
+    return tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
+
+
 @tf.keras.utils.register_keras_serializable(package="odegrad")
 class ODEBlock(tf.keras.layers.Layer):
     """A Keras layer mapping ``h(t0)`` to ``h(t1)`` by solving ``dh/dt = func(t, h)``.
@@ -22,8 +28,10 @@ class ODEBlock(tf.keras.layers.Layer):
     ``tf.py_function``, so the model itself is not XLA-compiled; the batch dimension may be
     unknown, e.g. a last partial batch), custom ``tf.GradientTape`` loops,
     ``tf.distribute.MirroredStrategy``, ``MultiWorkerMirroredStrategy`` in custom
-    ``strategy.run`` loops (Keras 3's ``fit`` does not support that strategy), and ``.keras``
-    saving (``func`` must be serializable).
+    ``strategy.run`` loops (Keras 3's ``fit`` does not support that strategy), ``.keras``
+    saving (``func`` must be serializable), and mixed precision: under a policy such as
+    ``"mixed_float16"`` the state is integrated in float32 while ``func`` computes in its own
+    compute dtype, and the block returns its compute dtype.
 
     Parameters
     ----------
@@ -95,11 +103,13 @@ class ODEBlock(tf.keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        ys, info = odeint(self.func, x, tf.constant(self.t, dtype=tf.float64),
+        state = tf.cast(x, _state_dtype(x.dtype))
+        ys, info = odeint(self.func, state, tf.constant(self.t, dtype=tf.float64),
                           variables=self.func.trainable_variables, full_output=True, **self.options)
+        out = tf.cast(ys[-1], self.compute_dtype)
         if tf.executing_eagerly():
             object.__setattr__(self, "_info", info)
-            return ys[-1]
+            return out
         # In a graph, every trace has its own info, which each execution restarts; the block
         # reports the info of the solve that ran last, so it is selected when the graph runs.
         def select() -> np.ndarray:
@@ -109,7 +119,7 @@ class ODEBlock(tf.keras.layers.Layer):
         with tf.control_dependencies([ys]):
             selected = tf.numpy_function(select, [], tf.int32, stateful=True)
         with tf.control_dependencies([selected]):
-            return tf.identity(ys[-1])
+            return tf.identity(out)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape
