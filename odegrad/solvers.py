@@ -8,7 +8,10 @@ scipy only warns about (LSODA's "Excess work done" returns garbage rows), raises
 Neither LSODA (``scipy.integrate.odeint``) nor VODE is re-entrant: their Fortran state lives in
 common blocks, so a solve started from inside another solve's dynamics corrupts the outer one
 (LSODA then reports "Illegal input" and returns a wrong answer). :func:`solve` refuses nesting,
-and solves started from several threads run one at a time.
+and solves started from several threads run one at a time. A solve started from a worker thread
+of another solve's dynamics would wait for ever (the outer solve cannot finish before its dynamics
+return): a solve that finds the running one stuck in one evaluation for :data:`NESTED_WAIT_S`
+seconds raises instead.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import contextlib
 import dataclasses
 import functools
 import threading
+import time
 import warnings
 from typing import Any, Callable, Iterator
 
@@ -153,6 +157,10 @@ class _Guarded:
         self.fun = fun
         self.n = n
         self.nfe = 0
+        self.calls = 0
+        """Evaluations of ``fun`` and of the Jacobian begun: progress seen by other threads."""
+        self.busy = False
+        """Whether the user's code (``fun`` or the Jacobian) is running."""
         self.error: BaseException | None = None
 
     def __call__(self, y: np.ndarray, t: float) -> np.ndarray:
@@ -160,10 +168,13 @@ class _Guarded:
         if self.error is not None:
             return np.full(self.n, np.nan)
         try:
+            self.calls, self.busy = self.calls + 1, True
             dy = np.asarray(self.fun(y, t), dtype=np.float64)
         except BaseException as exc:  # re-raised after the solver returns
             self.error = exc
             return np.full(self.n, np.nan)
+        finally:
+            self.busy = False
         if dy.shape != (self.n,):
             self.error = ValueError(
                 f"func returned an array with {dy.size} entries (shape {dy.shape}) but the state "
@@ -195,6 +206,7 @@ class _GuardedJacobian:
         if self.guarded.error is not None:
             return np.full((self.n, self.n), np.nan)
         try:
+            self.guarded.calls, self.guarded.busy = self.guarded.calls + 1, True
             matrix = np.asarray(self.jac(y, t), dtype=np.float64)
             if matrix.shape != (self.n, self.n):
                 raise ValueError(
@@ -204,6 +216,8 @@ class _GuardedJacobian:
         except BaseException as exc:  # re-raised after the solver returns
             self.guarded.error = exc
             return np.full((self.n, self.n), np.nan)
+        finally:
+            self.guarded.busy = False
         return matrix
 
 
@@ -211,10 +225,39 @@ _active = threading.local()
 _one_at_a_time = threading.Lock()
 """Held by the running solve: LSODA's and VODE's Fortran state is shared by all threads, so solves
 from several threads (e.g. the replicas of ``tf.distribute.MirroredStrategy``) take turns."""
+_running: list[_Guarded] = []
+"""The dynamics of the solve holding the lock, watched by solves waiting in other threads."""
+
+NESTED_WAIT_S = 60.0
+"""Seconds a solve waits while the solve running in another thread stays inside one evaluation of
+its dynamics (or Jacobian) before concluding that it was itself started from inside that evaluation
+(from a worker thread of ``func``, which waits for it) and raising ``RuntimeError`` instead of
+deadlocking. Solves whose evaluations return wait for each other however long they take; raise this
+only for dynamics whose single evaluation takes longer while solves run in several threads."""
+
+
+def _acquire(method: str) -> None:
+    """Take the solver lock, after the solves of other threads; raise if the running one is stuck."""
+    stuck_at, since = None, time.monotonic()
+    while not _one_at_a_time.acquire(timeout=min(0.05, NESTED_WAIT_S)):
+        running = _running[0] if _running else None
+        state = (id(running), running.calls) if running is not None and running.busy else None
+        if state is None or state != stuck_at:
+            stuck_at, since = state, time.monotonic()
+        elif time.monotonic() - since >= NESTED_WAIT_S:
+            raise RuntimeError(
+                f"odegrad.odeint ({method}) waited {NESTED_WAIT_S:g} s for a solve in another thread "
+                "that is stuck inside one evaluation of its dynamics: this solve was most likely started "
+                "from inside that evaluation (e.g. by a worker thread of func, which func waits for). "
+                "scipy's LSODA and VODE are not re-entrant: a solve cannot run inside the dynamics of "
+                "another, from any thread. Solve the inner problem before or after the outer solve, or "
+                "combine both into one augmented state. (If one evaluation of the other thread's dynamics "
+                "really takes that long, raise odegrad.solvers.NESTED_WAIT_S.)"
+            )
 
 
 @contextlib.contextmanager
-def _exclusive(method: str) -> Iterator[None]:
+def _exclusive(method: str, guarded: _Guarded | None = None) -> Iterator[None]:
     if getattr(_active, "method", None) is not None:
         raise RuntimeError(
             f"odegrad.odeint was called from inside the dynamics of another solve "
@@ -222,12 +265,16 @@ def _exclusive(method: str) -> Iterator[None]:
             "a nested solve would corrupt the outer one. Solve the inner problem before or "
             "after the outer solve, or combine both into one augmented state."
         )
-    with _one_at_a_time:
-        _active.method = method
-        try:
-            yield
-        finally:
-            _active.method = None
+    _acquire(method)
+    _active.method = method
+    if guarded is not None:  # None: scipy's solve_ivp on the user's own fun, not watched
+        _running.append(guarded)
+    try:
+        yield
+    finally:
+        _running.clear()
+        _active.method = None
+        _one_at_a_time.release()
 
 
 def _failure(method: str, t_reached: float, istate: int, t_target: float) -> ODESolveError:
@@ -484,7 +531,7 @@ def _raising(call: Callable, method: str, guarded: _Guarded) -> Callable:
 def _solve_ivp_method(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
     """One ``scipy.integrate.solve_ivp`` solve with the output times as ``t_eval``."""
     keywords = _ivp_keywords(opts.method, opts, jac, guarded, len(y0))
-    lock = _exclusive(opts.method) if opts.method == "LSODA" else contextlib.nullcontext()
+    lock = _exclusive(opts.method, guarded) if opts.method == "LSODA" else contextlib.nullcontext()
     with lock, warnings.catch_warnings():
         for message in _REPEATED_WARNINGS:
             warnings.filterwarnings("ignore", message, UserWarning)
@@ -575,7 +622,7 @@ def solve(
     if opts.method in IVP_METHODS:
         return _solve_ivp_method(guarded, y0, t, opts, jac)
     _check_error_weights(y0, opts)
-    with _exclusive(opts.method):
+    with _exclusive(opts.method, guarded):
         if opts.method == "lsoda":
             ys, stats = _solve_lsoda(guarded, y0, t, opts, jac)
         elif opts.method in ("adams", "bdf"):
@@ -633,7 +680,7 @@ def dense_solve(
     own = opts.method in IVP_METHODS
     keywords = _ivp_keywords(method, dataclasses.replace(opts, h0=0.0, hmin=0.0, hmax=opts.hmax if own else 0.0),
                              jac, guarded, y0.size)
-    lock = _exclusive(opts.method) if method == "LSODA" else contextlib.nullcontext()
+    lock = _exclusive(opts.method, guarded) if method == "LSODA" else contextlib.nullcontext()
     with lock, warnings.catch_warnings():
         for message in _REPEATED_WARNINGS:
             warnings.filterwarnings("ignore", message, UserWarning)

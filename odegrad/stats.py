@@ -78,12 +78,19 @@ class Recorder:
         return [method for info in self.calls for method in info.gradient_methods]
 
 
-_recorders = threading.local()
+_recorders: list[Recorder] = []
+"""The open recorders, in the order they were opened, of every thread."""
+_recorders_lock = threading.Lock()
 
 
 @contextlib.contextmanager
 def record_stats() -> Iterator[Recorder]:
-    """Record the solver statistics of every ``odeint`` call in the block.
+    """Record the solver statistics of every ``odeint`` call made while the block is open.
+
+    Calls are recorded wherever they run: in the block's own thread, and in threads it starts or
+    that run meanwhile (Keras and ``tf.distribute`` replicas, worker pools); two blocks open at the
+    same time in two threads both see the calls of both. Nested blocks each record the calls made
+    inside them.
 
     Examples
     --------
@@ -92,17 +99,19 @@ def record_stats() -> Iterator[Recorder]:
     >>> rec.forward.nfe, rec.backward.nfe                 # doctest: +SKIP
     """
     recorder = Recorder()
-    stack = getattr(_recorders, "stack", [])
-    _recorders.stack = stack + [recorder]
+    with _recorders_lock:
+        _recorders.append(recorder)
     try:
         yield recorder
     finally:
-        _recorders.stack = stack
+        with _recorders_lock:
+            _recorders.remove(recorder)
 
 
 def new_info(method: str, adjoint_method: str) -> SolveInfo:
     """Create the :class:`SolveInfo` of one ``odeint`` call and register it with open recorders."""
     info = SolveInfo(forward=SolveStats(method=method), backward=SolveStats(method=adjoint_method))
-    for recorder in getattr(_recorders, "stack", []):
-        recorder.calls.append(info)
+    with _recorders_lock:
+        for recorder in _recorders:
+            recorder.calls.append(info)
     return info

@@ -8,26 +8,34 @@ through ``tf.custom_gradient`` (differentiable again), or inside a ``tf.function
 ``tf.py_function`` (first derivatives).
 
 Compiled computations are cached per ``f`` and reused only for the same trace of ``f``
-(:func:`odegrad.tf.tracing.probe`), so a cache never changes the answer.
+(:func:`odegrad.tf.tracing.probe`), so a cache never changes the answer. The cache holds ``f``
+weakly and its computations do not hold ``f`` (:class:`_WeakRhs`), so an ``f`` made afresh for
+each call (a lambda, a closure) is freed with its compiled computations.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import weakref
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from .. import solvers
+from .. import auto, solvers
 from ..adjoint import backward
 from ..augmented import AugmentedLayout
 from ..options import AdjointOptions
 from ..stats import SolveInfo
-from .tracing import TFCallable, check_output, variable_ids
+from .tracing import TFCallable, check_output, read_by, trainable_of, variable_ids
+
+try:  # TensorFlow's own JVPs (tf.autodiff.ForwardAccumulator) use this to record tapes inside
+    from tensorflow.python.eager.forwardprop_util import push_forwardprop_state
+except ImportError:  # pragma: no cover - a TensorFlow without it: forward mode is refused
+    push_forwardprop_state = None
 
 CACHE_SIZE = 16
 """Compiled computations kept per ``f`` (least recently used ones are dropped)."""
@@ -67,6 +75,31 @@ def cache_of(f: TFCallable) -> collections.OrderedDict:
         return _compiled_cache.setdefault(f, collections.OrderedDict())
     except TypeError:
         return collections.OrderedDict()
+
+
+class _WeakRhs:
+    """The flat dynamics a cached computation traces, reached through the dynamics using it.
+
+    The cache is keyed weakly on ``f``; a computation that held ``f`` (through its dynamics)
+    would keep its own key, and so itself, alive for ever. This holds the dynamics that use the
+    computation weakly instead: each fetch from the cache adds its dynamics, which lives while
+    its solve runs, so a (re)trace, which happens inside a solve, always finds one. All of them
+    share the cache key, so any one traces the same computation.
+    """
+
+    def __init__(self) -> None:
+        self.users: "weakref.WeakSet[TFDynamics]" = weakref.WeakSet()
+
+    def __call__(self, *args: tf.Tensor) -> tf.Tensor:
+        user = next(iter(list(self.users)), None)
+        if user is None:
+            raise RuntimeError("odegrad.tf: a cached computation was traced with no live dynamics; "
+                               "please report this as a bug")
+        return user._rhs(*args)
+
+
+_weak_rhs: "weakref.WeakKeyDictionary[Any, _WeakRhs]" = weakref.WeakKeyDictionary()
+"""The :class:`_WeakRhs` each cached computation traces."""
 
 
 def default_device(state: tf.Tensor | None = None) -> str:
@@ -140,6 +173,9 @@ class TFDynamics:
     shape : tuple of int
         Shape of the state ``y`` of ``func`` (concrete: graph-mode solves specialise at run time).
     dtype : tf.DType
+    time_dtype : tf.DType
+        The dtype of the time ``func`` receives (that of the output times, float64 by default):
+        the solver's float64 time is cast to it, not to ``dtype``.
     variables : tuple
         The trainable variables to differentiate (as given: ``tf.Variable``, Keras or
         distributed variables); the solve's inputs that receive their cotangents.
@@ -174,6 +210,7 @@ class TFDynamics:
     func: TFCallable
     shape: tuple[int, ...]
     dtype: tf.DType
+    time_dtype: tf.DType
     variables: tuple[Any, ...]
     sources: tuple[tf.Variable, ...]
     captures: tuple[tf.Tensor, ...]
@@ -208,18 +245,19 @@ class TFDynamics:
 
     @property
     def params(self) -> list[Any]:
-        """What ``a_theta`` differentiates, in order: variables, floating captures, floating args."""
+        """What ``a_theta`` differentiates, in order: variables (the ``tf.Variable`` of each, whose
+        dtype a Keras mixed-precision policy does not change), floating captures, floating args."""
         captures, args = self._differentiated
-        return [*self.variables, *captures, *args]
+        return [*(trainable_of(v) for v in self.variables), *captures, *args]
 
     @property
     def n_params(self) -> int:
         return int(sum(int(np.prod(p.shape)) for p in self.params))
 
     def flat(self, y: tf.Tensor, t: tf.Tensor, *args: tf.Tensor) -> tf.Tensor:
-        """``func(t, y, *args)`` on a flat state, flat out (``t`` is cast to the state's dtype)."""
+        """``func(t, y, *args)`` on a flat state, flat out (``t`` is cast to :attr:`time_dtype`)."""
         shaped = tf.reshape(y, self.shape)
-        out = check_output(self.func(tf.cast(t, y.dtype), shaped, *args), shaped)
+        out = check_output(self.func(tf.cast(t, self.time_dtype), shaped, *args), shaped)
         return tf.reshape(tf.cast(out, y.dtype), [-1])
 
     @property
@@ -238,7 +276,10 @@ class TFDynamics:
         float_args = [x for x in args if x.dtype.is_floating]
         times = [t] if layout.with_time else []
         params = [*captures, *float_args] if layout.with_params else []
-        with tf.GradientTape() as tape:
+        # A forward accumulator computing the JVP of a solve calls its gradient while it processes
+        # the solve; a tape traced then records nothing (a zero VJP, cached for ever) unless the
+        # accumulators' state is pushed, as TensorFlow's own JVPs do.
+        with (push_forwardprop_state or contextlib.nullcontext)(), tf.GradientTape() as tape:
             tape.watch([y, *times, *params])
             dy = rhs(y, t, *args)
         variables: list[Any] = []
@@ -246,15 +287,19 @@ class TFDynamics:
             # The variables this trace read: under a tf.distribute strategy, the component of each
             # distributed variable that is read depends on the context the trace runs in.
             read = tape.watched_variables()
-            variables = [next((r for r in read if id(r) in ids), source)
-                         for ids, source in zip(self._variable_ids, self.sources)]
+            variables = [read_by(ids, read, source) for ids, source in zip(self._variable_ids, self.sources)]
         sources = [y, *times, *variables, *params]
-        v_y, *rest = tape.gradient(dy, sources, output_gradients=a, unconnected_gradients="zero")
-        v_t = tf.reshape(tf.cast(rest.pop(0), a.dtype), [1]) if layout.with_time else None
+        # The cotangent enters f's own backward pass scaled to order 1 (by a power of two, so
+        # exactly): under a Keras mixed-precision policy that pass runs in float16, where the loss
+        # scale (2**15) times an adjoint of order 10 overflows.
+        scale = _power_of_two_below(a)
+        v_y, *rest = tape.gradient(dy, sources, output_gradients=a / scale, unconnected_gradients="zero")
+        v_y = v_y * scale
+        v_t = tf.reshape(tf.cast(rest.pop(0), a.dtype), [1]) * scale if layout.with_time else None
         v_theta = None
         if layout.with_params:
             flat_theta = [tf.reshape(tf.cast(v, a.dtype), [-1]) for v in rest]
-            v_theta = tf.concat(flat_theta, 0) if flat_theta else tf.zeros([0], a.dtype)
+            v_theta = (tf.concat(flat_theta, 0) if flat_theta else tf.zeros([0], a.dtype)) * scale
         return dy, v_y, v_t, v_theta
 
     @property
@@ -268,15 +313,23 @@ class TFDynamics:
         if key in self.compiled:
             self.compiled.move_to_end(key)
         else:
-            self.compiled[key] = compile_dynamics(self._rhs, self.n, self.dtype, self.jit_compile, self.device, extra)
+            rhs = _WeakRhs()
+            self.compiled[key] = compile_dynamics(rhs, self.n, self.dtype, self.jit_compile, self.device, extra)
+            _weak_rhs[self.compiled[key]] = rhs
             while len(self.compiled) > CACHE_SIZE:
                 self.compiled.popitem(last=False)
+        _weak_rhs[self.compiled[key]].users.add(self)
         return self.compiled[key]
 
     @property
     def numpy_f(self) -> Callable[[np.ndarray, float], np.ndarray]:
-        """What the scipy solver calls: float64 NumPy state and time in, float64 NumPy out."""
-        compiled, args, y_of_t = self.compiled_f, self.args, self.y_of_t
+        """What the scipy solver calls: float64 NumPy state and time in, float64 NumPy out.
+
+        The computation is traced (if it is new to this context) here and now, where tapes
+        record: the VJP inside the backward dynamics is a tape of its own, and the solver then
+        calls the traced computation with every tape paused (:func:`_unrecorded`).
+        """
+        compiled, args, y_of_t = self.compiled_f.get_concrete_function(), self.args, self.y_of_t
         if y_of_t is not None:
             return lambda s, t: compiled(s, t, y_of_t(t), *args).numpy()
         return lambda s, t: compiled(s, t, *args).numpy()
@@ -309,8 +362,9 @@ class TFDynamics:
         """Solve forwards over ``[t_start, t_end]`` with dense output (the backward method, the
         forward tolerances); the work counts as backward work."""
         opts = dataclasses.replace(self.opts, method=self.backward_opts.method)
-        y_of_t, stats = solvers.dense_solve(self.numpy_f, np.asarray(y_start, np.float64), float(t_start),
-                                            float(t_end), opts)
+        fun = self.numpy_f
+        with _unrecorded():
+            y_of_t, stats = solvers.dense_solve(fun, np.asarray(y_start, np.float64), float(t_start), float(t_end), opts)
         self.info.record("backward", stats)
         return y_of_t
 
@@ -341,12 +395,38 @@ class TFDynamics:
         return [tf.cast(tf.reshape(part, p.shape), p.dtype) for part, p in zip(parts, params)]
 
 
+def _power_of_two_below(a: tf.Tensor) -> tf.Tensor:
+    """``2**k <= max|a|`` with ``k`` an integer (1 where ``a`` is 0), a constant to differentiation
+    (``s * vjp(a / s)`` equals ``vjp(a)`` whatever ``s``)."""
+    peak = tf.stop_gradient(tf.reduce_max(tf.abs(a)))
+    exponent = tf.math.floor(tf.math.log(peak) / np.log(2.0))
+    return tf.where(peak > 0, tf.pow(tf.constant(2.0, a.dtype), exponent), tf.ones([], a.dtype))
+
+
 def _negated(x: tf.Tensor | None) -> tf.Tensor | None:
     return None if x is None else -x
 
 
+@contextlib.contextmanager
+def _unrecorded() -> Iterator[None]:
+    """Stop every tape of this thread from recording the solver's evaluations.
+
+    A solve runs inside a ``tf.custom_gradient`` op, whose body TensorFlow records like any other
+    code: each evaluation of the compiled dynamics reads the trainable variables, so a recording
+    tape kept every evaluation (its inputs, outputs and a gradient function of its own) until the
+    tape was freed (with the gradient functions it built: a leak of compiled graphs, and memory
+    growing with the number of steps). The op's gradient is the adjoint; nothing inside it is ever
+    differentiated. Solves run eagerly, where ``tf.init_scope`` does exactly this (it pauses the
+    tapes, and forward accumulators, of the thread).
+    """
+    with tf.init_scope():
+        yield
+
+
 def _forward_numpy(s0: np.ndarray, times: np.ndarray, dynamics: TFDynamics) -> np.ndarray:
-    ys, stats = solvers.solve(dynamics.numpy_f, s0, times, dynamics.opts)
+    fun = dynamics.numpy_f
+    with _unrecorded():
+        ys, stats = solvers.solve(fun, s0, times, dynamics.opts)
     dynamics.record(stats)
     return ys
 
@@ -362,12 +442,26 @@ def _gradients(g: tf.Tensor, ys: tf.Tensor, times: tf.Tensor, dynamics: TFDynami
             "adjoint='interpolate' gives first derivatives only (its dense forward solution is not "
             "differentiated); use adjoint='checkpoint' for second and higher derivatives"
         )
-    dynamics.info.gradient_methods.append(dynamics.adjoint.mode)
-    opts = dynamics.backward_opts
-    g_s0, g_t, g_theta = backward(g, ys, times, dynamics, solve_eager, TFOps, dynamics.adjoint.mode,
-                                  normalize=dynamics.adjoint.normalize,
-                                  drift_tolerance=(float(np.min(opts.rtol)), opts.atol))
+    mode = dynamics.adjoint.mode
+    if mode != "auto":
+        g_s0, g_t, g_theta = _backward(g, ys, times, dynamics, mode)
+    else:
+        # This door's auto is the checkpoint adjoint, held to auto's drift bound; a drifted or
+        # failed backward reconstruction of y is retried by the interpolating adjoint.
+        try:
+            g_s0, g_t, g_theta = _backward(g, ys, times, dynamics, "checkpoint", auto.DRIFT_FACTOR)
+        except solvers.ODESolveError:
+            dynamics.info.gradient_methods.pop()
+            g_s0, g_t, g_theta = _backward(g, ys, times, dynamics, "interpolate")
     return [g_s0, tf.cast(g_t, times.dtype)] + dynamics.split_params(g_theta)
+
+
+def _backward(g: tf.Tensor, ys: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics, mode: str,
+              drift_factor: float | None = None) -> tuple:
+    dynamics.info.gradient_methods.append(mode)
+    opts = dynamics.backward_opts
+    return backward(g, ys, times, dynamics, solve_eager, TFOps, mode, normalize=dynamics.adjoint.normalize,
+                    drift_tolerance=(float(np.min(opts.rtol)), opts.atol), drift_factor=drift_factor)
 
 
 def solve_eager(s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics) -> tf.Tensor:
@@ -379,16 +473,35 @@ def solve_eager(s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics) -> tf.Ten
 
     @tf.custom_gradient
     def op(s0, times, *params):
-        ys_np = _forward_numpy(_host(s0), _host(times), dynamics)
+        ys = tf.constant(_forward_numpy(_host(s0), _host(times), dynamics), dtype=s0.dtype)
 
         def grad(g, variables=None):
-            return _gradients(g, holder["ys"], times, dynamics), [None] * len(variables or [])
+            # The adjoint reads the op's recorded output, so that differentiating this gradient
+            # again goes through the op. Forward mode (tf.autodiff.ForwardAccumulator) asks for
+            # the gradient while the op is being recorded, before that output exists, and
+            # differentiates it by ``g`` alone: the unrecorded states serve it.
+            if "ys" not in holder and push_forwardprop_state is None:  # pragma: no cover
+                raise NotImplementedError("forward mode (tf.autodiff.ForwardAccumulator) over odegrad.tf.odeint "
+                                          "needs TensorFlow's forwardprop_util, missing from this version; "
+                                          "use reverse mode (tf.GradientTape)")
+            return _gradients(g, holder.get("ys", ys), times, dynamics), [None] * len(variables or [])
 
-        return tf.constant(ys_np, dtype=s0.dtype), grad
+        return ys, grad
 
     ys = op(s0, times, *dynamics.param_tensors())
     holder["ys"] = ys
     return ys
+
+
+def _no_second_derivatives(*_: Any, **__: Any) -> Any:
+    raise NotImplementedError(
+        "odegrad.tf.odeint inside a tf.function gives first derivatives by reverse mode only (its "
+        "adjoint runs eagerly inside tf.py_function, which TensorFlow cannot differentiate again): "
+        "nested GradientTapes (second derivatives, Hessian-vector products) and "
+        "tf.autodiff.ForwardAccumulator (forward mode) are not supported there. Compute them in eager "
+        "mode, outside the tf.function, where both work (with adjoint='checkpoint' or 'backsolve'); "
+        "or use the autograd door, odegrad.odeint."
+    )
 
 
 def solve_graph(s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics, shape: tf.Tensor) -> tf.Tensor:
@@ -398,7 +511,8 @@ def solve_graph(s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics, shape: tf
     tracing): each execution specialises ``dynamics`` to it and to the run-time ``args``. The
     graph runs the solve of one traced ``odeint`` call at every execution, so each forward
     execution restarts the call's statistics. First derivatives only: the backward pass runs the
-    eager adjoint inside ``tf.py_function``.
+    eager adjoint inside ``tf.py_function``, and differentiating it again (nested tapes, forward
+    mode) raises ``NotImplementedError``.
     """
     params = dynamics.param_tensors()
     args = list(dynamics.args)
@@ -414,7 +528,8 @@ def solve_graph(s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics, shape: tf
         ys = tf.py_function(forward, [s0, times, shape, *args], Tout=s0.dtype)
         ys.set_shape([times.shape[0], s0.shape[0]])
 
-        def grad(g, variables=None):
+        @tf.custom_gradient
+        def first_derivatives(g, s0, times, *params):
             def eager_backward(g, ys, times, shape, *args):
                 return _gradients(g, ys, times, dynamics.specialize(shape.numpy(), args[:n_args]))
 
@@ -422,7 +537,10 @@ def solve_graph(s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics, shape: tf
             grads = tf.py_function(eager_backward, [g, ys, times, shape, *args], Tout=tout)
             for tensor, like in zip(grads, [s0, times, *params]):
                 tensor.set_shape(like.shape)
-            return grads, [None] * len(variables or [])
+            return grads, _no_second_derivatives
+
+        def grad(g, variables=None):
+            return first_derivatives(g, s0, times, *params), [None] * len(variables or [])
 
         return ys, grad
 

@@ -14,7 +14,7 @@ from ..options import AdjointOptions, adjoint_options
 from ..stats import SolveInfo, new_info
 from ..validation import as_real_array, check_method, check_times, tolerance
 from .backend import TFDynamics, TFOps, cache_of, default_device, solve_eager, solve_graph
-from .tracing import TFCallable, probe, trainable_of, variable_ids
+from .tracing import TFCallable, differentiated_variables, probe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +29,8 @@ class TFOptions:
 def tf_options(rtol: float | None = None, atol: float | None = None, method: str = "lsoda",
                adjoint: str | AdjointOptions = "checkpoint", checkpoints: int = 0,
                adjoint_method: str | None = None, adjoint_rtol: float | None = None,
-               adjoint_atol: float | None = None, adjoint_seminorm: bool = False) -> TFOptions:
+               adjoint_atol: float | None = None, adjoint_seminorm: bool = False,
+               adjoint_normalize: bool = True) -> TFOptions:
     """Check the options of :func:`odeint` once and return them as solver options.
 
     Raises
@@ -38,19 +39,18 @@ def tf_options(rtol: float | None = None, atol: float | None = None, method: str
         For an unknown method or adjoint mode, bad tolerances or checkpoints,
         ``adjoint="forward"`` or ``adjoint_jacobian`` (the TF door has neither forward
         sensitivities nor an exact Jacobian of the augmented dynamics). ``"auto"`` is the
-        checkpoint adjoint here.
+        checkpoint adjoint here, held to ``auto``'s drift bound and retried by the interpolating
+        adjoint when ``y`` rebuilt backwards drifts or its solve fails.
     """
     check_method("method", method)
     options = adjoint_options(adjoint, checkpoints=checkpoints, adjoint_method=adjoint_method,
                               adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
-                              adjoint_seminorm=adjoint_seminorm)
+                              adjoint_seminorm=adjoint_seminorm, adjoint_normalize=adjoint_normalize)
     if options.mode == "forward":
         raise ValueError(
             "adjoint='forward' (forward sensitivities) is not available in odegrad.tf.odeint; "
             "use adjoint='checkpoint' (the default here), or odegrad.odeint"
         )
-    if options.mode == "auto":
-        options = dataclasses.replace(options, mode="checkpoint")
     if options.jacobian:
         raise ValueError(
             "adjoint_jacobian=True is not available in odegrad.tf.odeint (an exact Jacobian of TF "
@@ -81,22 +81,24 @@ def _times(t: Any) -> tf.Tensor:
     return t if t.dtype.is_floating else tf.cast(t, tf.float64)
 
 
-def _variables(given: Sequence[Any] | None, read: Sequence[tf.Variable]) -> tuple[tuple, tuple]:
-    """The variables to differentiate and, for each, the one ``f`` reads (a component of a
-    distributed variable, the variable inside a Keras variable)."""
-    if given is None:
-        return tuple(read), tuple(read)
-    given = tuple(given)
-    ids = [variable_ids(v) for v in given]
-    missing = [v.name for v in read if not any(id(v) in i for i in ids)]
-    if missing:
-        raise ValueError(
-            f"f reads the trainable variables {missing}, which are not in variables=; their gradients "
-            "would silently be None. Add them to variables=, leave variables=None (every trainable "
-            "variable f reads), or make them non-trainable."
-        )
-    sources = tuple(next((r for r in read if id(r) in i), trainable_of(v)) for v, i in zip(given, ids))
-    return given, sources
+def _check_times(t: tf.Tensor) -> tf.Tensor:
+    """``t`` checked as an eager call checks it: now when its value is known (eagerly, or a constant
+    in a graph), else by an op that raises the same error when the graph runs."""
+    known = t.numpy() if tf.executing_eagerly() else tf.get_static_value(t)
+    if known is not None:
+        check_times(as_real_array("t", known))
+        return t
+    if t.shape.rank != 1:
+        raise ValueError(f"t must be a 1-D sequence of output times, got shape {t.shape}")
+
+    def check(values: np.ndarray) -> np.ndarray:
+        check_times(as_real_array("t", values))
+        return np.zeros((), np.bool_)
+
+    # Stateful: Grappler prunes a stateless op whose output only feeds a control dependency.
+    checked = tf.numpy_function(check, [t], tf.bool, stateful=True, name="check_output_times")
+    with tf.control_dependencies([checked]):
+        return tf.identity(t)
 
 
 def odeint(
@@ -118,6 +120,7 @@ def odeint(
     jit_compile: bool = False,
     device: str | None = None,
     full_output: bool = False,
+    adjoint_normalize: bool = True,
 ) -> tf.Tensor | tuple[tf.Tensor, SolveInfo]:
     """Integrate ``dy/dt = f(t, y, *args)`` for TensorFlow dynamics; differentiable by the adjoint.
 
@@ -125,16 +128,20 @@ def odeint(
     ----------
     f : callable
         ``f(t, y, *args) -> dy/dt``: a TensorFlow function, Keras layer or ``tf.Module``; ``t`` is
-        a scalar tensor of ``y0``'s dtype and ``y`` has ``y0``'s shape and dtype. ``f`` must
-        return ``y``'s shape. Values ``f`` reads are never frozen: before each solve ``f`` is
+        a scalar tensor of the output times' dtype (float64 for Python and NumPy numbers, whatever
+        ``y0``'s dtype, so that ``f`` sees the time at the solver's precision: a float32 time is
+        piecewise constant in steps of 1e-3 at t = 1e4; ``tf.cast(t, y.dtype)`` where ``f``
+        combines it with ``y``) and ``y`` has ``y0``'s shape and dtype. ``f`` must return ``y``'s
+        shape. Values ``f`` reads are never frozen: before each solve ``f`` is
         traced once and compiled computations are reused only for an identical trace (the same
         Python numbers, NumPy arrays, tensors and variables).
     y0 : tf.Tensor or array_like
         Initial state, any real shape (e.g. a batch of feature maps; the batch dimension may be
         unknown while a graph is traced), float32 or float64; integers become float32.
     t : tf.Tensor or array_like, shape (T,)
-        Strictly monotonic output times. Python and NumPy numbers are kept in float64 (the solver
-        works in float64 on the host), whatever ``y0``'s dtype.
+        Strictly monotonic output times (checked when the graph runs if they are only known
+        then). Python and NumPy numbers are kept in float64 (the solver works in float64 on the
+        host), whatever ``y0``'s dtype.
     args : sequence of tf.Tensor, optional
         Extra arguments of ``f`` (e.g. a conditioning tensor); floating ones are differentiated.
         Inside a ``tf.function`` or Keras model, tensors computed there must come in this way.
@@ -146,8 +153,9 @@ def odeint(
     adjoint : {"checkpoint", "backsolve", "interpolate", "auto"} or AdjointOptions, optional
         As in :func:`odegrad.odeint` (the same implementation, :func:`odegrad.adjoint.backward`);
         ``"interpolate"`` gives first derivatives only. Default ``"checkpoint"``, the paper's
-        Algorithm 1; ``"auto"`` is the same here, since forward sensitivities
-        (``adjoint="forward"``) and ``adjoint_jacobian`` are autograd-only.
+        Algorithm 1; ``"auto"`` is the checkpoint adjoint here (forward sensitivities and
+        ``adjoint_jacobian`` are autograd-only), retried by the interpolating adjoint when the
+        ``y`` it rebuilds backwards drifts from the stored forward states (first derivatives).
     checkpoints : int, optional
         Extra forward states stored per output interval, as in :func:`odegrad.odeint`.
     adjoint_method, adjoint_rtol, adjoint_atol, adjoint_seminorm
@@ -155,7 +163,9 @@ def odeint(
     variables : sequence of tf.Variable, optional
         The trainable variables to differentiate. Default: every trainable variable ``f`` reads,
         found by tracing ``f`` (every branch of its ``tf.cond``\\ s, not one eager call). Given
-        explicitly, it must contain every trainable variable ``f`` reads, or ``ValueError``.
+        explicitly, it must contain every trainable variable ``f`` reads, or ``ValueError``; a
+        variable listed more than once (e.g. the variable lists of two sub-modules sharing a
+        layer, concatenated) is differentiated once.
     jit_compile : bool, optional
         Compile the evaluations the solver makes (``f``, and ``f`` fused with its VJP for the
         backward solves) with XLA. Default ``False``: a plain ``tf.function`` graph, no compile
@@ -169,14 +179,22 @@ def odeint(
     full_output : bool, optional
         Also return the call's :class:`odegrad.SolveInfo` (backward statistics are filled in
         when a gradient is taken; in a graph, each execution restarts them).
+    adjoint_normalize : bool, optional
+        As in :func:`odegrad.odeint`: default ``True``, the adjoint is solved for the cotangent
+        scaled to ``max |∂L/∂ys| = 1`` (the gradient's relative accuracy does not depend on the
+        loss's scale); ``False``: Appendix D's (and torchdiffeq's) absolute ``atol`` on the
+        adjoint state, the setting of the Table 1 ODE-Net.
 
     Returns
     -------
     ys : tf.Tensor, shape (T,) + y0.shape
         The states at ``t``. Differentiable with ``tf.GradientTape`` with respect to ``y0``,
         ``t``, ``args`` and ``variables``; memory does not grow with the number of solver steps.
-        Nested tapes give second derivatives in eager mode (``adjoint="checkpoint"`` or
-        ``"backsolve"``).
+        Forward mode (``tf.autodiff.ForwardAccumulator``) gives Jacobian-vector products; nested
+        tapes, or an accumulator around a tape (Hessian-vector products), give second derivatives.
+        Both need eager mode (and ``adjoint="checkpoint"`` or ``"backsolve"``): inside a
+        ``tf.function`` only reverse-mode first derivatives are available, and the others raise
+        ``NotImplementedError``.
 
     Raises
     ------
@@ -184,23 +202,22 @@ def odeint(
         For bad times, complex or non-finite states, tolerances or methods, a derivative of the
         wrong shape, and trainable variables ``f`` reads that ``variables`` omits.
     TypeError
-        If ``f`` reads a tensor of an enclosing graph instead of taking it through ``args``.
+        If ``f`` reads a tensor of an enclosing graph instead of taking it through ``args``, or
+        fails on a time of another dtype than ``y`` (cast ``t`` inside ``f``).
     """
     options = tf_options(rtol, atol, method, adjoint, checkpoints, adjoint_method, adjoint_rtol, adjoint_atol,
-                         adjoint_seminorm)
+                         adjoint_seminorm, adjoint_normalize=adjoint_normalize)
     y0 = _state(y0)
     t = _times(t)
     args = tuple(tf.convert_to_tensor(a) for a in args)
     eager = tf.executing_eagerly()
     if eager:
         as_real_array("y0", y0.numpy())
-        check_times(as_real_array("t", t.numpy()))
-    elif t.shape.rank != 1:
-        raise ValueError(f"t must be a 1-D sequence of output times, got shape {t.shape}")
-    read = probe(f, tf.TensorSpec(y0.shape, y0.dtype), args)
-    variables, sources = _variables(variables, read.variables)
+    t = _check_times(t)
+    read = probe(f, tf.TensorSpec(y0.shape, y0.dtype), args, t.dtype)
+    variables, sources = differentiated_variables(variables, read.variables)
     dynamics = TFDynamics(
-        func=f, shape=tuple(y0.shape), dtype=y0.dtype, variables=variables, sources=sources,
+        func=f, shape=tuple(y0.shape), dtype=y0.dtype, time_dtype=t.dtype, variables=variables, sources=sources,
         captures=read.captures, args=args,
         opts=options.forward, backward_opts=options.backward, adjoint=options.adjoint,
         info=new_info(method, options.backward.method), compiled=cache_of(f),

@@ -12,6 +12,12 @@ from ..stats import SolveInfo
 from .integrate import odeint, tf_options
 
 
+def _state_dtype(dtype: tf.DType) -> tf.DType:
+    """The dtype the block integrates a state of ``dtype`` in: float32 for half precision (the
+    compute dtype of a mixed-precision policy, whose variables are float32), else ``dtype``."""
+    return tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
+
+
 @tf.keras.utils.register_keras_serializable(package="odegrad")
 class ODEBlock(tf.keras.layers.Layer):
     """A Keras layer mapping ``h(t0)`` to ``h(t1)`` by solving ``dh/dt = func(t, h)``.
@@ -22,8 +28,10 @@ class ODEBlock(tf.keras.layers.Layer):
     ``tf.py_function``, so the model itself is not XLA-compiled; the batch dimension may be
     unknown, e.g. a last partial batch), custom ``tf.GradientTape`` loops,
     ``tf.distribute.MirroredStrategy``, ``MultiWorkerMirroredStrategy`` in custom
-    ``strategy.run`` loops (Keras 3's ``fit`` does not support that strategy), and ``.keras``
-    saving (``func`` must be serializable).
+    ``strategy.run`` loops (Keras 3's ``fit`` does not support that strategy), ``.keras``
+    saving (``func`` must be serializable), and mixed precision: under a policy such as
+    ``"mixed_float16"`` the state is integrated in float32 while ``func`` computes in its own
+    compute dtype, and the block returns its compute dtype.
 
     Parameters
     ----------
@@ -39,8 +47,9 @@ class ODEBlock(tf.keras.layers.Layer):
     adjoint : {"checkpoint", "backsolve", "interpolate", "auto"} or AdjointOptions, optional
         How the gradient is computed (:func:`odegrad.tf.odeint`); default ``"checkpoint"``
         (``"auto"`` is the same on this door).
-    checkpoints, adjoint_method, adjoint_rtol, adjoint_atol, adjoint_seminorm : optional
-        Options of the backward solves (default: as the forward solve).
+    checkpoints, adjoint_method, adjoint_rtol, adjoint_atol, adjoint_seminorm, adjoint_normalize : optional
+        Options of the backward solves (default: as the forward solve; ``adjoint_normalize=True``,
+        see :func:`odegrad.tf.odeint`).
     jit_compile : bool, optional
         Compile the solver's evaluations of ``func`` (and of ``func`` fused with its VJP) with
         XLA (default ``False``; see :func:`odegrad.tf.odeint`).
@@ -67,17 +76,19 @@ class ODEBlock(tf.keras.layers.Layer):
                  adjoint: str | AdjointOptions = "checkpoint", checkpoints: int = 0,
                  adjoint_method: str | None = None, adjoint_rtol: float | None = None,
                  adjoint_atol: float | None = None, adjoint_seminorm: bool = False,
-                 jit_compile: bool = False, device: str | None = None, **kwargs: Any):
+                 jit_compile: bool = False, device: str | None = None, adjoint_normalize: bool = True,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         if isinstance(adjoint, AdjointOptions):
             given = tf_options(adjoint=adjoint).adjoint
             adjoint, checkpoints, adjoint_method = given.mode, given.checkpoints, given.method
             adjoint_rtol, adjoint_atol, adjoint_seminorm = given.rtol, given.atol, given.seminorm
+            adjoint_normalize = given.normalize
         if len(t) != 2 or not all(np.isfinite(np.asarray(t, dtype=float))) or float(t[0]) == float(t[1]):
             raise ValueError(f"t must be an interval (t0, t1) of finite times with t0 != t1, got {t!r}")
         options = dict(rtol=rtol, atol=atol, method=method, adjoint=adjoint, checkpoints=checkpoints,
                        adjoint_method=adjoint_method, adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
-                       adjoint_seminorm=adjoint_seminorm)
+                       adjoint_seminorm=adjoint_seminorm, adjoint_normalize=bool(adjoint_normalize))
         tf_options(**options)
         if device is not None and not isinstance(device, str):
             raise ValueError(f"device must be a device string such as '/GPU:0', got {device!r}")
@@ -95,11 +106,13 @@ class ODEBlock(tf.keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        ys, info = odeint(self.func, x, tf.constant(self.t, dtype=tf.float64),
+        state = tf.cast(x, _state_dtype(x.dtype))
+        ys, info = odeint(self.func, state, tf.constant(self.t, dtype=tf.float64),
                           variables=self.func.trainable_variables, full_output=True, **self.options)
+        out = tf.cast(ys[-1], self.compute_dtype)
         if tf.executing_eagerly():
             object.__setattr__(self, "_info", info)
-            return ys[-1]
+            return out
         # In a graph, every trace has its own info, which each execution restarts; the block
         # reports the info of the solve that ran last, so it is selected when the graph runs.
         def select() -> np.ndarray:
@@ -109,7 +122,7 @@ class ODEBlock(tf.keras.layers.Layer):
         with tf.control_dependencies([ys]):
             selected = tf.numpy_function(select, [], tf.int32, stateful=True)
         with tf.control_dependencies([selected]):
-            return tf.identity(ys[-1])
+            return tf.identity(out)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape

@@ -6,6 +6,9 @@ it reads (on every branch of its ``tf.cond``\\ s), the eager tensors it captures
 scopes, and a fingerprint of the traced graph, in which every Python number and NumPy array read by
 ``f`` appears as a constant. A changed attribute, a mutated array or a rebound tensor changes the
 key, so a cache never changes the answer.
+
+Which variables are differentiated, and which ``tf.Variable`` ``f`` reads for each, is decided here
+and nowhere else (:func:`differentiated_variables`, :func:`read_by`).
 """
 
 from __future__ import annotations
@@ -21,14 +24,20 @@ TFCallable = Callable[..., tf.Tensor]
 
 
 def trainable_of(variable: Any) -> tf.Variable:
-    """The ``tf.Variable`` behind ``variable`` (a Keras 3 variable wraps one as ``.value``; under a
-    ``tf.distribute`` strategy that one is a distributed variable)."""
+    """The ``tf.Variable`` behind ``variable`` (a Keras 3 variable wraps one; under a
+    ``tf.distribute`` strategy that one is a distributed variable).
+
+    Inside a Keras layer's call under a mixed-precision policy a Keras variable's ``.value`` is a
+    cast copy (e.g. float16), not the variable, so the wrapped variable is taken from ``_value``.
+    """
     if isinstance(variable, tf.Variable):
         return variable
-    inner = getattr(variable, "value", None)
-    if isinstance(inner, tf.Variable):
-        return inner
-    raise TypeError(f"variables must be tf.Variable or Keras variables, got {type(variable).__name__}")
+    for attribute in ("_value", "value"):
+        inner = getattr(variable, attribute, None)
+        if isinstance(inner, tf.Variable):
+            return inner
+    kind = f"{type(variable).__module__}.{type(variable).__qualname__}"
+    raise TypeError(f"variables must be tf.Variable or Keras variables, got {kind}")
 
 
 def variable_ids(variable: Any) -> set[int]:
@@ -39,6 +48,63 @@ def variable_ids(variable: Any) -> set[int]:
     for component in getattr(inner, "values", ()) or ():
         found.add(id(component))
     return found
+
+
+def read_by(ids: set[int], read: Sequence[tf.Variable], default: tf.Variable) -> tf.Variable:
+    """The variable among ``read`` (read by a trace of ``f``) that is one of ``ids`` (the
+    :func:`variable_ids` of a differentiated variable), else ``default``.
+
+    Under a ``tf.distribute`` strategy, which component of a distributed variable a trace reads
+    depends on the context the trace runs in, so each trace (the probe, each compiled VJP) matches
+    its own reads.
+    """
+    return next((r for r in read if id(r) in ids), default)
+
+
+def differentiated_variables(given: Sequence[Any] | None,
+                             read: Sequence[tf.Variable]) -> tuple[tuple[Any, ...], tuple[tf.Variable, ...]]:
+    """The variables to differentiate, each once, and for each the ``tf.Variable`` ``f`` reads.
+
+    Parameters
+    ----------
+    given : sequence of tf.Variable or Keras variables, or None
+        The user's ``variables=`` (``None``: every variable in ``read``). A variable listed more
+        than once, directly or through a wrapper (a Keras variable and the ``tf.Variable`` inside
+        it, a distributed variable and its component), is one variable: its first entry is kept,
+        so its gradient is not counted twice.
+    read : sequence of tf.Variable
+        The trainable variables a trace of ``f`` reads (:attr:`Probe.variables`).
+
+    Returns
+    -------
+    variables : tuple
+        ``given`` without repeats, in order: the inputs that receive gradients.
+    sources : tuple of tf.Variable
+        For each, the variable ``f`` reads (:func:`read_by`).
+
+    Raises
+    ------
+    ValueError
+        If ``f`` reads a trainable variable that ``given`` omits (its gradient would be None).
+    TypeError
+        If an entry of ``given`` is not a variable.
+    """
+    variables: list[Any] = []
+    ids: list[set[int]] = []
+    for variable in read if given is None else given:
+        found = variable_ids(variable)
+        if not any(found & seen for seen in ids):
+            variables.append(variable)
+            ids.append(found)
+    missing = [v.name for v in read if not any(id(v) in i for i in ids)]
+    if missing:
+        raise ValueError(
+            f"f reads the trainable variables {missing}, which are not in variables=; their gradients "
+            "would silently be None. Add them to variables=, leave variables=None (every trainable "
+            "variable f reads), or make them non-trainable."
+        )
+    sources = tuple(read_by(i, read, trainable_of(v)) for v, i in zip(variables, ids))
+    return tuple(variables), sources
 
 
 def check_output(out: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
@@ -76,8 +142,11 @@ class Probe:
     fingerprint: str
 
 
-def probe(f: TFCallable, y_spec: tf.TensorSpec, args: Sequence[tf.Tensor]) -> Probe:
+def probe(f: TFCallable, y_spec: tf.TensorSpec, args: Sequence[tf.Tensor], time_dtype: tf.DType = tf.float64) -> Probe:
     """Trace ``f(t, y, *args)`` once, eagerly scoped, and report what it reads.
+
+    ``t`` is a scalar of ``time_dtype`` (the dtype of the output times), as in the solver's
+    compiled dynamics.
 
     Raises
     ------
@@ -85,15 +154,10 @@ def probe(f: TFCallable, y_spec: tf.TensorSpec, args: Sequence[tf.Tensor]) -> Pr
         If ``f`` returns a tensor of another shape than ``y``.
     TypeError
         If ``f`` reads a tensor of an enclosing graph (a ``tf.function`` or Keras model being
-        traced): its value exists only inside that graph, so it must be passed through ``args``.
+        traced): its value exists only inside that graph, so it must be passed through ``args``;
+        or if ``f`` fails on a time of another dtype than ``y`` but works on one of ``y``'s.
     """
-    arg_specs = [tf.TensorSpec(a.shape, a.dtype) for a in args]
-
-    def traced(y, t, *a):
-        return check_output(f(tf.cast(t, y.dtype), y, *a), y)
-
-    with tf.init_scope():  # as the solver's compiled dynamics will be: outside any enclosing graph
-        concrete = tf.function(traced).get_concrete_function(y_spec, tf.TensorSpec([], tf.float64), *arg_specs)
+    concrete = _trace(f, y_spec, args, time_dtype)
     captures = []
     for external, _ in concrete.graph.captures:
         if external.dtype == tf.resource:
@@ -108,3 +172,32 @@ def probe(f: TFCallable, y_spec: tf.TensorSpec, args: Sequence[tf.Tensor]) -> Pr
         captures.append(external)
     digest = hashlib.sha1(concrete.graph.as_graph_def().SerializeToString(deterministic=True)).hexdigest()
     return Probe(tuple(concrete.trainable_variables), tuple(captures), digest)
+
+
+def _trace(f: TFCallable, y_spec: tf.TensorSpec, args: Sequence[tf.Tensor], time_dtype: tf.DType) -> Any:
+    """The concrete function of ``f(t, y, *args)`` with ``t`` of ``time_dtype``."""
+    arg_specs = [tf.TensorSpec(a.shape, a.dtype) for a in args]
+
+    def concrete(dtype: tf.DType) -> Any:
+        def traced(y, t, *a):
+            return check_output(f(tf.cast(t, dtype), y, *a), y)
+
+        with tf.init_scope():  # as the solver's compiled dynamics will be: outside any enclosing graph
+            return tf.function(traced).get_concrete_function(y_spec, tf.TensorSpec([], tf.float64), *arg_specs)
+
+    try:
+        return concrete(time_dtype)
+    except (TypeError, ValueError) as exc:
+        if time_dtype == y_spec.dtype:
+            raise
+        try:
+            concrete(y_spec.dtype)
+        except Exception:
+            raise exc from None
+        raise TypeError(
+            f"f fails on its time argument: t is passed to f as a {time_dtype.name} scalar (the dtype of "
+            f"the output times, float64 for Python and NumPy numbers, so that f sees the time at the "
+            f"solver's precision) but f combines it with {y_spec.dtype.name} tensors ({exc}). Cast it "
+            "inside f: tf.cast(t, y.dtype); or give the output times as a tensor of y0's dtype (f then "
+            "sees t rounded to that dtype, coarse at large t)."
+        ) from exc
