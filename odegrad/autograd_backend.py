@@ -29,6 +29,7 @@ from autograd.tracer import getval, isbox
 from . import auto, solvers
 from .adjoint import DRIFT_FACTOR, DriftError, backward
 from .augmented import AugmentedLayout
+from .compiled import CompiledRhs
 from .jacobian import trace_jacobian, trace_vjps
 from .options import AdjointOptions
 from .pytree import take_slice
@@ -84,6 +85,7 @@ class Problem:
     make_jac: Callable[[np.ndarray], Callable | None] = lambda theta: None
     latest: tuple[int, solvers.SolveStats] | None = None
     _derived: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
+    _compiled: CompiledRhs | None = dataclasses.field(default=None, init=False, repr=False)
 
     def record(self, stats: solvers.SolveStats) -> None:
         """Count the statistics of one solve of this problem."""
@@ -95,13 +97,31 @@ class Problem:
             return self.latest[1]
         return None
 
+    @property
+    def compiled(self) -> CompiledRhs | None:
+        """Compiled derivative evaluations of ``rhs`` (:mod:`odegrad.compiled`), made at first use.
+
+        ``None`` for a derived problem (its dynamics hold derivatives of ``f`` already: second
+        derivatives keep autograd's evaluations).
+        """
+        if self.stage != "forward":
+            return None
+        if self._compiled is None:
+            self._compiled = CompiledRhs(self.rhs, self.n, self.n_params, self._report_derivatives)
+        return self._compiled
+
+    def _report_derivatives(self, backend: str, note: str | None) -> None:
+        self.info.derivatives, self.info.derivatives_note = backend, note
+
     def _derived_problem(self, rhs: Rhs, size: int, opts: solvers.SolverOptions,
-                         structured_jac: Callable | None = None) -> "Problem":
+                         structured_jac: Callable | None = None, exact_jac: Callable | None = None) -> "Problem":
         """A problem of a derived state (solved for the gradient) of ``size`` entries.
 
-        Its Jacobian, where wanted (:attr:`AdjointOptions.jacobian`), is the exact one of ``rhs``
-        (:func:`odegrad.jacobian.trace_jacobian`), or by default ``structured_jac(theta) ->
-        jac(s, t)`` where the derived dynamics give one from the Jacobian of ``f`` alone.
+        Its Jacobian, where wanted (:attr:`AdjointOptions.jacobian`), is the exact one of ``rhs``:
+        ``exact_jac(theta) -> jac(s, t)`` where given (compiled, returning ``None`` where it cannot
+        evaluate), else :func:`odegrad.jacobian.trace_jacobian`; or by default
+        ``structured_jac(theta) -> jac(s, t)`` where the derived dynamics give one from the
+        Jacobian of ``f`` alone.
         """
         wanted = self.adjoint.jacobian
         if wanted is None:
@@ -110,7 +130,14 @@ class Problem:
         if wanted and structured_jac is not None and self.adjoint.jacobian is None:
             make_jac = structured_jac
         elif wanted:
-            make_jac = lambda theta: (lambda s, t: trace_jacobian(lambda x: rhs(x, t, theta), s)[0])  # noqa: E731
+            def make_jac(theta):
+                compiled = None if exact_jac is None else exact_jac(theta)
+
+                def jac(s, t):
+                    found = None if compiled is None else compiled(s, t)
+                    return trace_jacobian(lambda x: rhs(x, t, theta), s)[0] if found is None else found
+
+                return jac
         return dataclasses.replace(
             self, rhs=rhs, n=size, opts=opts, backward_opts=opts, stage="backward",
             make_fun=lambda theta: (lambda s, t: rhs(s, t, theta)), make_jac=make_jac, latest=None,
@@ -120,6 +147,9 @@ class Problem:
         """``[∂f/∂y | ∂f/∂θ | ∂f/∂t]`` at a point, shape (n, n + p + 1), from one trace and one
         vectorised backward pass (plain arrays: for the solvers' Newton iterations)."""
         n, p, rhs = self.n, self.n_params, self.rhs
+        found = None if self.compiled is None else self.compiled.jacobian(y, t, theta)
+        if found is not None:
+            return np.array(found[1])
         J, _ = trace_jacobian(lambda x: rhs(take_slice(x, 0, n), take_slice(x, n + p, n + p + 1, ()),
                                             take_slice(x, n, n + p)),
                               np.concatenate([y, theta, [t]]))
@@ -131,13 +161,20 @@ class Problem:
         ``f`` is traced once, as a function of the one vector ``[y, θ, t]`` holding only what
         ``layout`` differentiates (fewer traced inputs, one cotangent vector back), and run
         back by :mod:`odegrad.jacobian`'s pass on plain arrays or, where the evaluation is
-        itself differentiated, by autograd's (:func:`odegrad.reverse.trace_vjp`).
+        itself differentiated, by autograd's (:func:`odegrad.reverse.trace_vjp`). On plain arrays
+        the compiled VJP (:mod:`odegrad.compiled`) comes first, where it is available.
         """
         rhs, n, p = self.rhs, self.n, self.n_params
         with_t, with_theta = layout.with_time, layout.with_params
         stop = n + (p if with_theta else 0)
+        compiled = self.compiled
 
         def traced(y, t, theta, a):
+            plain = not any(isbox(v) for v in (y, t, theta, a))
+            found = compiled.vjp(y, t, theta, a) if plain and compiled is not None else None
+            if found is not None:
+                dy, v = found
+                return (dy, v[:n], v[n + p:] if with_t else None, v[n:n + p] if with_theta else None)
             parts = [y] + ([theta] if with_theta else []) + ([anp.reshape(t, (1,))] if with_t else [])
             x = anp.concatenate(parts) if len(parts) > 1 else y
 
@@ -147,7 +184,7 @@ class Problem:
                 tt = take_slice(xx, stop, stop + 1, ()) if with_t else t
                 return rhs(yy, tt, th)
 
-            if any(isbox(v) for v in (y, t, theta, a)):   # differentiated again: autograd's pass
+            if not plain:                                  # differentiated again: autograd's pass
                 vjp, dy = trace_vjp(fun, x)
                 v = vjp(a)
             else:
@@ -170,8 +207,35 @@ class Problem:
                                    None if v_theta is None else -v_theta)
 
             opts = layout.solver_options(self.backward_opts, self.adjoint.seminorm)
-            self._derived[layout] = self._derived_problem(aug_rhs, layout.size, opts)
+            self._derived[layout] = self._derived_problem(aug_rhs, layout.size, opts,
+                                                          exact_jac=self._compiled_augmented_jacobian(layout))
         return self._derived[layout]
+
+    def _compiled_augmented_jacobian(self, layout: AugmentedLayout) -> Callable | None:
+        """``make(theta) -> jac(s, t)``: the exact Jacobian of the backward state's dynamics from the
+        compiled Jacobian of ``(x, a) -> [f, a·∂f/∂x]`` (``None`` where it cannot evaluate)."""
+        compiled, n, p = self.compiled, self.n, self.n_params
+        if compiled is None:
+            return None
+        m = n + p + 1
+
+        def make(theta):
+            def jac(s, t):
+                y, a, _, _ = layout.split(s)
+                K = compiled.vjp_jacobian(y, t, theta, a)
+                if K is None:
+                    return None
+                rows = [K[:n], -K[n:2 * n]] + ([-K[2 * n + p:]] if layout.with_time else []) + \
+                    ([-K[2 * n:2 * n + p]] if layout.with_params else [])
+                R = np.concatenate(rows)
+                out = np.zeros((layout.size, layout.size))
+                out[:, :n] = R[:, :n]
+                out[:, n:2 * n] = R[:, m:]
+                return out
+
+            return jac
+
+        return make
 
     def adjoint_along(self, y_of_t: Callable[[float], np.ndarray], layout: AugmentedLayout) -> "Problem":
         """The problem of ``layout`` without ``y``, which is read from a forward interpolant.
@@ -211,8 +275,9 @@ class Problem:
                 return lambda z, t: layout.jacobian(self.f_jacobian(z[:n], t, theta)[:, :n])
 
             opts = layout.solver_options(self.backward_opts)
-            self._derived[layout] = self._derived_problem(layout.dynamics(self.rhs), layout.size, opts,
-                                                          structured_jac)
+            compiled = self.compiled
+            dynamics = layout.dynamics(self.rhs, None if compiled is None else compiled.jacobian)
+            self._derived[layout] = self._derived_problem(dynamics, layout.size, opts, structured_jac)
         return self._derived[layout]
 
     def dense_forward(self, y_start: np.ndarray, t_start: float, t_end: float,
