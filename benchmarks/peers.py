@@ -108,7 +108,8 @@ def _odegrad_runner(problem: P.Problem, variant: str):
         def gradient(self):
             with odegrad.record_stats() as rec:
                 value, g = value_and_grad(problem.p0)
-            self.picked = ", ".join(sorted(set(rec.gradient_methods)))
+            backends = sorted({info.derivatives for info in rec.calls if info.derivatives})
+            self.picked = ", ".join(sorted(set(rec.gradient_methods))) + (f" ({', '.join(backends)})" if backends else "")
             return float(value), np.asarray(g), rec.forward.nfe, rec.backward.nfe
 
     return Runner()

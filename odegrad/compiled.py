@@ -32,6 +32,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import math
+import os
 from typing import Any, Callable, Iterator
 
 import autograd.numpy as anp
@@ -53,7 +55,10 @@ MAX_RETRACES = 8
 MAX_PROGRAMS = 256
 """Compiled programs kept (one per structure of a trace); the oldest is dropped beyond this."""
 
-_ENABLED: contextvars.ContextVar[bool] = contextvars.ContextVar("odegrad_compiled", default=True)
+_ENABLED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "odegrad_compiled", default=os.environ.get("ODEGRAD_COMPILED", "1") != "0")
+"""Whether compiled evaluations may be used: ``ODEGRAD_COMPILED=0`` in the environment turns them off
+for the process (as without JAX), :func:`disabled` for a block."""
 
 # autograd's nograd functions that read only shapes and dtypes: a trace through them holds everywhere.
 _SHAPE_ONLY = {anp.size, anp.result_type, anp.iscomplexobj, anp.zeros_like, anp.ones_like, anp.empty_like,
@@ -90,7 +95,7 @@ def _jax() -> Any:
 def unavailable() -> str | None:
     """Why compiled evaluations are off here (JAX missing, :func:`disabled`), or ``None``."""
     if not _ENABLED.get():
-        return "disabled by odegrad.compiled.disabled()"
+        return "disabled by odegrad.compiled.disabled() or ODEGRAD_COMPILED=0"
     jax = _jax()
     return jax if isinstance(jax, str) else None
 
@@ -204,20 +209,22 @@ class Trace:
     """One recorded trace of ``f`` as a function of ``x``: its operations, key and constants.
 
     ``ops[i] = (jax function, argument specs, kwargs)``; a spec is ``("node", j)`` (the value of
-    operation ``j``, ``0`` being ``x``), ``("const", k)`` (``consts[k]``, an input of the program) or
-    ``("static", value)``. ``key`` identifies the program: two traces with equal keys compile to
-    the same program and differ only in ``consts``.
+    operation ``j``, ``0`` being ``x``), ``("const", offset, shape)`` (a constant array, read from
+    the vector :attr:`consts` of all of them, an input of the program) or ``("static", value)``.
+    ``key`` identifies the program: two traces with equal keys compile to the same program and
+    differ only in ``consts``.
     """
 
-    def __init__(self, start: _CompileNode, end: _CompileNode, size: int):
+    def __init__(self, start: _CompileNode, end: _CompileNode, size: int, n_out: int):
         table = _table()
         order = list(reversed(list(toposort(end))))
         if order[0] is not start:
             raise Unsupported("the trace of func does not start at its input")
         index = {start: 0}
         self.ops: list[tuple] = []
-        self.consts: list[np.ndarray] = []
-        key: list[Any] = [size]
+        consts: list[np.ndarray] = []
+        offset = 0
+        key: list[Any] = [size, n_out]
         for node in order[1:]:
             fun, args, kwargs, argnums = node.recipe
             jfun = table.get(fun)
@@ -230,9 +237,10 @@ class Trace:
                     specs.append(("node", index[parents[i]]))
                     spec_key.append(("node", index[parents[i]]))
                 elif _is_constant_array(arg) and fun is not ArrayBox.__getitem__:
-                    specs.append(("const", len(self.consts)))
-                    spec_key.append(("const", np.shape(arg), np.asarray(arg).dtype.str))
-                    self.consts.append(np.asarray(arg))
+                    specs.append(("const", offset, np.shape(arg)))
+                    spec_key.append(("const", np.shape(arg)))
+                    consts.append(np.ravel(arg))
+                    offset += consts[-1].size
                 else:
                     specs.append(("static", arg))
                     spec_key.append(_static_key(arg))
@@ -240,6 +248,8 @@ class Trace:
             self.ops.append((jfun, tuple(specs), dict(kwargs)))
             index[node] = len(self.ops)
         self.key = tuple(key)
+        self.size, self.n_out = size, n_out
+        self.consts = np.concatenate(consts).astype(float) if consts else np.zeros(0)
 
 
 def record(fun: Callable[[Any], Any], x: np.ndarray) -> tuple[Trace, np.ndarray]:
@@ -271,35 +281,37 @@ def record(fun: Callable[[Any], Any], x: np.ndarray) -> tuple[Trace, np.ndarray]
         raise Unsupported("func does not depend on y, t or args")
     if np.ndim(value) != 1 or np.asarray(value).dtype.kind != "f":
         raise Unsupported("func's flat output is not one real vector")
-    return Trace(start, end, int(np.size(x))), np.asarray(value)
+    return Trace(start, end, int(np.size(x)), int(np.size(value))), np.asarray(value)
 
 
 class Program:
     """The compiled ``f``, its VJP and its Jacobian for one structure of trace (float64, XLA).
 
-    Each compiled function takes ``(y, t, theta, *extra, direct, consts)`` and returns one vector:
-    ``[ok, result...]``, ``ok`` being 1 where the compiled ``f`` agrees with ``direct`` (``func``
-    evaluated by NumPy at the same point, :data:`GUARD_RTOL`), else 0.
+    Each compiled function takes two vectors (one transfer each; every further argument costs
+    about as much as the arithmetic of a small ``f``): ``[y, θ, t, *extra, direct]`` and the
+    trace's constants, and returns ``[ok, result...]``, ``ok`` being 1 where the compiled ``f``
+    agrees with ``direct`` (``func`` evaluated by NumPy at the same point, :data:`GUARD_RTOL`),
+    else 0.
     """
 
     def __init__(self, trace_: Trace):
         jax = _jax()
         jnp = jax.numpy
-        ops = trace_.ops
+        ops, m, n = trace_.ops, trace_.size, trace_.n_out
 
         def f(x, consts):
             values = [x]
             for jfun, specs, kwargs in ops:
-                args = [values[v] if kind == "node" else consts[v] if kind == "const" else v
-                        for kind, v in specs]
+                args = [values[spec[1]] if spec[0] == "node" else spec[1] if spec[0] == "static"
+                        else jnp.reshape(consts[spec[1]:spec[1] + math.prod(spec[2])], spec[2])
+                        for spec in specs]
                 values.append(jfun(*args, **kwargs))
             return jnp.ravel(values[-1])
 
-        def checked(body):
-            def run(y, t, theta, *rest):
-                *extra, direct, consts = rest
-                x = jnp.concatenate([y, theta, jnp.reshape(t, (1,))])
-                out, result = body(lambda xx: f(xx, consts), x, *extra)
+        def checked(body, n_extra):
+            def run(packed, consts):
+                x, extra, direct = packed[:m], packed[m:m + n_extra], packed[m + n_extra:]
+                out, result = body(lambda xx: f(xx, consts), x, *([extra] if n_extra else []))
                 scale = GUARD_RTOL * (jnp.abs(direct) + jnp.max(jnp.abs(direct)))
                 ok = jnp.all(jnp.abs(out - direct) <= scale).astype(out.dtype)
                 return jnp.concatenate([jnp.reshape(ok, (1,)), jnp.ravel(result)])
@@ -320,14 +332,14 @@ class Program:
 
         self._x64 = jax.enable_x64
         with self._x64(True):
-            self.vjp = jax.jit(checked(vjp))
-            self.jacobian = jax.jit(checked(jacobian))
-            self.vjp_jacobian = jax.jit(checked(vjp_jacobian))
+            self.vjp = jax.jit(checked(vjp, n))
+            self.jacobian = jax.jit(checked(jacobian, 0))
+            self.vjp_jacobian = jax.jit(checked(vjp_jacobian, n))
 
-    def __call__(self, kind: str, *args: Any) -> np.ndarray:
+    def __call__(self, kind: str, packed: np.ndarray, consts: np.ndarray) -> np.ndarray:
         """One compiled evaluation (``kind``: ``"vjp"``, ``"jacobian"`` or ``"vjp_jacobian"``)."""
         with self._x64(True):
-            return np.asarray(getattr(self, kind)(*args))
+            return np.asarray(getattr(self, kind)(packed, consts))
 
 
 _PROGRAMS: dict[tuple, Program] = {}
@@ -366,7 +378,7 @@ class CompiledRhs:
         self.reason: str | None = unavailable()
         self.retraces = 0
         self._program: Program | None = None
-        self._consts: tuple = ()
+        self._consts = np.zeros(0)
         if self.reason is not None:
             report("autograd", self.reason)
 
@@ -385,7 +397,7 @@ class CompiledRhs:
         except Unsupported as exc:
             self._fall_back(str(exc))
             return False
-        self._program, self._consts = prog, tuple(trace_.consts)
+        self._program, self._consts = prog, trace_.consts
         return True
 
     def _evaluate(self, kind: str, y: np.ndarray, t: Any, theta: np.ndarray, *extra: Any):
@@ -395,11 +407,12 @@ class CompiledRhs:
         direct = self.rhs(y, t, theta)
         if isbox(direct):
             return None
+        packed = np.concatenate([y, theta, [t], *extra, direct])
         first = self._program is None
-        if first and not self._record(np.concatenate([y, theta, [t]])):
+        if first and not self._record(packed[:self.n + self.n_params + 1]):
             return None
         for attempt in range(2):
-            out = self._program(kind, y, t, theta, *extra, direct, self._consts)
+            out = self._program(kind, packed, self._consts)
             if out[0]:
                 if first:
                     self._report("jax", None)
@@ -409,7 +422,7 @@ class CompiledRhs:
             if attempt or self.retraces >= MAX_RETRACES:
                 break
             self.retraces += 1
-            if not self._record(np.concatenate([y, theta, [t]])):
+            if not self._record(packed[:self.n + self.n_params + 1]):
                 return None
         self._fall_back("the compiled func disagreed with func at a point it was recorded at "
                         "(func is not a pure function of y, t and args), or kept changing its trace "

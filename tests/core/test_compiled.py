@@ -13,6 +13,8 @@ Tolerances: see the module docstring of ``tests/helpers.py``.
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 
 import autograd.numpy as np
 import numpy as onp
@@ -244,3 +246,27 @@ def test_hessian_unchanged_by_compiled_first_derivatives(mode):
     assert rel_err(H, H_autograd) < GRAD_RTOL
     fd = central_fd_jac(grad(loss), p0)
     assert rel_err(H, fd) < HESS_RTOL
+
+
+def test_without_jax_installed_the_core_imports_and_differentiates():
+    """A fresh interpreter where ``import jax`` fails: odegrad imports (without importing JAX) and
+    its gradients come from autograd, with the reason in SolveInfo."""
+    code = (
+        "import sys\n"
+        "import odegrad\n"
+        "assert 'jax' not in sys.modules, 'odegrad imported jax'\n"
+        "sys.modules['jax'] = None\n"
+        "import autograd, autograd.numpy as anp, numpy as np\n"
+        "out = []\n"
+        "def loss(k):\n"
+        "    ys, info = odegrad.odeint(lambda y, t, k: -k * y, np.array([1.0]), np.array([0.0, 1.0]),\n"
+        "                              args=(k,), full_output=True, rtol=1e-10, atol=1e-10)\n"
+        "    out.append(info)\n"
+        "    return ys[-1, 0]\n"
+        "g = autograd.grad(loss)(0.5)\n"
+        "assert abs(g + np.exp(-0.5)) < 1e-7, g\n"
+        "print(out[0].derivatives, '|', out[0].derivatives_note)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("autograd |") and "not installed" in result.stdout
