@@ -107,7 +107,7 @@ class Problem:
         if self.stage != "forward":
             return None
         if self._compiled is None:
-            self._compiled = CompiledRhs(self.rhs, self.n, self.n_params, self._report_derivatives)
+            self._compiled = CompiledRhs(self.rhs, self.make_fun, self.n, self.n_params, self._report_derivatives)
         return self._compiled
 
     def _report_derivatives(self, backend: str, note: str | None) -> None:
@@ -161,20 +161,14 @@ class Problem:
         ``f`` is traced once, as a function of the one vector ``[y, θ, t]`` holding only what
         ``layout`` differentiates (fewer traced inputs, one cotangent vector back), and run
         back by :mod:`odegrad.jacobian`'s pass on plain arrays or, where the evaluation is
-        itself differentiated, by autograd's (:func:`odegrad.reverse.trace_vjp`). On plain arrays
-        the compiled VJP (:mod:`odegrad.compiled`) comes first, where it is available.
+        itself differentiated, by autograd's (:func:`odegrad.reverse.trace_vjp`).
         """
         rhs, n, p = self.rhs, self.n, self.n_params
         with_t, with_theta = layout.with_time, layout.with_params
         stop = n + (p if with_theta else 0)
-        compiled = self.compiled
 
         def traced(y, t, theta, a):
             plain = not any(isbox(v) for v in (y, t, theta, a))
-            found = compiled.vjp(y, t, theta, a) if plain and compiled is not None else None
-            if found is not None:
-                dy, v = found
-                return (dy, v[:n], v[n + p:] if with_t else None, v[n:n + p] if with_theta else None)
             parts = [y] + ([theta] if with_theta else []) + ([anp.reshape(t, (1,))] if with_t else [])
             x = anp.concatenate(parts) if len(parts) > 1 else y
 
@@ -195,13 +189,30 @@ class Problem:
 
         return traced
 
+    def _compiled_adjoint(self, layout: AugmentedLayout) -> Callable[[Any, Any, Any, Any], Any]:
+        """``fused(y, t, theta, a)``: the derivative of the backward state ``layout`` from one
+        compiled evaluation (:mod:`odegrad.compiled`), or ``None`` (traced inputs, no compiled
+        evaluations for this ``f``)."""
+        compiled = self.compiled
+        kind = ("adjoint", layout.with_state, layout.with_time, layout.with_params)
+
+        def fused(y, t, theta, a):
+            if compiled is None or any(isbox(v) for v in (y, t, theta, a)):
+                return None
+            return compiled.evaluate(kind, y, t, theta, a)
+
+        return fused
+
     def augmented(self, layout: AugmentedLayout) -> "Problem":
         """The problem of the backward state ``layout`` (``[y, a, a_t, a_theta]``), built once."""
         if layout not in self._derived:
-            traced = self._vjp_of_rhs(layout)
+            traced, fused = self._vjp_of_rhs(layout), self._compiled_adjoint(layout)
 
             def aug_rhs(s, t, theta):
                 y, a, _, _ = layout.split(s)
+                out = fused(y, t, theta, a)
+                if out is not None:
+                    return out
                 dy, v_y, v_t, v_theta = traced(y, t, theta, a)
                 return layout.join(anp.concatenate, dy, -v_y, None if v_t is None else -v_t,
                                    None if v_theta is None else -v_theta)
@@ -243,12 +254,16 @@ class Problem:
         Its dynamics are linear in ``a``: the exact Jacobian is ``-[∂f/∂y | ∂f/∂t | ∂f/∂θ]ᵀ``
         in the first ``n`` columns, zeros elsewhere.
         """
-        traced = self._vjp_of_rhs(layout)
+        traced, fused = self._vjp_of_rhs(layout), self._compiled_adjoint(layout)
         n, p = self.n, self.n_params
 
         def adj_rhs(s, t, theta):
             _, a, _, _ = layout.split(s)
-            _, v_y, v_t, v_theta = traced(y_of_t(t), t, theta, a)
+            y = y_of_t(t)
+            out = fused(y, t, theta, a)
+            if out is not None:
+                return out
+            _, v_y, v_t, v_theta = traced(y, t, theta, a)
             return layout.join(anp.concatenate, None, -v_y, None if v_t is None else -v_t,
                                None if v_theta is None else -v_theta)
 
@@ -275,8 +290,9 @@ class Problem:
                 return lambda z, t: layout.jacobian(self.f_jacobian(z[:n], t, theta)[:, :n])
 
             opts = layout.solver_options(self.backward_opts)
-            compiled = self.compiled
-            dynamics = layout.dynamics(self.rhs, None if compiled is None else compiled.jacobian)
+            compiled, kind = self.compiled, ("sensitivity", layout.columns, layout.with_params)
+            fused = None if compiled is None else (lambda z, t, theta: compiled.evaluate(kind, z[:n], t, theta, z[n:]))
+            dynamics = layout.dynamics(self.rhs, fused)
             self._derived[layout] = self._derived_problem(dynamics, layout.size, opts, structured_jac)
         return self._derived[layout]
 

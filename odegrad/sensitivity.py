@@ -79,11 +79,11 @@ class SensitivityLayout:
         return anp.concatenate([y0, anp.ravel(anp.concatenate(blocks, axis=1))])
 
     def dynamics(self, rhs: Callable[[Any, Any, Any], Any],
-                 jacobian: Callable[[Any, Any, Any], Any] | None = None) -> Callable[[Any, Any, Any], Any]:
+                 compiled: Callable[[Any, Any, Any], Any] | None = None) -> Callable[[Any, Any, Any], Any]:
         """``dz/dt`` of ``z = [y, S]`` for the dynamics ``rhs(y, t, theta)``.
 
-        ``jacobian(y, t, theta) -> (f, ∂f/∂[y, θ, t])`` or ``None``, where given, is tried first on
-        plain arrays (the compiled Jacobian of :mod:`odegrad.compiled`). Otherwise one trace of ``f``
+        ``compiled(z, t, theta) -> dz/dt`` or ``None``, where given, is tried first on plain
+        arrays (one compiled evaluation, :mod:`odegrad.compiled`). Otherwise one trace of ``f``
         and the rows of ``[∂f/∂y | ∂f/∂θ]`` from one vectorised backward
         pass, then ``∂f/∂y S``; on traced inputs (a Hessian differentiates these dynamics) one
         autograd backward pass per row instead, which autograd differentiates again. (One
@@ -96,16 +96,12 @@ class SensitivityLayout:
         basis = np.eye(n)
 
         def sens_rhs(z, t, theta):
+            plain = not (isbox(z) or isbox(t) or isbox(theta))
+            found = compiled(z, t, theta) if plain and compiled is not None else None
+            if found is not None:
+                return found
             y = take_slice(z, 0, n)
             S = anp.reshape(take_slice(z, n, n * (1 + q)), (n, q))
-            plain = not (isbox(z) or isbox(t) or isbox(theta))
-            found = jacobian(y, t, theta) if plain and jacobian is not None else None
-            if found is not None:                               # compiled: [∂f/∂y | ∂f/∂θ | ∂f/∂t]
-                dy, J = found
-                JS = J[:, :n] @ S
-                if with_params:
-                    JS[:, q - p:] += J[:, n:n + p]
-                return np.concatenate([dy, JS.ravel()])
             if plain:                                           # plain arrays: one batched pass
                 x = np.concatenate([y, theta]) if with_params else y
                 J, dy = trace_jacobian(lambda xx: rhs(take_slice(xx, 0, n), t, take_slice(xx, n, n + p))

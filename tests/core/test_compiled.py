@@ -29,6 +29,12 @@ from tests.problems import K_ROBERTSON, lin_exact_grads, linear, robertson, robe
 from tests.problems import lotka_volterra_p as lv
 
 needs_jax = pytest.mark.skipif(compiled.unavailable() is not None, reason="JAX is not installed")
+
+
+@pytest.fixture(autouse=True)
+def compile_at_once(monkeypatch):
+    """Compile at the first evaluation (by default only after COMPILE_AFTER evaluations)."""
+    monkeypatch.setattr(compiled, "COMPILE_AFTER", 0)
 ROUNDING = 1e-12
 
 A_LIN = onp.array([[-0.3, 1.0, 0.0], [-1.0, -0.3, 0.2], [0.1, 0.0, -0.5]])
@@ -43,6 +49,11 @@ def _linear_loss(A, y0, t, info=None, **kw):
     if info is not None:
         info.append(solve_info)
     return np.sum(G_LIN * ys)
+
+
+def _compiled_rhs(f, n, n_params, notes=None):
+    report = (lambda *note: notes.append(note)) if notes is not None else (lambda *_: None)
+    return CompiledRhs(f, lambda theta: (lambda y, t: f(y, t, theta)), n, n_params, report)
 
 
 def _both_paths(fun, *args):
@@ -96,7 +107,7 @@ def test_augmented_jacobian_is_the_exact_one():
         return np.array([p[0] * y[1] * np.sin(t), -y[0] ** 3 + p[1] * np.tanh(y[1])])
 
     y, theta, t, a = onp.array([0.3, -1.2]), onp.array([1.5, 0.7]), 0.4, onp.array([0.6, -2.0])
-    K = CompiledRhs(f, 2, 2, lambda *_: None).vjp_jacobian(y, t, theta, a)
+    K = _compiled_rhs(f, 2, 2).vjp_jacobian(y, t, theta, a)
 
     def joint(z):                       # z = [y, θ, t, a] -> [f, a·∂f/∂[y, θ, t]]
         vjp, value = make_vjp(lambda x: f(x[:2], x[4], x[2:4]))(z[:5])
@@ -163,12 +174,13 @@ def test_truth_value_branch_is_caught_by_the_guard_and_retraced():
         return -p * y if y[0] else p * y ** 2
 
     notes: list = []
-    c = CompiledRhs(f, 2, 1, lambda *note: notes.append(note))
+    c = _compiled_rhs(f, 2, 1, notes)
     theta, a = onp.array([1.5]), onp.array([1.0, -2.0])
     for y in (onp.array([1.0, 2.0]), onp.array([0.0, 2.0]), onp.array([3.0, -1.0])):
-        dy, v = c.vjp(y, 0.0, theta, a)
+        out = c.evaluate(("adjoint", True, True, True), y, 0.0, theta, a)   # [f, -a·∂f/∂y, -a·∂f/∂t, -a·∂f/∂θ]
         vjp, value = make_vjp(lambda x: f(x[:2], x[3], x[2:3]))(onp.concatenate([y, theta, [0.0]]))
-        assert rel_err(dy, value) == 0 and rel_err(v, vjp(a)) < ROUNDING
+        v = vjp(a)
+        assert rel_err(out, onp.concatenate([value, -v[:2], -v[3:], -v[2:3]])) < ROUNDING
     assert c.retraces == 2 and c.reason is None and notes == [("jax", None)]
 
 
@@ -224,7 +236,7 @@ def test_primitive_without_jax_counterpart_falls_back_with_reason():
 
 
 def test_without_jax_everything_runs_on_autograd(monkeypatch):
-    monkeypatch.setattr(compiled, "_jax", lambda: "JAX is not installed (test)")
+    monkeypatch.setattr(compiled, "_installed", lambda: "JAX is not installed (test)")
     info: list = []
     g = grad(_linear_loss)(A_LIN, Y0_LIN, T_LIN, info, adjoint="checkpoint")
     assert info[0].derivatives == "autograd" and "not installed" in info[0].derivatives_note
@@ -270,3 +282,18 @@ def test_without_jax_installed_the_core_imports_and_differentiates():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("autograd |") and "not installed" in result.stdout
+
+
+@needs_jax
+def test_a_one_off_gradient_stays_on_autograd_until_the_trace_is_warm(monkeypatch):
+    monkeypatch.setattr(compiled, "_PROGRAMS", {})
+    monkeypatch.setattr(compiled, "_EVALUATIONS", {})
+    monkeypatch.setattr(compiled, "COMPILE_AFTER", 10 ** 9)
+    info: list = []
+    exact = lin_exact_grads(A_LIN, Y0_LIN, T_LIN, G_LIN)[0]
+    g = grad(_linear_loss)(A_LIN, Y0_LIN, T_LIN, info, adjoint="checkpoint")
+    assert info[0].derivatives == "autograd" and "warming up" in info[0].derivatives_note
+    assert not compiled._PROGRAMS and rel_err(g, exact) < GRAD_RTOL
+    monkeypatch.setattr(compiled, "COMPILE_AFTER", max(compiled._EVALUATIONS.values()) + 20)
+    g = grad(_linear_loss)(A_LIN, Y0_LIN, T_LIN, info, adjoint="checkpoint")   # compiles part-way
+    assert info[1].derivatives == "jax" and len(compiled._PROGRAMS) == 1 and rel_err(g, exact) < GRAD_RTOL
