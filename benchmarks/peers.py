@@ -17,7 +17,10 @@ Implementations (rows), all at the problem's tolerances:
 
 Each (problem, implementation) cell runs in its own subprocess under a wall-clock cap
 (``--timeout``, default 60 s): one warm-up call (JIT compilation for JAX), then up to ``--repeats``
-timed calls of the forward loss and of value-and-gradient; medians are reported. A cell that
+timed calls of the forward loss and of value-and-gradient; medians are reported. odegrad compiles
+the derivative evaluations of ``f`` (``odegrad.compiled``, where JAX is installed) in its warm-up
+call too (``COMPILE_AFTER = 0``; by default a process compiles a structure of ``f`` after 1,000
+evaluations), and its note says which backend evaluated them. A cell that
 does not finish in time is reported as "did not finish". Peers that are not installed are skipped
 with a note. ``--inline`` runs every cell in this process instead (no cap; used by the tests).
 
@@ -85,7 +88,9 @@ def _odegrad_runner(problem: P.Problem, variant: str):
     import autograd.numpy as anp
 
     import odegrad
+    import odegrad.compiled
 
+    odegrad.compiled.COMPILE_AFTER = 0      # compiled in the warm-up call, as JAX's jit is
     kwargs = P.variant_kwargs(variant)
     rhs = problem.rhs
 

@@ -13,6 +13,9 @@ For each problem it prints
   evaluation as a multiple of the numpy one;
 * a cProfile of one gradient, by cumulative time, restricted to the top ``--top`` entries.
 
+Compiled evaluations are measured in their steady state: ``odegrad.compiled.COMPILE_AFTER`` is set
+to 0, so each structure of ``f`` is compiled at its first derived evaluation (in the warm-up).
+
 The derived dynamics are captured by wrapping ``odegrad.solvers.solve`` for one gradient: the
 profile relies on that internal entry point (the solve every odegrad solve goes through).
 """
@@ -157,6 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variant", default=None, help="odegrad variant, e.g. lsoda, adams+seminorm")
     parser.add_argument("--top", type=int, default=25, help="cProfile entries shown (default: %(default)s)")
     args = parser.parse_args(argv)
+    import odegrad.compiled
+
+    odegrad.compiled.COMPILE_AFTER = 0      # steady state: compile at the first derived evaluation
     print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for name in args.problems:
         problem = P.get(name)

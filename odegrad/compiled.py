@@ -175,6 +175,15 @@ _LINALG = "solve inv det slogdet norm cholesky".split()
 _SPECIAL = "expit logit logsumexp erf erfc gammaln".split()
 
 
+def _as_jax_index(idx: Any) -> Any:
+    """A NumPy index as JAX takes it: lists of integers (NumPy's fancy indices) as arrays."""
+    if isinstance(idx, list):
+        return np.asarray(idx)
+    if isinstance(idx, tuple):
+        return tuple(np.asarray(part) if isinstance(part, list) else part for part in idx)
+    return idx
+
+
 def _lookup(module: str, name: str, jax: Any) -> Callable:
     fun = getattr(importlib.import_module(f"jax.{module}"), name, None)
     if fun is None:
@@ -190,14 +199,16 @@ def _table() -> dict:
     import autograd.scipy.special as aspecial
 
     table: dict[Any, Callable] = {}
-    for source, module, names in ((anp, "numpy", _NAMES), (alinalg, "numpy.linalg", _LINALG),
+    for source, module, names in ((numpy_wrapper, "numpy", _NAMES), (alinalg, "numpy.linalg", _LINALG),
                                   (aspecial, "scipy.special", _SPECIAL)):
-        for name in names:
-            prim = getattr(source, name, None)
+        for name in names:         # the primitive itself where autograd.numpy wraps it (mean, where)
+            prim = getattr(source, f"_primitive_{name}", None) or getattr(source, name, None)
             if prim is not None and hasattr(prim, "fun"):
                 table[prim] = functools.partial(_lookup, module, name)
+    if hasattr(getattr(anp, "_original_where", None), "fun"):     # autograd.numpy.where wraps it
+        table[anp._original_where] = functools.partial(_lookup, "numpy", "where")
     table.update({
-        ArrayBox.__getitem__: lambda jax: (lambda A, idx: A[idx]),
+        ArrayBox.__getitem__: lambda jax: (lambda A, idx: A[_as_jax_index(idx)]),
         take_slice: lambda jax: (lambda flat, start, stop, shape=None: (
             flat[start:stop] if shape is None else jax.numpy.reshape(flat[start:stop], shape))),
         numpy_wrapper.concatenate_args: lambda jax: (lambda axis, *arrays: jax.numpy.concatenate(arrays, axis)),
@@ -413,8 +424,12 @@ class Program:
         function = self._functions.get(kind)
         if function is None:
             function = self._functions[kind] = self._function(kind)
-        with self._jax.enable_x64(True):
-            return np.asarray(function(packed, consts))
+        try:
+            with self._jax.enable_x64(True):
+                return np.asarray(function(packed, consts))
+        except Exception as exc:           # JAX could not trace or compile the replayed f
+            raise Unsupported(f"JAX could not compile the trace of func ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
 
 
 _PROGRAMS: dict[tuple, Program] = {}
@@ -522,7 +537,11 @@ class CompiledRhs:
         direct = self._direct(y, t, theta)
         packed = np.concatenate([y, theta, [t]] + ([] if extra is None else [extra]) + [direct])
         for attempt in range(2):
-            out = self._program(kind, packed, self._consts)
+            try:
+                out = self._program(kind, packed, self._consts)
+            except Unsupported as exc:
+                self._fall_back(str(exc))
+                return None
             if out[0]:
                 if first:
                     self._report("jax", None)

@@ -297,3 +297,33 @@ def test_a_one_off_gradient_stays_on_autograd_until_the_trace_is_warm(monkeypatc
     monkeypatch.setattr(compiled, "COMPILE_AFTER", max(compiled._EVALUATIONS.values()) + 20)
     g = grad(_linear_loss)(A_LIN, Y0_LIN, T_LIN, info, adjoint="checkpoint")   # compiles part-way
     assert info[1].derivatives == "jax" and len(compiled._PROGRAMS) == 1 and rel_err(g, exact) < GRAD_RTOL
+
+
+_W = onp.random.default_rng(5).standard_normal((3, 4))
+_MASK = onp.array([True, False, True, True])
+
+
+def _many_primitives(y, t, p):
+    """Dynamics through most of the primitive table: each must replay as autograd evaluates it."""
+    h = np.tanh(np.dot(_W, y) + p[:3])                             # matmul, tanh, slicing
+    z = np.concatenate([h, np.exp(-t) * y[[0, 2]]])                # concatenate, integer-array index
+    m = np.reshape(np.outer(z, p[1:3]), (10, 1))                   # outer, reshape
+    s = np.sum(m, axis=1) + np.mean(m) - np.max(m) * 0.1           # reductions
+    u = np.where(_MASK, y, 0.5 * y) ** 2 / (1.0 + y ** 2)          # where (constant mask), power, divide
+    v = np.einsum("ij,j->i", _W.T, s[:3]) + np.log1p(np.abs(y)) + np.sqrt(1.0 + np.square(y))
+    return u + np.maximum(v, -1.0) + np.transpose(np.atleast_2d(y))[:, 0] * np.sin(p[3]) + np.stack([y[1], y[0], y[3], y[2]])
+
+
+@needs_jax
+def test_replayed_primitives_match_autograd():
+    from autograd import jacobian as ag_jacobian
+
+    c = _compiled_rhs(_many_primitives, 4, 4)
+    rng = onp.random.default_rng(9)
+    for _ in range(3):
+        y, theta, t = rng.standard_normal(4), rng.standard_normal(4), float(rng.uniform(0, 2))
+        dy, J = c.jacobian(y, t, theta)
+        x = onp.concatenate([y, theta, [t]])
+        expected = ag_jacobian(lambda xx: _many_primitives(xx[:4], xx[8], xx[4:8]))(x)
+        assert rel_err(dy, _many_primitives(y, t, theta)) < ROUNDING and rel_err(J, expected) < ROUNDING
+    assert c.reason is None and c.retraces == 0
