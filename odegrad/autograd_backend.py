@@ -168,7 +168,6 @@ class Problem:
         stop = n + (p if with_theta else 0)
 
         def traced(y, t, theta, a):
-            plain = not any(isbox(v) for v in (y, t, theta, a))
             parts = [y] + ([theta] if with_theta else []) + ([anp.reshape(t, (1,))] if with_t else [])
             x = anp.concatenate(parts) if len(parts) > 1 else y
 
@@ -178,7 +177,7 @@ class Problem:
                 tt = take_slice(xx, stop, stop + 1, ()) if with_t else t
                 return rhs(yy, tt, th)
 
-            if not plain:                                  # differentiated again: autograd's pass
+            if any(isbox(v) for v in (y, t, theta, a)):   # differentiated again: autograd's pass
                 vjp, dy = trace_vjp(fun, x)
                 v = vjp(a)
             else:
