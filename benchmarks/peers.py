@@ -17,7 +17,10 @@ Implementations (rows), all at the problem's tolerances:
 
 Each (problem, implementation) cell runs in its own subprocess under a wall-clock cap
 (``--timeout``, default 60 s): one warm-up call (JIT compilation for JAX), then up to ``--repeats``
-timed calls of the forward loss and of value-and-gradient; medians are reported. A cell that
+timed calls of the forward loss and of value-and-gradient; medians are reported. odegrad compiles
+the derivative evaluations of ``f`` (``odegrad.compiled``, where JAX is installed) in its warm-up
+call too (``COMPILE_AFTER = 0``; by default a process compiles a structure of ``f`` after 1,000
+evaluations), and its note says which backend evaluated them. A cell that
 does not finish in time is reported as "did not finish". Peers that are not installed are skipped
 with a note. ``--inline`` runs every cell in this process instead (no cap; used by the tests).
 
@@ -85,6 +88,7 @@ def _odegrad_runner(problem: P.Problem, variant: str):
     import autograd.numpy as anp
 
     import odegrad
+    import odegrad.compiled
 
     kwargs = P.variant_kwargs(variant)
     rhs = problem.rhs
@@ -106,9 +110,15 @@ def _odegrad_runner(problem: P.Problem, variant: str):
             return float(value), rec.forward.nfe
 
         def gradient(self):
-            with odegrad.record_stats() as rec:
-                value, g = value_and_grad(problem.p0)
-            self.picked = ", ".join(sorted(set(rec.gradient_methods)))
+            # Derivative evaluations compiled in the warm-up call, as JAX's jit is.
+            saved, odegrad.compiled.COMPILE_AFTER = odegrad.compiled.COMPILE_AFTER, 0
+            try:
+                with odegrad.record_stats() as rec:
+                    value, g = value_and_grad(problem.p0)
+            finally:
+                odegrad.compiled.COMPILE_AFTER = saved
+            backends = sorted({info.derivatives for info in rec.calls if info.derivatives})
+            self.picked = ", ".join(sorted(set(rec.gradient_methods))) + (f" ({', '.join(backends)})" if backends else "")
             return float(value), np.asarray(g), rec.forward.nfe, rec.backward.nfe
 
     return Runner()

@@ -5,11 +5,16 @@ For each problem it prints
 * forward and gradient wall time, forward and backward NFE (``odegrad.record_stats``);
 * per-evaluation costs, best of 5 interleaved rounds: the plain numpy dynamics (what a forward
   or finite-difference solve pays), odegrad's augmented dynamics (what the checkpoint adjoint's
-  backward solve pays: one autograd trace and one backward pass), its sensitivity dynamics
-  (what forward sensitivities pay: one trace and ``n`` backward passes), and autograd
-  ``make_vjp`` of the raw user function with respect to ``(y, t, p)``, ``(y, p)`` and ``y``
-  alone (the floor without odegrad's wrapper);
+  backward solve pays) and its sensitivity dynamics (what forward sensitivities pay), each with
+  compiled derivative evaluations (``odegrad.compiled``, JAX; a direct evaluation of ``f`` as
+  their guard plus one XLA call) and with autograd's (one trace and one vectorised backward
+  pass), and autograd ``make_vjp`` of the raw user function with respect to ``(y, t, p)``,
+  ``(y, p)`` and ``y`` alone (the floor without odegrad's wrapper); then each derived
+  evaluation as a multiple of the numpy one;
 * a cProfile of one gradient, by cumulative time, restricted to the top ``--top`` entries.
+
+Compiled evaluations are measured in their steady state: ``odegrad.compiled.COMPILE_AFTER`` is set
+to 0, so each structure of ``f`` is compiled at its first derived evaluation (in the warm-up).
 
 The derived dynamics are captured by wrapping ``odegrad.solvers.solve`` for one gradient: the
 profile relies on that internal entry point (the solve every odegrad solve goes through).
@@ -19,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import io
+import os
 import pstats
 import time
 
@@ -28,12 +35,16 @@ import numpy as np
 from . import problems as P
 
 
-def _capture_derived(problem: P.Problem, variant: str):
-    """The dynamics of the last derived solve of one gradient (augmented or sensitivity)."""
+def _capture_derived(problem: P.Problem, variant: str, compiled: bool = True):
+    """The dynamics of the last derived solve of one gradient (augmented or sensitivity), with
+    compiled derivative evaluations where JAX is installed (``compiled``) or autograd's."""
+    import contextlib
+
     import autograd
     import autograd.numpy as anp
 
     import odegrad
+    import odegrad.compiled
     import odegrad.solvers as solvers
 
     captured = []
@@ -45,9 +56,10 @@ def _capture_derived(problem: P.Problem, variant: str):
 
     solvers.solve = spy
     try:
-        autograd.grad(lambda q: anp.sum(odegrad.odeint(
-            lambda y, t, p: problem.rhs(y, t, p, anp), problem.y0, problem.t[:3], args=(q,),
-            rtol=problem.rtol, atol=problem.atol, **P.variant_kwargs(variant))))(problem.p0)
+        with contextlib.nullcontext() if compiled else odegrad.compiled.disabled():
+            autograd.grad(lambda q: anp.sum(odegrad.odeint(
+                lambda y, t, p: problem.rhs(y, t, p, anp), problem.y0, problem.t[:3], args=(q,),
+                rtol=problem.rtol, atol=problem.atol, **P.variant_kwargs(variant))))(problem.p0)
     finally:
         solvers.solve = original
     return captured[-1]
@@ -61,11 +73,13 @@ def per_eval_costs(problem: P.Problem, variant: str = "lsoda", rounds: int = 5) 
     p, t = problem.p0, float(problem.t[1])
     y, a = problem.y0 + 0.1, np.ones(problem.y0.size)
     method = variant.split("+")[0]
-    aug, s_aug = _capture_derived(problem, f"{method}+checkpoint")
-    variants = {}
-    if problem.y0.size * (1 + p.size) <= 2000:
-        sens, s_sens = _capture_derived(problem, f"{method}+forward")
-        variants["odegrad sensitivity dynamics (forward)"] = lambda: sens(s_sens + 0.01, t)
+    derived = {}
+    for backend, on in (("compiled", True), ("autograd", False)):
+        aug, s_aug = _capture_derived(problem, f"{method}+checkpoint", on)
+        derived[f"odegrad augmented dynamics (checkpoint), {backend}"] = functools.partial(aug, s_aug + 0.01, t)
+        if problem.y0.size * (1 + p.size) <= 2000:
+            sens, s_sens = _capture_derived(problem, f"{method}+forward", on)
+            derived[f"odegrad sensitivity dynamics (forward), {backend}"] = functools.partial(sens, s_sens + 0.01, t)
 
     def f_ag(yy, tt, pp):
         return problem.rhs(yy, tt, pp, anp)
@@ -87,8 +101,7 @@ def per_eval_costs(problem: P.Problem, variant: str = "lsoda", rounds: int = 5) 
     variants = {
         "dynamics, numpy": lambda: problem.rhs(y, t, p, np),
         "dynamics, autograd.numpy (untraced)": lambda: f_ag(y, t, p),
-        "odegrad augmented dynamics (checkpoint)": lambda: aug(s_aug + 0.01, t),
-        **variants,
+        **derived,
         "raw make_vjp wrt (y, t, p) + vjp": raw_ytp,
         "raw make_vjp wrt (y, p) + vjp": raw_yp,
         "raw make_vjp wrt y + vjp": raw_y,
@@ -147,6 +160,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variant", default=None, help="odegrad variant, e.g. lsoda, adams+seminorm")
     parser.add_argument("--top", type=int, default=25, help="cProfile entries shown (default: %(default)s)")
     args = parser.parse_args(argv)
+    import odegrad.compiled
+
+    odegrad.compiled.COMPILE_AFTER = 0      # steady state: compile at the first derived evaluation
+    print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for name in args.problems:
         problem = P.get(name)
         variant = args.variant or problem.odegrad_variants[0]
@@ -157,8 +174,12 @@ def main(argv: list[str] | None = None) -> None:
         bwd = summary["gradient s"] - summary["forward s"]
         if summary["bwd NFE"]:
             print(f"  backward time per backward evaluation: {bwd / summary['bwd NFE'] * 1e6:.0f} us")
-        for key, value in per_eval_costs(problem, variant).items():
-            print(f"  {key:40s} {value * 1e6:9.1f} us/call")
+        costs = per_eval_costs(problem, variant)
+        for key, value in costs.items():
+            print(f"  {key:52s} {value * 1e6:9.1f} us/call")
+        for key, value in costs.items():
+            if key.startswith("odegrad"):
+                print(f"  {key:52s} {value / costs['dynamics, numpy']:9.1f} x numpy dynamics")
         print(text)
 
 

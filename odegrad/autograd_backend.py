@@ -29,6 +29,7 @@ from autograd.tracer import getval, isbox
 from . import auto, solvers
 from .adjoint import DriftError, backward
 from .augmented import AugmentedLayout
+from .compiled import CompiledRhs
 from .jacobian import trace_jacobian, trace_vjps
 from .options import AdjointOptions
 from .pytree import take_slice
@@ -84,6 +85,7 @@ class Problem:
     make_jac: Callable[[np.ndarray], Callable | None] = lambda theta: None
     latest: tuple[int, solvers.SolveStats] | None = None
     _derived: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
+    _compiled: CompiledRhs | None = dataclasses.field(default=None, init=False, repr=False)
 
     def record(self, stats: solvers.SolveStats) -> None:
         """Count the statistics of one solve of this problem."""
@@ -95,13 +97,31 @@ class Problem:
             return self.latest[1]
         return None
 
+    @property
+    def compiled(self) -> CompiledRhs | None:
+        """Compiled derivative evaluations of ``rhs`` (:mod:`odegrad.compiled`), made at first use.
+
+        ``None`` for a derived problem (its dynamics hold derivatives of ``f`` already: second
+        derivatives keep autograd's evaluations).
+        """
+        if self.stage != "forward":
+            return None
+        if self._compiled is None:
+            self._compiled = CompiledRhs(self.rhs, self.make_fun, self.n, self.n_params, self._report_derivatives)
+        return self._compiled
+
+    def _report_derivatives(self, backend: str, note: str | None) -> None:
+        self.info.derivatives, self.info.derivatives_note = backend, note
+
     def _derived_problem(self, rhs: Rhs, size: int, opts: solvers.SolverOptions,
-                         structured_jac: Callable | None = None) -> "Problem":
+                         structured_jac: Callable | None = None, exact_jac: Callable | None = None) -> "Problem":
         """A problem of a derived state (solved for the gradient) of ``size`` entries.
 
-        Its Jacobian, where wanted (:attr:`AdjointOptions.jacobian`), is the exact one of ``rhs``
-        (:func:`odegrad.jacobian.trace_jacobian`), or by default ``structured_jac(theta) ->
-        jac(s, t)`` where the derived dynamics give one from the Jacobian of ``f`` alone.
+        Its Jacobian, where wanted (:attr:`AdjointOptions.jacobian`), is the exact one of ``rhs``:
+        ``exact_jac(theta) -> jac(s, t)`` where given (compiled, returning ``None`` where it cannot
+        evaluate), else :func:`odegrad.jacobian.trace_jacobian`; or by default
+        ``structured_jac(theta) -> jac(s, t)`` where the derived dynamics give one from the
+        Jacobian of ``f`` alone.
         """
         wanted = self.adjoint.jacobian
         if wanted is None:
@@ -110,7 +130,14 @@ class Problem:
         if wanted and structured_jac is not None and self.adjoint.jacobian is None:
             make_jac = structured_jac
         elif wanted:
-            make_jac = lambda theta: (lambda s, t: trace_jacobian(lambda x: rhs(x, t, theta), s)[0])  # noqa: E731
+            def make_jac(theta):
+                compiled = None if exact_jac is None else exact_jac(theta)
+
+                def jac(s, t):
+                    found = None if compiled is None else compiled(s, t)
+                    return trace_jacobian(lambda x: rhs(x, t, theta), s)[0] if found is None else found
+
+                return jac
         return dataclasses.replace(
             self, rhs=rhs, n=size, opts=opts, backward_opts=opts, stage="backward",
             make_fun=lambda theta: (lambda s, t: rhs(s, t, theta)), make_jac=make_jac, latest=None,
@@ -120,6 +147,9 @@ class Problem:
         """``[∂f/∂y | ∂f/∂θ | ∂f/∂t]`` at a point, shape (n, n + p + 1), from one trace and one
         vectorised backward pass (plain arrays: for the solvers' Newton iterations)."""
         n, p, rhs = self.n, self.n_params, self.rhs
+        found = None if self.compiled is None else self.compiled.jacobian(y, t, theta)
+        if found is not None:
+            return np.array(found[1])
         J, _ = trace_jacobian(lambda x: rhs(take_slice(x, 0, n), take_slice(x, n + p, n + p + 1, ()),
                                             take_slice(x, n, n + p)),
                               np.concatenate([y, theta, [t]]))
@@ -158,20 +188,64 @@ class Problem:
 
         return traced
 
+    def _compiled_adjoint(self, layout: AugmentedLayout) -> Callable[[Any, Any, Any, Any], Any]:
+        """``fused(y, t, theta, a)``: the derivative of the backward state ``layout`` from one
+        compiled evaluation (:mod:`odegrad.compiled`), or ``None`` (traced inputs, no compiled
+        evaluations for this ``f``)."""
+        compiled = self.compiled
+        kind = ("adjoint", layout.with_state, layout.with_time, layout.with_params)
+
+        def fused(y, t, theta, a):
+            if compiled is None or any(isbox(v) for v in (y, t, theta, a)):
+                return None
+            return compiled.evaluate(kind, y, t, theta, a)
+
+        return fused
+
     def augmented(self, layout: AugmentedLayout) -> "Problem":
         """The problem of the backward state ``layout`` (``[y, a, a_t, a_theta]``), built once."""
         if layout not in self._derived:
-            traced = self._vjp_of_rhs(layout)
+            traced, fused = self._vjp_of_rhs(layout), self._compiled_adjoint(layout)
 
             def aug_rhs(s, t, theta):
                 y, a, _, _ = layout.split(s)
+                out = fused(y, t, theta, a)
+                if out is not None:
+                    return out
                 dy, v_y, v_t, v_theta = traced(y, t, theta, a)
                 return layout.join(anp.concatenate, dy, -v_y, None if v_t is None else -v_t,
                                    None if v_theta is None else -v_theta)
 
             opts = layout.solver_options(self.backward_opts, self.adjoint.seminorm)
-            self._derived[layout] = self._derived_problem(aug_rhs, layout.size, opts)
+            self._derived[layout] = self._derived_problem(aug_rhs, layout.size, opts,
+                                                          exact_jac=self._compiled_augmented_jacobian(layout))
         return self._derived[layout]
+
+    def _compiled_augmented_jacobian(self, layout: AugmentedLayout) -> Callable | None:
+        """``make(theta) -> jac(s, t)``: the exact Jacobian of the backward state's dynamics from the
+        compiled Jacobian of ``(x, a) -> [f, a·∂f/∂x]`` (``None`` where it cannot evaluate)."""
+        compiled, n, p = self.compiled, self.n, self.n_params
+        if compiled is None:
+            return None
+        m = n + p + 1
+
+        def make(theta):
+            def jac(s, t):
+                y, a, _, _ = layout.split(s)
+                K = compiled.vjp_jacobian(y, t, theta, a)
+                if K is None:
+                    return None
+                rows = [K[:n], -K[n:2 * n]] + ([-K[2 * n + p:]] if layout.with_time else []) + \
+                    ([-K[2 * n:2 * n + p]] if layout.with_params else [])
+                R = np.concatenate(rows)
+                out = np.zeros((layout.size, layout.size))
+                out[:, :n] = R[:, :n]
+                out[:, n:2 * n] = R[:, m:]
+                return out
+
+            return jac
+
+        return make
 
     def adjoint_along(self, y_of_t: Callable[[float], np.ndarray], layout: AugmentedLayout) -> "Problem":
         """The problem of ``layout`` without ``y``, which is read from a forward interpolant.
@@ -179,12 +253,16 @@ class Problem:
         Its dynamics are linear in ``a``: the exact Jacobian is ``-[∂f/∂y | ∂f/∂t | ∂f/∂θ]ᵀ``
         in the first ``n`` columns, zeros elsewhere.
         """
-        traced = self._vjp_of_rhs(layout)
+        traced, fused = self._vjp_of_rhs(layout), self._compiled_adjoint(layout)
         n, p = self.n, self.n_params
 
         def adj_rhs(s, t, theta):
             _, a, _, _ = layout.split(s)
-            _, v_y, v_t, v_theta = traced(y_of_t(t), t, theta, a)
+            y = y_of_t(t)
+            out = fused(y, t, theta, a)
+            if out is not None:
+                return out
+            _, v_y, v_t, v_theta = traced(y, t, theta, a)
             return layout.join(anp.concatenate, None, -v_y, None if v_t is None else -v_t,
                                None if v_theta is None else -v_theta)
 
@@ -211,8 +289,10 @@ class Problem:
                 return lambda z, t: layout.jacobian(self.f_jacobian(z[:n], t, theta)[:, :n])
 
             opts = layout.solver_options(self.backward_opts)
-            self._derived[layout] = self._derived_problem(layout.dynamics(self.rhs), layout.size, opts,
-                                                          structured_jac)
+            compiled, kind = self.compiled, ("sensitivity", layout.columns, layout.with_params)
+            fused = None if compiled is None else (lambda z, t, theta: compiled.evaluate(kind, z[:n], t, theta, z[n:]))
+            dynamics = layout.dynamics(self.rhs, fused)
+            self._derived[layout] = self._derived_problem(dynamics, layout.size, opts, structured_jac)
         return self._derived[layout]
 
     def dense_forward(self, y_start: np.ndarray, t_start: float, t_end: float,

@@ -78,10 +78,13 @@ class SensitivityLayout:
             blocks.append(np.zeros((n, self.n_params)))
         return anp.concatenate([y0, anp.ravel(anp.concatenate(blocks, axis=1))])
 
-    def dynamics(self, rhs: Callable[[Any, Any, Any], Any]) -> Callable[[Any, Any, Any], Any]:
+    def dynamics(self, rhs: Callable[[Any, Any, Any], Any],
+                 compiled: Callable[[Any, Any, Any], Any] | None = None) -> Callable[[Any, Any, Any], Any]:
         """``dz/dt`` of ``z = [y, S]`` for the dynamics ``rhs(y, t, theta)``.
 
-        One trace of ``f`` and the rows of ``[∂f/∂y | ∂f/∂θ]`` from one vectorised backward
+        ``compiled(z, t, theta) -> dz/dt`` or ``None``, where given, is tried first on plain
+        arrays (one compiled evaluation, :mod:`odegrad.compiled`). Otherwise one trace of ``f``
+        and the rows of ``[∂f/∂y | ∂f/∂θ]`` from one vectorised backward
         pass, then ``∂f/∂y S``; on traced inputs (a Hessian differentiates these dynamics) one
         autograd backward pass per row instead, which autograd differentiates again. (One
         forward-mode pass per column of ``S`` was measured slower on every problem tried,
@@ -93,9 +96,13 @@ class SensitivityLayout:
         basis = np.eye(n)
 
         def sens_rhs(z, t, theta):
+            plain = not (isbox(z) or isbox(t) or isbox(theta))
+            found = compiled(z, t, theta) if plain and compiled is not None else None
+            if found is not None:
+                return found
             y = take_slice(z, 0, n)
             S = anp.reshape(take_slice(z, n, n * (1 + q)), (n, q))
-            if not (isbox(z) or isbox(t) or isbox(theta)):      # plain arrays: one batched pass
+            if plain:                                           # plain arrays: one batched pass
                 x = np.concatenate([y, theta]) if with_params else y
                 J, dy = trace_jacobian(lambda xx: rhs(take_slice(xx, 0, n), t, take_slice(xx, n, n + p))
                                        if with_params else rhs(xx, t, theta), x)

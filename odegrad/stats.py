@@ -27,11 +27,19 @@ class SolveInfo:
         (``"checkpoint"``, ``"interpolate"``, ``"backsolve"``; one run per cotangent) and one per
         forward-sensitivity solve (``"forward"``, which serves every cotangent). This is where
         to see what ``adjoint="auto"`` picked.
+    derivatives : str or None
+        How the gradient solves evaluated the derivatives of ``func`` (:mod:`odegrad.compiled`):
+        ``"jax"`` (compiled by XLA) or ``"autograd"``; ``None`` before any was evaluated.
+    derivatives_note : str or None
+        Why they are ``"autograd"`` (JAX not installed, a primitive without a JAX counterpart,
+        ``func`` branching on values, ...); ``None`` for ``"jax"``.
     """
 
     forward: SolveStats
     backward: SolveStats
     gradient_methods: list[str] = dataclasses.field(default_factory=list)
+    derivatives: str | None = None
+    derivatives_note: str | None = None
 
     def record(self, stage: str, stats: SolveStats) -> None:
         """Add the statistics of one solve to ``stage`` (``"forward"`` or ``"backward"``)."""

@@ -1,0 +1,574 @@
+"""Derivative evaluations of autograd dynamics at compiled speed: one trace, replayed in JAX under XLA.
+
+Every evaluation of the derived dynamics (the adjoint's VJP of ``f``, the forward sensitivities'
+Jacobian of ``f``, the stiff solvers' Newton Jacobians) is otherwise one autograd trace of ``f``
+and a backward pass through it: 30-60 times a NumPy evaluation of ``f`` on small dynamics, all of
+it bookkeeping. Users still write ``func`` with ``autograd.numpy``; here it is traced once per
+solve, as a function of the one vector ``x = [y, θ, t]``, and the recorded primitives are mapped
+one by one to their ``jax.numpy`` counterparts. The rebuilt function, its VJP and its Jacobian are
+compiled by ``jax.jit`` once per structure of the trace (the primitives and their static
+arguments; constant arrays are inputs, so a new solve re-records without recompiling) and called
+from NumPy.
+
+A recorded trace holds only where it was recorded if ``func`` branches on values. So:
+
+* a trace in which ``func`` applied a value-dependent operation to ``y``, ``t`` or ``args``
+  (a comparison, ``sign``, ``floor``, ``isfinite``, ... — everything autograd passes through
+  untraced) is not compiled at all: ``func`` keeps autograd's evaluations;
+* every compiled evaluation is checked, inside the same compiled call, against a direct NumPy
+  evaluation of ``func`` at the same point (the derived dynamics need ``f`` there anyway). A
+  mismatch, e.g. a branch on the truth value of a traced array, which autograd cannot see,
+  re-records the trace at that point; if the new trace disagrees too (``func`` is not a pure
+  function of ``y``, ``t`` and ``args``), ``func`` falls back to autograd for the rest of the
+  solve. The direct evaluation is about half of a compiled evaluation's cost on small dynamics
+  (``python -m benchmarks.profile``); it is what makes a stale trace impossible to miss.
+
+Primitives without a counterpart here (and ``func`` that cannot be traced in one vector) fall back
+the same way, per ``func``, with the reason in :attr:`odegrad.SolveInfo.derivatives_note`. All of
+this is for plain-array evaluations only: where a derived solve is itself differentiated
+(Hessians, grad-of-grad) the callers keep autograd's passes. Without JAX installed, or inside
+:func:`disabled`, nothing here runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import importlib
+import importlib.util
+import math
+import os
+import threading
+from typing import Any, Callable, Iterator
+
+import autograd.numpy as anp
+import numpy as np
+from autograd.core import VJPNode
+from autograd.numpy import numpy_wrapper
+from autograd.numpy.numpy_boxes import ArrayBox
+from autograd.tracer import Node, isbox, notrace_primitives, toposort
+
+from .pytree import take_slice
+from .reverse import trace
+
+GUARD_RTOL = 1e-9
+"""A compiled ``f`` agrees with ``func`` where ``|f_c - f| <= GUARD_RTOL (|f| + max |f|)`` entrywise."""
+
+MAX_RETRACES = 8
+"""Re-recordings of one solve's trace before ``func`` falls back to autograd for that solve."""
+
+COMPILE_AFTER = int(os.environ.get("ODEGRAD_COMPILE_AFTER", "1000"))
+"""Derived evaluations of one structure of trace (in this process) made by autograd before it is
+compiled. Compiling costs about a second for the first structure (importing JAX and starting XLA)
+and 0.1-0.5 s per later one, about what 1,000-3,000 autograd evaluations of a small ``f`` cost:
+a one-off gradient stays on autograd, a fit compiles within its first few gradients. Set it to 0
+(or ``ODEGRAD_COMPILE_AFTER=0`` in the environment) to compile at once, as benchmarks of
+steady-state speed do."""
+
+MAX_PROGRAMS = 256
+"""Compiled programs kept (one per structure of a trace); the oldest is dropped beyond this."""
+
+_ENABLED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "odegrad_compiled", default=os.environ.get("ODEGRAD_COMPILED", "1") != "0")
+"""Whether compiled evaluations may be used: ``ODEGRAD_COMPILED=0`` in the environment turns them off
+for the process (as without JAX), :func:`disabled` for a block."""
+
+# autograd's nograd functions that read only shapes and dtypes: a trace through them holds everywhere.
+_SHAPE_ONLY = {anp.size, anp.result_type, anp.iscomplexobj, anp.zeros_like, anp.ones_like, anp.empty_like,
+               anp.full_like, anp.isscalar, anp.isreal, anp.iscomplex, anp.ndim, anp.shape}
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Run the block with autograd's derivative evaluations only (no JAX), as without JAX installed.
+
+    Examples
+    --------
+    >>> with odegrad.compiled.disabled():              # doctest: +SKIP
+    ...     g = grad(loss)(params)
+    """
+    token = _ENABLED.set(False)
+    try:
+        yield
+    finally:
+        _ENABLED.reset(token)
+
+
+@functools.lru_cache(maxsize=1)
+def _installed() -> str | None:
+    """Why JAX cannot be used (not installed), or ``None``; JAX itself is imported only to compile."""
+    if importlib.util.find_spec("jax") is None:
+        return "JAX is not installed; pip install 'odegrad[jax]' for compiled derivative evaluations"
+    return None
+
+
+def _jax() -> Any:
+    """The ``jax`` module (imported at the first compilation: about a second)."""
+    try:
+        import jax
+        import jax.numpy  # noqa: F401
+        import jax.scipy.special  # noqa: F401
+    except ImportError as exc:
+        raise Unsupported(f"JAX could not be imported ({exc})") from exc
+    return jax
+
+
+def unavailable() -> str | None:
+    """Why compiled evaluations are off here (JAX missing, :func:`disabled`), or ``None``."""
+    if not _ENABLED.get():
+        return "disabled by odegrad.compiled.disabled() or ODEGRAD_COMPILED=0"
+    return _installed()
+
+
+class Unsupported(Exception):
+    """A trace that cannot be compiled; the message says why."""
+
+
+class _CompileNode(Node):
+    """A node of a recorded trace: the primitive, its arguments and which of them are traced."""
+
+    __slots__ = ["parents", "recipe"]
+
+    def __init__(self, value, fun, args, kwargs, parent_argnums, parents):
+        self.parents = parents
+        self.recipe = (fun, args, kwargs, parent_argnums)
+
+    def initialize_root(self):
+        self.parents = []
+        self.recipe = None
+
+
+class _NotraceSpy(set):
+    """autograd's untraced primitives for this node type, noting each one applied to a traced value
+    (in the recording of the calling thread)."""
+
+    def __init__(self):
+        super().__init__()
+        self.local = threading.local()
+
+    def __contains__(self, fun: Any) -> bool:
+        if fun in notrace_primitives[VJPNode]:
+            hits = getattr(self.local, "hits", None)
+            if hits is not None and fun not in _SHAPE_ONLY:
+                hits.append(fun)
+            return True
+        return False
+
+
+_SPY = _NotraceSpy()
+notrace_primitives[_CompileNode] = _SPY
+
+
+# ------------------------------------------------------------------------------ primitive table
+
+_NAMES = (
+    "add subtract multiply true_divide divide negative power float_power exp exp2 expm1 log log2 log10 "
+    "log1p sin cos tan arcsin arccos arctan sinh cosh tanh arcsinh arccosh arctanh sqrt cbrt square "
+    "reciprocal absolute fabs maximum minimum fmax fmin logaddexp logaddexp2 arctan2 hypot sinc "
+    "sum mean prod max min amax amin var std cumsum cumprod dot vdot matmul inner outer tensordot einsum "
+    "kron reshape ravel transpose swapaxes moveaxis expand_dims squeeze broadcast_to atleast_1d "
+    "atleast_2d atleast_3d where clip diag diagonal trace tril triu flip fliplr flipud roll rot90 "
+    "repeat tile real imag conj conjugate"
+).split()
+_LINALG = "solve inv det slogdet norm cholesky".split()
+_SPECIAL = "expit logit logsumexp erf erfc gammaln".split()
+
+
+def _as_jax_index(idx: Any) -> Any:
+    """A NumPy index as JAX takes it: lists of integers (NumPy's fancy indices) as arrays."""
+    if isinstance(idx, list):
+        return np.asarray(idx)
+    if isinstance(idx, tuple):
+        return tuple(np.asarray(part) if isinstance(part, list) else part for part in idx)
+    return idx
+
+
+def _lookup(module: str, name: str, jax: Any) -> Callable:
+    fun = getattr(importlib.import_module(f"jax.{module}"), name, None)
+    if fun is None:
+        raise Unsupported(f"jax.{module} has no {name}")
+    return fun
+
+
+@functools.lru_cache(maxsize=1)
+def _table() -> dict:
+    """``{autograd primitive: resolve(jax) -> jax function}`` for everything a trace of ``f`` may be
+    replayed with (built without importing JAX)."""
+    import autograd.numpy.linalg as alinalg
+    import autograd.scipy.special as aspecial
+
+    table: dict[Any, Callable] = {}
+    for source, module, names in ((numpy_wrapper, "numpy", _NAMES), (alinalg, "numpy.linalg", _LINALG),
+                                  (aspecial, "scipy.special", _SPECIAL)):
+        for name in names:         # the primitive itself where autograd.numpy wraps it (mean, where)
+            prim = getattr(source, f"_primitive_{name}", None) or getattr(source, name, None)
+            if prim is not None and hasattr(prim, "fun"):
+                table[prim] = functools.partial(_lookup, module, name)
+    if hasattr(getattr(anp, "_original_where", None), "fun"):     # autograd.numpy.where wraps it
+        table[anp._original_where] = functools.partial(_lookup, "numpy", "where")
+    table.update({
+        ArrayBox.__getitem__: lambda jax: (lambda A, idx: A[_as_jax_index(idx)]),
+        take_slice: lambda jax: (lambda flat, start, stop, shape=None: (
+            flat[start:stop] if shape is None else jax.numpy.reshape(flat[start:stop], shape))),
+        numpy_wrapper.concatenate_args: lambda jax: (lambda axis, *arrays: jax.numpy.concatenate(arrays, axis)),
+        numpy_wrapper.array_from_args: lambda jax: (
+            lambda args, kwargs, *items: jax.numpy.array(items, *args, **kwargs)),
+        numpy_wrapper._array_from_scalar_or_array: lambda jax: (
+            lambda args, kwargs, scalar: jax.numpy.array(scalar, *args, **kwargs)),
+    })
+    return table
+
+
+def _name(fun: Any) -> str:
+    raw = getattr(fun, "fun", fun)
+    return getattr(raw, "__name__", None) or repr(raw)
+
+
+def _static_key(value: Any) -> Any:
+    """A hashable key of a static argument (part of the compiled program)."""
+    if value is None or value is Ellipsis or isinstance(value, (bool, int, float, str, np.integer, np.bool_)):
+        return (type(value).__name__, value)
+    if isinstance(value, slice):
+        return ("slice", _static_key(value.start), _static_key(value.stop), _static_key(value.step))
+    if isinstance(value, (tuple, list)):
+        return (type(value).__name__,) + tuple(_static_key(v) for v in value)
+    if isinstance(value, dict):
+        return ("dict",) + tuple(sorted((str(k), _static_key(v)) for k, v in value.items()))
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iub":
+        return ("array", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, (np.dtype, type)):
+        return ("dtype", str(np.dtype(value)))
+    if isbox(value):
+        raise Unsupported("func closes over a value traced by an outer derivative")
+    raise Unsupported(f"an argument of type {type(value).__name__} has no compiled counterpart")
+
+
+def _is_constant_array(value: Any) -> bool:
+    """Whether ``value`` is passed to the compiled program as an input (float data) rather than baked in."""
+    return (isinstance(value, np.ndarray) and value.dtype.kind == "f") or isinstance(value, np.floating)
+
+
+class Trace:
+    """One recorded trace of ``f`` as a function of ``x``: its operations, key and constants.
+
+    ``ops[i] = (resolve(jax) -> jax function, argument specs, kwargs)``; a spec is ``("node", j)`` (the value of
+    operation ``j``, ``0`` being ``x``), ``("const", offset, shape)`` (a constant array, read from
+    the vector :attr:`consts` of all of them, an input of the program) or ``("static", value)``.
+    ``key`` identifies the program: two traces with equal keys compile to the same program and
+    differ only in ``consts``.
+    """
+
+    def __init__(self, start: _CompileNode, end: _CompileNode, size: int, n_out: int):
+        table = _table()
+        order = list(reversed(list(toposort(end))))
+        if order[0] is not start:
+            raise Unsupported("the trace of func does not start at its input")
+        index = {start: 0}
+        self.ops: list[tuple] = []
+        consts: list[np.ndarray] = []
+        offset = 0
+        key: list[Any] = [size, n_out]
+        for node in order[1:]:
+            fun, args, kwargs, argnums = node.recipe
+            resolve = table.get(fun)
+            if resolve is None:
+                raise Unsupported(f"the primitive {_name(fun)} has no JAX counterpart in odegrad.compiled")
+            parents = dict(zip(argnums, node.parents))
+            specs, spec_key = [], []
+            for i, arg in enumerate(args):
+                if i in parents:
+                    specs.append(("node", index[parents[i]]))
+                    spec_key.append(("node", index[parents[i]]))
+                elif _is_constant_array(arg) and fun is not ArrayBox.__getitem__:
+                    specs.append(("const", offset, np.shape(arg)))
+                    spec_key.append(("const", np.shape(arg)))
+                    consts.append(np.ravel(arg))
+                    offset += consts[-1].size
+                else:
+                    specs.append(("static", arg))
+                    spec_key.append(_static_key(arg))
+            key.append((fun, tuple(spec_key), _static_key(dict(kwargs))))
+            self.ops.append((resolve, tuple(specs), dict(kwargs)))
+            index[node] = len(self.ops)
+        self.key = tuple(key)
+        self.size, self.n_out = size, n_out
+        self.consts = np.concatenate(consts).astype(float) if consts else np.zeros(0)
+
+
+def record(fun: Callable[[Any], Any], x: np.ndarray) -> tuple[Trace, np.ndarray]:
+    """``(trace, fun(x))``: ``fun`` traced once at ``x`` into a :class:`Trace`.
+
+    Raises
+    ------
+    Unsupported
+        Where the trace could not be compiled, or holds only near ``x`` (``fun`` applied a
+        value-dependent operation to its input); the message says which.
+    """
+    start = _CompileNode.new_root()
+    _SPY.local.hits = []
+    try:
+        value, end = trace(start, fun, x)
+    except Unsupported:
+        raise
+    except Exception as exc:            # anything autograd's trace of one vector cannot run
+        raise Unsupported(f"func could not be traced as a function of one vector ({type(exc).__name__}: {exc})") from exc
+    finally:
+        hits, _SPY.local.hits = _SPY.local.hits, None
+    if hits:
+        names = sorted({_name(h) for h in hits})
+        raise Unsupported(f"func applies {', '.join(names)} to the values of y, t or args (a branch or mask): "
+                          "a recorded trace would hold only near where it was recorded")
+    if isbox(value):
+        raise Unsupported("func closes over a value traced by an outer derivative")
+    if end is None:
+        raise Unsupported("func does not depend on y, t or args")
+    if np.ndim(value) != 1 or np.asarray(value).dtype.kind != "f":
+        raise Unsupported("func's flat output is not one real vector")
+    return Trace(start, end, int(np.size(x)), int(np.size(value))), np.asarray(value)
+
+
+class Program:
+    """The compiled ``f`` and its derived evaluations for one structure of trace (float64, XLA).
+
+    Each compiled evaluation takes two vectors (one transfer each; every further argument costs
+    about as much as the arithmetic of a small ``f``): ``[y, θ, t, *extra, direct]`` and the
+    trace's constants, and returns ``[ok, result...]``, ``ok`` being 1 where the compiled ``f``
+    agrees with ``direct`` (``func`` evaluated by NumPy at the same point, :data:`GUARD_RTOL`),
+    else 0. The kinds (:meth:`__call__`) compute what the derived dynamics return, so that their
+    algebra runs in the same compiled call.
+    """
+
+    def __init__(self, trace_: Trace):
+        self._jax = _jax()
+        self._trace = trace_
+        self._ops = [(resolve(self._jax), specs, kwargs) for resolve, specs, kwargs in trace_.ops]
+        self._functions: dict[tuple, Callable] = {}
+
+    def _f(self, x: Any, consts: Any) -> Any:
+        jnp = self._jax.numpy
+        values = [x]
+        for jfun, specs, kwargs in self._ops:
+            args = [values[spec[1]] if spec[0] == "node" else spec[1] if spec[0] == "static"
+                    else jnp.reshape(consts[spec[1]:spec[1] + math.prod(spec[2])], spec[2])
+                    for spec in specs]
+            values.append(jfun(*args, **kwargs))
+        return jnp.ravel(values[-1])
+
+    def _body(self, kind: tuple) -> tuple[int, Callable]:
+        """``(entries of extra, body(fun, x, extra) -> (f, result))`` of one kind."""
+        jax, jnp = self._jax, self._jax.numpy
+        m, n = self._trace.size, self._trace.n_out
+        p = m - n - 1
+
+        def vjp(fun, x, a):
+            out, back = jax.vjp(fun, x)
+            return out, back(a)[0]
+
+        def jacobian(fun, x, _):
+            out, back = jax.vjp(fun, x)
+            return out, jax.vmap(lambda e: back(e)[0])(jnp.eye(n, dtype=out.dtype))
+
+        if kind[0] == "adjoint":                 # [f if with_state, -a·∂f/∂y, -a·∂f/∂t, -a·∂f/∂θ]
+            _, with_state, with_time, with_params = kind
+
+            def adjoint(fun, x, a):
+                out, v = vjp(fun, x, a)
+                parts = ([out] if with_state else []) + [-v[:n]] + ([-v[n + p:]] if with_time else []) + \
+                    ([-v[n:n + p]] if with_params else [])
+                return out, jnp.concatenate(parts)
+
+            return n, adjoint
+        if kind[0] == "sensitivity":             # [f, ∂f/∂y S + [0 | ∂f/∂θ]] for S of q columns
+            _, q, with_params = kind
+
+            def sensitivity(fun, x, S):
+                out, J = jacobian(fun, x, None)
+                JS = J[:, :n] @ jnp.reshape(S, (n, q))
+                if with_params and p:
+                    JS = JS.at[:, q - p:].add(J[:, n:n + p])
+                return out, jnp.concatenate([out, jnp.ravel(JS)])
+
+            return n * q, sensitivity
+        if kind[0] == "jacobian":
+            return 0, lambda fun, x, _: (lambda out, J: (out, jnp.concatenate([out, jnp.ravel(J)])))(
+                *jacobian(fun, x, None))
+        if kind[0] == "vjp_jacobian":
+
+            def vjp_jacobian(fun, x, a):
+                both = lambda xx, aa: jnp.concatenate(vjp(fun, xx, aa))  # noqa: E731
+                jx, ja = jax.jacfwd(both, argnums=(0, 1))(x, a)
+                return fun(x), jnp.ravel(jnp.concatenate([jx, ja], axis=1))
+
+            return n, vjp_jacobian
+        raise ValueError(f"unknown kind of compiled evaluation {kind!r}")
+
+    def _function(self, kind: tuple) -> Callable:
+        jnp = self._jax.numpy
+        m = self._trace.size
+        n_extra, body = self._body(kind)
+
+        def run(packed, consts):
+            x, extra, direct = packed[:m], packed[m:m + n_extra], packed[m + n_extra:]
+            out, result = body(lambda xx: self._f(xx, consts), x, extra)
+            scale = GUARD_RTOL * (jnp.abs(direct) + jnp.max(jnp.abs(direct)))
+            ok = jnp.all(jnp.abs(out - direct) <= scale).astype(out.dtype)
+            return jnp.concatenate([jnp.reshape(ok, (1,)), result])
+
+        with self._jax.enable_x64(True):
+            return self._jax.jit(run)
+
+    def __call__(self, kind: tuple, packed: np.ndarray, consts: np.ndarray) -> np.ndarray:
+        """One compiled evaluation: ``kind`` is ``("adjoint", with_state, with_time, with_params)``,
+        ``("sensitivity", q, with_params)``, ``("jacobian",)`` or ``("vjp_jacobian",)``."""
+        function = self._functions.get(kind)
+        if function is None:
+            function = self._functions[kind] = self._function(kind)
+        try:
+            with self._jax.enable_x64(True):
+                return np.asarray(function(packed, consts))
+        except Exception as exc:           # JAX could not trace or compile the replayed f
+            raise Unsupported(f"JAX could not compile the trace of func ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+
+
+_PROGRAMS: dict[tuple, Program] = {}
+_EVALUATIONS: dict[tuple, int] = {}
+
+
+def program(trace_: Trace) -> Program:
+    """The compiled program of ``trace_``'s structure, built at its first use."""
+    found = _PROGRAMS.get(trace_.key)
+    if found is None:
+        if len(_PROGRAMS) >= MAX_PROGRAMS:
+            _PROGRAMS.pop(next(iter(_PROGRAMS)))
+        found = _PROGRAMS[trace_.key] = Program(trace_)
+    return found
+
+
+class CompiledRhs:
+    """Compiled derivative evaluations of one solve's dynamics, checked at every call.
+
+    Each evaluation method returns ``None`` where the evaluation must be autograd's: compiled
+    evaluations are unavailable (:attr:`reason` says why) or ``f`` is not finite at the point.
+
+    Parameters
+    ----------
+    rhs : callable
+        ``rhs(y, t, theta)`` on flat arrays, written with ``autograd.numpy`` (what is traced).
+    make_fun : callable
+        ``make_fun(theta) -> fun(y, t)``: the same dynamics on plain arrays with ``theta`` bound
+        (what the forward solve calls), evaluated at every call as the guard.
+    n, n_params : int
+        Entries of ``y`` and ``theta``.
+    report : callable
+        ``report(backend, note)``: called when the backend (``"jax"`` or ``"autograd"``) is decided
+        or changes, with the reason for autograd.
+    """
+
+    def __init__(self, rhs: Callable[[Any, Any, Any], Any], make_fun: Callable[[np.ndarray], Callable],
+                 n: int, n_params: int, report: Callable[[str, str | None], None]):
+        self.rhs, self.make_fun, self.n, self.n_params, self._report = rhs, make_fun, n, n_params, report
+        self.reason: str | None = unavailable()
+        self.retraces = 0
+        self._trace: Trace | None = None
+        self._program: Program | None = None
+        self._consts = np.zeros(0)
+        self._bound: tuple[Any, Callable] | None = None
+        if self.reason is not None:
+            report("autograd", self.reason)
+
+    def _fun(self, x: Any) -> Any:
+        n, p = self.n, self.n_params
+        return self.rhs(take_slice(x, 0, n), take_slice(x, n + p, n + p + 1, ()), take_slice(x, n, n + p))
+
+    def _fall_back(self, reason: str) -> None:
+        self.reason, self._program = reason, None
+        self._report("autograd", reason)
+
+    def _record(self, x: np.ndarray, compile_now: bool) -> bool:
+        """Record the trace at ``x``, and compile it now or once it is warm (:data:`COMPILE_AFTER`)."""
+        try:
+            self._trace, _ = record(self._fun, x)
+            self._consts = self._trace.consts
+            self._program = program(self._trace) if compile_now or self._warm() else None
+        except Unsupported as exc:
+            self._fall_back(str(exc))
+            return False
+        return True
+
+    def _warm(self) -> bool:
+        """Count one evaluation of this trace's structure; whether it is (to be) compiled."""
+        key = self._trace.key
+        if len(_EVALUATIONS) > 4 * MAX_PROGRAMS:
+            _EVALUATIONS.clear()
+        count = _EVALUATIONS[key] = _EVALUATIONS.get(key, 0) + 1
+        return key in _PROGRAMS or count > COMPILE_AFTER
+
+    def _direct(self, y: np.ndarray, t: Any, theta: np.ndarray) -> np.ndarray:
+        """``f(y, t, theta)`` on plain arrays, ``theta`` bound once per parameter vector."""
+        if self._bound is None or self._bound[0] is not theta:
+            self._bound = (theta, self.make_fun(theta))
+        return self._bound[1](y, t)
+
+    def evaluate(self, kind: tuple, y: np.ndarray, t: Any, theta: np.ndarray,
+                 extra: np.ndarray | None = None) -> np.ndarray | None:
+        """The compiled evaluation ``kind`` (see :meth:`Program.__call__`) at ``(y, t, theta)``, or
+        ``None``: ``f`` evaluated directly is compared with the compiled ``f`` first."""
+        if self.reason is not None:
+            return None
+        m = self.n + self.n_params + 1
+        first = self._program is None
+        if first:
+            if self._trace is None:
+                if not self._record(np.concatenate([y, theta, [t]]), compile_now=False):
+                    return None
+                if self._program is None:
+                    self._report("autograd", f"compiled after {COMPILE_AFTER} evaluations of this func in this "
+                                 "process (odegrad.compiled.COMPILE_AFTER); warming up")
+            elif self._warm():
+                try:
+                    self._program = program(self._trace)
+                except Unsupported as exc:
+                    self._fall_back(str(exc))
+                    return None
+            if self._program is None:
+                return None
+        direct = self._direct(y, t, theta)
+        packed = np.concatenate([y, theta, [t]] + ([] if extra is None else [extra]) + [direct])
+        for attempt in range(2):
+            try:
+                out = self._program(kind, packed, self._consts)
+            except Unsupported as exc:
+                self._fall_back(str(exc))
+                return None
+            if out[0]:
+                if first:
+                    self._report("jax", None)
+                return out[1:]
+            if not np.all(np.isfinite(direct)):
+                return None
+            if attempt or self.retraces >= MAX_RETRACES:
+                break
+            self.retraces += 1
+            if not self._record(packed[:m], compile_now=True):
+                return None
+        self._fall_back("the compiled func disagreed with func at a point it was recorded at "
+                        "(func is not a pure function of y, t and args), or kept changing its trace "
+                        f"({self.retraces} re-recordings)")
+        return None
+
+    def jacobian(self, y: np.ndarray, t: Any, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(f, ∂f/∂[y, θ, t])`` (shapes ``(n,)`` and ``(n, n + p + 1)``), or ``None``."""
+        out = self.evaluate(("jacobian",), y, t, theta)
+        return None if out is None else (out[:self.n], out[self.n:].reshape(self.n, -1))
+
+    def vjp_jacobian(self, y: np.ndarray, t: Any, theta: np.ndarray, a: np.ndarray) -> np.ndarray | None:
+        """The Jacobian of ``(x, a) -> [f(x), a · ∂f/∂x]`` with ``x = [y, θ, t]``, or ``None``.
+
+        Shape ``(n + m, m + n)`` with ``m = n + p + 1``: rows ``f`` then the VJP, columns ``x``
+        then ``a``.
+        """
+        out = self.evaluate(("vjp_jacobian",), y, t, theta, a)
+        m = self.n + self.n_params + 1
+        return None if out is None else out.reshape(self.n + m, m + self.n)
