@@ -30,8 +30,6 @@ from autograd.scipy.special import logsumexp
 from odegrad import odeint
 
 LOG_2PI = float(np.log(2 * np.pi))
-TRAIN_TOL = {"rtol": 1e-5, "atol": 1e-5}
-"""Default solver tolerances of training (see ``python -m experiments.cnf --measure-tol``)."""
 EVAL_TOL = {"rtol": 1e-7, "atol": 1e-7}
 """Solver tolerances of every reported number and figure."""
 HYPER_HIDDEN = 32

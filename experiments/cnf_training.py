@@ -56,10 +56,10 @@ class Budget:
     cnf_iters: int = 10_000
     nf_iters: int = 20_000
     cnf_lr: float = 1e-2
-    nf_lr: float = 1e-3
+    nf_lr: float = 1e-2
     batch: int = 256
-    train_rtol: float = 1e-4
-    train_atol: float = 1e-4
+    train_rtol: float = 1e-3
+    train_atol: float = 1e-3
     t_end: float = 1.0
     eval_samples: int = 10_000
 
