@@ -48,6 +48,13 @@ OUT = Path(__file__).resolve().parent / "results" / "cnf"
 SIZES = (1, 2, 8, 32, 64)
 TARGETS = ("U1", "U2", "U3")
 SEEDS = (0, 1, 2)
+BUDGET_HELP = {
+    "cnf_iters": "Adam steps per CNF fit", "nf_iters": "Adam steps per planar-NF fit",
+    "cnf_lr": "initial CNF step size (cosine decay to 0)", "nf_lr": "initial NF step size (cosine decay to 0)",
+    "batch": "samples per step", "train_rtol": "CNF solver rtol in training",
+    "train_atol": "CNF solver atol in training", "t_end": "length of the CNF's time interval",
+    "eval_samples": "fresh samples per reported KL / NLL",
+}
 
 
 def protocol(sizes=SIZES, targets=TARGETS, seeds=SEEDS, datasets=tuple(cm.DATASETS),
@@ -86,6 +93,7 @@ def data_entropy(name: str, n: int = 20_000, noise: float = 0.08) -> float:
 def summarize(out: Path, budget: Budget, fits: list[Fit]) -> dict[str, Any]:
     """Write ``figure4.json``, ``figure5.json`` and the figures from the finished fits."""
     done = {f: s for f in fits if (s := load_fit(out, f)) is not None and s["done"]}
+    n, res = min(20_000, 2 * budget.eval_samples), (150 if budget.eval_samples >= 5000 else 40)
     fig4: dict[str, Any] = {"per_seed": {}, "protocol": dataclasses.asdict(budget),
                             "command": "python -m experiments.cnf run"}
     for f, s in done.items():
@@ -104,13 +112,14 @@ def summarize(out: Path, budget: Budget, fits: list[Fit]) -> dict[str, Any]:
             fig5["per_seed"].setdefault(f.data, {}).setdefault(f"{f.model}{f.size}", {})[str(f.seed)] = \
                 s["metrics"]["nll"]
     for name, by_model in fig5["per_seed"].items():
-        fig5["entropy"][name] = data_entropy(name)
+        fig5["entropy"][name] = data_entropy(name, n)
         fig5[name] = {m: float(np.mean(list(v.values()))) for m, v in by_model.items()}
     save_json(fig5, out, "figure5.json")
-    seed0 = {(f.task, f.model, f.size, f.data): s["theta"] for f, s in done.items() if f.seed == min(SEEDS)}
-    plot_figure4(fig4, seed0, budget, out / "figure4.png")
-    plot_figure5(fig5, seed0, budget, out / "figure5.png")
-    plot_figure6(seed0, budget, out / "figure6.png")
+    first = min((f.seed for f in done), default=0)
+    seed0 = {(f.task, f.model, f.size, f.data): s["theta"] for f, s in done.items() if f.seed == first}
+    plot_figure4(fig4, seed0, budget, out / "figure4.png", n, res)
+    plot_figure5(fig5, seed0, budget, out / "figure5.png", n, res)
+    plot_figure6(seed0, budget, out / "figure6.png", n, res)
     return {"figure4": fig4, "figure5": fig5}
 
 
@@ -156,15 +165,18 @@ def sweep_nf_lr(out: Path, lrs: list[float], steps: int, size: int, targets: lis
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m experiments.cnf", description=__doc__.split("\n")[0])
-    ap.add_argument("command", choices=["run", "summarize", "tolerance", "nf-lr"], nargs="?", default="run")
+    ap.add_argument("command", choices=["run", "summarize", "tolerance", "nf-lr"], nargs="?", default="run",
+                    help="run (train or resume every fit, then summarize), summarize (JSON and figures from the "
+                         "finished fits), tolerance or nf-lr (the measurements behind the defaults)")
     ap.add_argument("--out", type=Path, default=OUT, help="checkpoints, JSON and figures (default: %(default)s)")
     ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="K = M of the density matching")
-    ap.add_argument("--targets", nargs="+", default=list(TARGETS))
-    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    ap.add_argument("--targets", nargs="+", default=list(TARGETS), help="density-matching targets")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="seeds of every fit")
     ap.add_argument("--datasets", nargs="+", default=list(cm.DATASETS), help="maximum-likelihood data")
     ap.add_argument("--ml-size", type=int, default=64, help="M = K of the maximum-likelihood fits")
     for field in dataclasses.fields(Budget):
-        ap.add_argument("--" + field.name.replace("_", "-"), type=type(field.default), default=field.default)
+        ap.add_argument("--" + field.name.replace("_", "-"), type=type(field.default), default=field.default,
+                        help=f"{BUDGET_HELP[field.name]} (default: %(default)s)")
     ap.add_argument("--every", type=int, default=200, help="steps between checkpoints")
     ap.add_argument("--quick", action="store_true", help="smoke run: sizes 1 2, U1, one seed, 20 steps")
     ap.add_argument("--tols", type=float, nargs="+", default=[1e-3, 1e-4, 1e-5], help="(tolerance) training tolerances")

@@ -11,7 +11,6 @@ from . import cnf_models as cm
 from .paper_utils import pyplot
 
 LIM = 4.0
-N_SAMPLES = 20_000
 
 
 def _hist(ax: Any, z: np.ndarray, lim: float, title: str) -> None:
@@ -41,15 +40,18 @@ def _clean(axes: Any) -> None:
         ax.set_aspect("equal")
 
 
-def plot_figure4(table: dict, thetas: dict, budget: Any, path: Path) -> None:
-    """Target, NF samples (every K), CNF samples (every M) per target, and KL against K = M."""
+def plot_figure4(table: dict, thetas: dict, budget: Any, path: Path, n: int = 20_000, res: int = 150) -> None:
+    """Target, NF samples (every K), CNF samples (every M) per target, and KL against K = M.
+
+    ``n`` samples per histogram, ``res`` x ``res`` grid points per density.
+    """
     targets = sorted(t for t in table["per_seed"]) or ["U1"]
     sizes = sorted({int(k) for t in targets for k in table["per_seed"].get(t, {})}) or [1]
     plt = pyplot()
     cols = 2 + 2 * len(sizes)
     fig, axes = plt.subplots(len(targets), cols, figsize=(1.35 * cols, 1.45 * len(targets)), squeeze=False)
-    z0 = np.random.default_rng(123).normal(size=(N_SAMPLES, 2))
-    g, grid = _grid(LIM)
+    z0 = np.random.default_rng(123).normal(size=(n, 2))
+    g, grid = _grid(LIM, res)
     for row, target in zip(axes, targets):
         _density(row[0], -np.asarray(cm.energy(target, grid)).reshape(len(g), len(g)), LIM, f"target {target}")
         for j, size in enumerate(sizes):
@@ -90,17 +92,18 @@ def _nf_paths(theta: np.ndarray, noise: np.ndarray, steps: int) -> list[np.ndarr
     return out
 
 
-def plot_figure5(table: dict, thetas: dict, budget: Any, path: Path, steps: int = 5) -> None:
+def plot_figure5(table: dict, thetas: dict, budget: Any, path: Path, n: int = 20_000, res: int = 150,
+                 steps: int = 5) -> None:
     """Maximum likelihood: noise carried to data by the CNF (over time) and the NF (over layers)."""
     names = sorted(table["per_seed"]) or list(cm.DATASETS)
     plt = pyplot()
     fig, axes = plt.subplots(2 * len(names), steps + 2, figsize=(1.6 * (steps + 2), 3.3 * len(names)),
                              squeeze=False)
-    noise = np.random.default_rng(7).normal(size=(N_SAMPLES, 2))
+    noise = np.random.default_rng(7).normal(size=(n, 2))
     lim = 3.0
-    g, grid = _grid(lim)
+    g, grid = _grid(lim, res)
     for i, name in enumerate(names):
-        x = cm.DATASETS[name](N_SAMPLES, np.random.default_rng(8))
+        x = cm.DATASETS[name](n, np.random.default_rng(8))
         entropy = table["entropy"].get(name, float("nan"))
         for row, model in zip(axes[2 * i:2 * i + 2], ("cnf", "nf")):
             key = next((k for k in thetas if k[:2] == ("ml", model) and k[3] == name), None)
@@ -129,7 +132,7 @@ def plot_figure5(table: dict, thetas: dict, budget: Any, path: Path, steps: int 
     plt.close(fig)
 
 
-def plot_figure6(thetas: dict, budget: Any, path: Path, steps: int = 6) -> None:
+def plot_figure6(thetas: dict, budget: Any, path: Path, n: int = 20_000, res: int = 150, steps: int = 6) -> None:
     """Density matching: the largest CNF of each target carrying noise (t=0) to the target (t=T)."""
     keys = sorted((k for k in thetas if k[:2] == ("dm", "cnf")), key=lambda k: (k[3], -k[2]))
     best = {}
@@ -138,9 +141,9 @@ def plot_figure6(thetas: dict, budget: Any, path: Path, steps: int = 6) -> None:
     plt = pyplot()
     rows = max(len(best), 1)
     fig, axes = plt.subplots(rows, steps + 1, figsize=(1.6 * (steps + 1), 1.7 * rows), squeeze=False)
-    z0 = np.random.default_rng(11).normal(size=(N_SAMPLES, 2))
+    z0 = np.random.default_rng(11).normal(size=(n, 2))
     times = np.linspace(0.0, budget.t_end, steps)
-    g, grid = _grid(LIM)
+    g, grid = _grid(LIM, res)
     for row, (target, key) in zip(axes, sorted(best.items())):
         zs = np.asarray(cm.cnf_flow(z0, np.zeros(len(z0)), thetas[key], times)[0])
         for ax, z, t in zip(row, zs, times):
