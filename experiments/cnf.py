@@ -60,11 +60,12 @@ BUDGET_HELP = {
 
 def protocol(sizes=SIZES, targets=TARGETS, seeds=SEEDS, datasets=tuple(cm.DATASETS),
              ml_size: int = 64) -> list[Fit]:
-    """All fits in the order they are run: seed by seed, density matching then likelihood."""
+    """All fits in the order they are run: seed by seed, density matching (small K = M first, where the
+    NF is strongest, every target at one size before the next size) then likelihood."""
     fits = []
     for seed in seeds:
         fits += [Fit("dm", model, size, target, seed)
-                 for target in targets for size in sizes for model in ("nf", "cnf")]
+                 for size in sizes for target in targets for model in ("nf", "cnf")]
         fits += [Fit("ml", model, ml_size, name, seed) for name in datasets for model in ("nf", "cnf")]
     return fits
 
