@@ -58,8 +58,8 @@ class Budget:
     cnf_lr: float = 1e-2
     nf_lr: float = 1e-2
     batch: int = 256
-    train_rtol: float = 1e-3
-    train_atol: float = 1e-3
+    train_rtol: float = 1e-4
+    train_atol: float = 1e-4
     t_end: float = 1.0
     eval_samples: int = 10_000
 
@@ -75,6 +75,11 @@ class Budget:
     @property
     def train_tol(self) -> dict[str, float]:
         return {"rtol": self.train_rtol, "atol": self.train_atol}
+
+    def settings(self, model: str) -> dict[str, Any]:
+        """The fields that shape a fit of ``model`` (the planar NF ignores the CNF's, and vice versa)."""
+        own = ("nf_iters", "nf_lr") if model == "nf" else ("cnf_iters", "cnf_lr", "train_rtol", "train_atol", "t_end")
+        return {k: v for k, v in dataclasses.asdict(self).items() if k in own + ("batch", "eval_samples")}
 
 
 @dataclass(frozen=True)
@@ -203,12 +208,12 @@ def run_fit(fit: Fit, budget: Budget, directory: Path, every: int = 200, stop_at
     Raises
     ------
     ValueError
-        When the checkpoint was written under another budget (delete it or use its budget).
+        When the checkpoint was written under other settings of this model (delete it or use them).
     """
     iters = budget.iters(fit.model)
     stored = load_fit(directory, fit)
-    wanted = dataclasses.asdict(budget)
-    if stored is not None and stored["budget"] != wanted:
+    wanted = budget.settings(fit.model)
+    if stored is not None and {k: stored["budget"].get(k) for k in wanted} != wanted:
         raise ValueError(f"{checkpoint_path(directory, fit)} was trained under budget {stored['budget']}, "
                          f"not {wanted}; delete it or run with its budget")
     if stored is not None and stored["done"]:
@@ -244,5 +249,5 @@ def _write(directory: Path, fit: Fit, budget: Budget, opt: Adam, losses: list[fl
            done: bool, metrics: dict | None = None) -> None:
     moments = {} if done else {"adam_m": opt.m, "adam_v": opt.v}
     _save(checkpoint_path(directory, fit), theta=opt.x, step=opt.t, losses=np.asarray(losses),
-          failures=failures, done=done, budget=json.dumps(dataclasses.asdict(budget), sort_keys=True),
+          failures=failures, done=done, budget=json.dumps(budget.settings(fit.model), sort_keys=True),
           metrics=json.dumps(metrics or {}), **moments)

@@ -1,6 +1,7 @@
 """Tests of the CNF experiment: models (experiments/cnf_models.py), resumable training
 (experiments/cnf_training.py) and the protocol and figures (experiments/cnf.py)."""
 
+import dataclasses
 import json
 
 import autograd.numpy as anp
@@ -210,6 +211,8 @@ def test_training_lowers_the_loss_and_a_budget_change_is_refused(tmp_path):
     assert np.mean(state["losses"][-30:]) < np.mean(state["losses"][:30]) - 0.3
     with pytest.raises(ValueError, match="delete it"):
         ct.run_fit(fit, ct.Budget(nf_iters=301), tmp_path)
+    same = ct.run_fit(fit, dataclasses.replace(budget, train_rtol=1e-6, cnf_iters=5), tmp_path)  # CNF-only fields
+    np.testing.assert_array_equal(same["theta"], state["theta"])
 
 
 def test_bad_fit_names_the_choices():
