@@ -76,7 +76,10 @@ def test_kinetics_benchmark_table(monkeypatch):
                                           ("robertson", "forward"), ("mlp-64", "checkpoint")])
 def test_auto_picks_per_benchmark_problem(name, picked):
     """adjoint='auto' (the default) on each benchmark problem: the method it runs, a gradient
-    right to the tolerance the table reports, and no more than twice the forward evaluations."""
+    right to the tolerance the table reports, and at most three times the forward evaluations.
+    (mlp-64's loss is a mean, so its cotangent is small: with the normalised cotangent its backward
+    solve takes 102 evaluations for a gradient 4.4e-7 off; Appendix D's absolute atol took 78 for
+    8.9e-6, measured against a 1e-10 checkpoint solve.)"""
     import autograd
     import autograd.numpy as anp
 
@@ -92,7 +95,7 @@ def test_auto_picks_per_benchmark_problem(name, picked):
     with odegrad.record_stats() as rec:
         g = autograd.grad(loss)(problem.p0)
     assert rec.gradient_methods == [picked]
-    assert rec.backward.nfe <= 2 * rec.forward.nfe
+    assert rec.backward.nfe <= 3 * rec.forward.nfe
     if problem.reference == "sensitivity" and not problem.stiff:  # Robertson's takes ~20 s
         g_ref, _ = problems.reference_gradient(problem)
         assert np.max(np.abs(g - g_ref)) / np.max(np.abs(g_ref)) < 1e-4
