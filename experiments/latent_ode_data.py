@@ -34,6 +34,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -166,7 +167,7 @@ def load_checkpoint(path: Path, meta: dict | None = None) -> dict[str, Any]:
             ck = {k: f[k] for k in f.files}
         ck["meta"] = json.loads(str(ck["meta"]))
         ck["step"], ck["seconds"] = int(ck["step"]), float(ck["seconds"])
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise RunCheckpointError(f"checkpoint {path} cannot be read ({exc}); delete it to start that run afresh"
                                  ) from exc
     if meta is not None and ck["meta"] != meta:
