@@ -32,7 +32,7 @@ shows the RNN's and the latent ODE's reconstructions and extrapolations and the 
 Figure 9 decodes paths along the latent direction that a linear probe finds for the spiral's
 direction.
 
-Every run checkpoints every ``--every`` steps under ``--out``/runs and resumes where it stopped;
+Every run checkpoints every ``--every`` steps under ``--out``/checkpoints and resumes where it stopped;
 ``--report-only`` writes ``table2.json``, ``table2_protocol.json`` and the figures from the
 checkpoints alone.
 """
@@ -200,7 +200,7 @@ class Run:
     n_obs, seed, n_train : int
     lr : float
     out : Path
-        Results directory; the checkpoint is ``out/runs/<model>_n<n>_seed<seed>.npz``.
+        Results directory; the checkpoint is ``out/checkpoints/<model>_n<n>_seed<seed>.npz``.
     """
 
     def __init__(self, model: str, data: dict, n_obs: int, seed: int, n_train: int, lr: float, out: Path):
@@ -211,7 +211,7 @@ class Run:
         self.window = window
         self.idx = ld.subsample(n_spirals, window, n_obs, seed=1000 * seed + n_obs)
         self.train_rows, self.test_rows = ld.split(n_spirals, n_train, seed)
-        self.path = out / "runs" / f"{model}_n{n_obs}_seed{seed}.npz"
+        self.path = out / "checkpoints" / f"{model}_n{n_obs}_seed{seed}.npz"
         self.meta = {"model": model, "n_obs": n_obs, "seed": seed, "lr": lr, "n_spirals": n_spirals,
                      "n_train": n_train, "protocol": PROTOCOL}
         init = init_latent_ode if model == "latent_ode" else init_rnn
@@ -326,7 +326,8 @@ def fit_poisson(out: Path, max_iters: int, lr: float, seed: int, check_every: in
     packer = Packer(p0)
     n_events = sum(len(e) for e in events)
     vg = value_and_grad(lambda flat: -poisson_loglik(packer.unpack(flat), events, t_end) / n_events)
-    path, hist_path = out / "runs" / f"poisson_seed{seed}.npz", out / "runs" / f"poisson_seed{seed}_history.json"
+    path = out / "checkpoints" / f"poisson_seed{seed}.npz"
+    hist_path = path.with_name(f"poisson_seed{seed}_history.json")
     meta = {"model": "poisson", "seed": seed, "lr": lr, "check_every": check_every, "protocol": PROTOCOL}
     history = ld.read_json(hist_path, [])
     while True:
