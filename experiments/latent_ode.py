@@ -246,10 +246,13 @@ class Run:
         recon, preds = rnn_predict(p, x, t, grid[self.window:])
         return {"extrapolation": preds, "reconstruction": recon}
 
-    def rmse(self, flat: np.ndarray, **tol: Any) -> float:
-        """Extrapolation RMSE over the test spirals against the noise-free truth."""
-        truth = self.data["truth"][self.test_rows, self.window:]
-        return float(np.sqrt(np.mean((self.predict(flat, **tol)["extrapolation"] - truth) ** 2)))
+    def rmse(self, flat: np.ndarray, **tol: Any) -> dict[str, float]:
+        """Extrapolation RMSE over the test spirals against the noise-free truth: ``all``, and over
+        the ``clockwise`` and ``counter_clockwise`` test spirals apart."""
+        sq = (self.predict(flat, **tol)["extrapolation"] - self.data["truth"][self.test_rows, self.window:]) ** 2
+        cw = self.data["direction"][self.test_rows] < 0
+        return {name: float(np.sqrt(np.mean(sq[rows]))) for name, rows in
+                (("all", slice(None)), ("clockwise", cw), ("counter_clockwise", ~cw))}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,9 +384,11 @@ def evaluate(run: Run, iters: int) -> dict[str, Any]:
     rec.update(steps=ck["step"], seconds=round(ck["seconds"], 1), final_loss=float(np.mean(ck["losses"][-20:])))
     if ck["step"] < iters:
         return {**rec, "status": "unfinished"}
-    rec.update(status="finished", rmse=run.rmse(ck["x"]))
+    errors = run.rmse(ck["x"])
+    rec.update(status="finished", rmse=errors["all"], rmse_clockwise=errors["clockwise"],
+               rmse_counter_clockwise=errors["counter_clockwise"])
     if run.model == "latent_ode":
-        rec["rmse_at_train_tol"] = run.rmse(ck["x"], rtol=TRAIN_TOL["rtol"], atol=TRAIN_TOL["atol"])
+        rec["rmse_at_train_tol"] = run.rmse(ck["x"], rtol=TRAIN_TOL["rtol"], atol=TRAIN_TOL["atol"])["all"]
     return rec
 
 

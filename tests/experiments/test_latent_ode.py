@@ -222,3 +222,14 @@ def test_quick_command_writes_table2_protocol_and_figures(tmp_path):
         assert (tmp_path / name).stat().st_size > 0
     again = lo.main(["--quick", "--report-only", "--out", str(tmp_path)])
     assert again["mean_rmse"] == protocol["mean_rmse"]
+
+
+def test_rmse_is_measured_against_the_noise_free_extrapolation(tmp_path, monkeypatch):
+    """A prediction off by 0.5 in x on the clockwise test spirals only, exact elsewhere."""
+    run = lo.Run("rnn", ld.make_spirals(30, seed=3), 10, 0, 20, 0.01, tmp_path)
+    truth = run.data["truth"][run.test_rows, 100:]
+    cw = run.data["direction"][run.test_rows] < 0
+    monkeypatch.setattr(run, "predict", lambda flat: {"extrapolation": truth + 0.5 * np.array([1.0, 0.0]) * cw[:, None, None]})
+    errors = run.rmse(None)
+    assert errors["clockwise"] == pytest.approx(0.5 / np.sqrt(2)) and errors["counter_clockwise"] == 0.0
+    assert errors["all"] == pytest.approx(0.5 / np.sqrt(2) * np.sqrt(cw.mean()))
