@@ -1,59 +1,96 @@
-"""Tests of the latent ODE experiment (experiments/latent_ode.py)."""
+"""Tests of the latent ODE experiment (experiments/latent_ode.py, latent_ode_data.py, latent_ode_plots.py)."""
+
+import json
 
 import numpy as np
 import pytest
 from autograd import grad, value_and_grad
 
 from experiments import latent_ode as lo
+from experiments import latent_ode_data as ld
+from experiments.latent_ode_plots import linear_probe
 from experiments.paper_utils import Packer
 
 
 @pytest.fixture(scope="module")
 def data():
-    return lo.make_spirals(40, n_window=20, noise=0.1, seed=1)
+    return ld.make_spirals(40, seed=1)
 
 
-def test_spiral_generator(data):
-    t, truth, noisy, direction = data["t"], data["truth"], data["noisy"], data["direction"]
-    assert t.shape == (40,) and truth.shape == noisy.shape == (40, 40, 2)
-    np.testing.assert_allclose(np.diff(t), t[1] - t[0])
-    assert np.sum(direction < 0) == np.sum(direction > 0) == 20
-    # Rotation sense: sign of the cross product of consecutive points follows the direction.
-    cross = truth[:, :-1, 0] * truth[:, 1:, 1] - truth[:, :-1, 1] * truth[:, 1:, 0]
-    assert np.all(np.sign(cross) == direction[:, None])
-    radius = np.linalg.norm(truth, axis=-1)
-    np.testing.assert_allclose(radius[:, -1] / radius[:, 0], np.exp(-0.1 * t[-1]))
-    assert 0.08 < np.std(noisy - truth) < 0.12
-    starts = truth[:, 0]
-    assert np.std(np.arctan2(starts[:, 1], starts[:, 0])) > 1.0
+def test_spirals_follow_the_authors_closed_form(data):
+    """Counter-clockwise: r = 0.3 theta about (5, 0) at angle theta; clockwise: r = 15 / z about
+    (-5, 0) at angle z = 6 pi + 1 - theta; theta on 500 equal steps of [0, 6 pi]."""
+    step = 6 * np.pi / 499
+    np.testing.assert_allclose(data["t"], step * np.arange(200), atol=1e-12)
+    assert np.all((data["start"] >= 100) & (data["start"] <= 300))
+    theta = step * (data["start"][:, None] + np.arange(200))
+    ccw = data["direction"] > 0
+    assert 0 < ccw.sum() < len(ccw)
+    for sign, mask, angle, radius in ((1.0, ccw, theta, 0.3 * theta), (-1.0, ~ccw, 6 * np.pi + 1 - theta,
+                                                                           0.3 * 50 / (6 * np.pi + 1 - theta))):
+        rel = data["truth"][mask] - np.array([sign * 5.0, 0.0])
+        np.testing.assert_allclose(np.hypot(rel[..., 0], rel[..., 1]), radius[mask], rtol=1e-12)
+        turn = np.angle(np.exp(1j * (np.arctan2(rel[..., 1], rel[..., 0]) - angle[mask])))
+        np.testing.assert_allclose(turn, 0.0, atol=1e-9)
 
 
-def test_subsample_without_replacement():
-    idx = lo.subsample(10, 100, 30, seed=0)
+def test_observations_are_the_window_plus_noise_of_std_0_3(data):
+    noise = data["noisy"] - data["truth"][:, :100]
+    assert data["noisy"].shape == (40, 100, 2)
+    # 8,000 draws: the sample std of N(0, 0.3^2) lies within 0.3 * (1 +- 4 / sqrt(2 * 8000)).
+    assert abs(np.std(noise) - 0.3) < 0.3 * 4 / np.sqrt(16000)
+    assert abs(np.mean(noise)) < 4 * 0.3 / np.sqrt(8000)
+
+
+def test_spirals_turn_in_their_direction(data):
+    centre = np.stack([5.0 * data["direction"], np.zeros(40)], 1)[:, None]
+    rel = data["truth"] - centre
+    cross = rel[:, :-1, 0] * rel[:, 1:, 1] - rel[:, :-1, 1] * rel[:, 1:, 0]
+    assert np.all(np.sign(cross) == data["direction"][:, None])
+
+
+def test_generator_and_subsampling_reject_impossible_sizes():
+    with pytest.raises(ValueError, match="n_total"):
+        ld.make_spirals(4, n_total=250, n_window=100)
+    with pytest.raises(ValueError, match="n_obs"):
+        ld.subsample(3, 100, 101)
+    with pytest.raises(ValueError, match="n_train"):
+        ld.split(10, 10, 0)
+
+
+def test_subsample_draws_without_replacement():
+    idx = ld.subsample(10, 100, 30, seed=0)
     assert idx.shape == (10, 30)
     assert np.all(np.diff(idx, axis=1) > 0) and idx.min() >= 0 and idx.max() < 100
     assert not np.array_equal(idx[0], idx[1])
+    np.testing.assert_array_equal(ld.subsample(3, 100, 100), np.tile(np.arange(100), (3, 1)))
+
+
+def test_split_is_a_partition():
+    train, test = ld.split(50, 40, 3)
+    assert len(train) == 40 and len(test) == 10
+    np.testing.assert_array_equal(np.sort(np.concatenate([train, test])), np.arange(50))
 
 
 def test_event_generator():
-    events, phases = lo.make_events(n_seq=3, t_end=10.0, seed=0)
+    events, phases = ld.make_events(n_seq=3, t_end=10.0, seed=0)
     assert len(events) == len(phases) == 3
     for ev, ph in zip(events, phases):
         assert np.all(np.diff(ev) > 0) and ev.min() >= 0 and ev.max() <= 10
         grid = np.linspace(0, 10, 2001)
-        expected = np.trapezoid(lo.true_intensity(grid, ph), grid)
+        expected = np.trapezoid(ld.true_intensity(grid, ph), grid)
         assert abs(len(ev) - expected) < 5 * np.sqrt(expected)
 
 
 def test_latent_ode_shapes(data):
     p = lo.init_latent_ode(np.random.default_rng(0))
-    idx = lo.subsample(40, 20, 7)
-    x, t = lo.batch_data(data, idx, np.arange(5))
+    idx = ld.subsample(40, 100, 7)
+    x, t = ld.batch_data(data, idx, np.arange(5))
     assert x.shape == (5, 7, 2) and t.shape == (5, 7)
     mean, logvar = lo.encode(x, t, p)
     assert mean.shape == logvar.shape == (5, lo.LATENT)
     x_hat, z = lo.latent_ode_predict(p, x, t, data["t"])
-    assert x_hat.shape == (5, 40, 2) and z.shape == (5, 40, lo.LATENT)
+    assert x_hat.shape == (5, 200, 2) and z.shape == (5, 200, lo.LATENT)
     loss = lo.latent_ode_loss(p, x, t, np.zeros((5, lo.LATENT)))
     assert np.ndim(loss) == 0 and np.isfinite(loss)
 
@@ -61,13 +98,12 @@ def test_latent_ode_shapes(data):
 def test_latent_ode_loss_gathers_each_trajectory_at_its_own_times(data):
     """The batched solve on the union of times equals per-trajectory evaluation."""
     p = lo.init_latent_ode(np.random.default_rng(0))
-    idx = lo.subsample(40, 20, 5)
-    x, t = lo.batch_data(data, idx, np.arange(3))
+    idx = ld.subsample(40, 100, 5)
+    x, t = ld.batch_data(data, idx, np.arange(3))
     eps = np.random.default_rng(1).normal(size=(3, lo.LATENT))
     batched = lo.latent_ode_loss(p, x, t, eps) * x.size
-    single = sum(lo.latent_ode_loss(p, x[i:i + 1], t[i:i + 1], eps[i:i + 1]) * x[i].size
-                 for i in range(3))
-    # The encoder is per-trajectory too, so the batch loss is the sum of the single losses.
+    single = sum(lo.latent_ode_loss(p, x[i:i + 1], t[i:i + 1], eps[i:i + 1]) * x[i].size for i in range(3))
+    # Solver tolerance rtol=1e-4 on each path: the sums agree to about that.
     assert batched == pytest.approx(single, rel=1e-3)
 
 
@@ -81,20 +117,26 @@ def _step_lowers(loss_fn, p0):
 
 
 def test_one_latent_ode_training_step(data):
-    idx = lo.subsample(40, 20, 6)
-    x, t = lo.batch_data(data, idx, np.arange(6))
+    x, t = ld.batch_data(data, ld.subsample(40, 100, 6), np.arange(6))
     eps = np.random.default_rng(2).normal(size=(6, lo.LATENT))
     _step_lowers(lambda p: lo.latent_ode_loss(p, x, t, eps), lo.init_latent_ode(np.random.default_rng(3)))
 
 
-@pytest.mark.parametrize("time_gap", [False, True])
-def test_rnn_baseline_step_and_shapes(data, time_gap):
-    idx = lo.subsample(40, 20, 6)
-    x, t = lo.batch_data(data, idx, np.arange(6))
-    p0 = lo.init_rnn(np.random.default_rng(4), time_gap)
-    _step_lowers(lambda p: lo.rnn_loss(p, x, t, time_gap), p0)
-    recon, preds = lo.rnn_predict(p0, x, t, data["t"][20:], time_gap)
-    assert recon.shape == (6, 5, 2) and preds.shape == (6, 20, 2)
+def test_rnn_baseline_step_and_shapes(data):
+    x, t = ld.batch_data(data, ld.subsample(40, 100, 6), np.arange(6))
+    p0 = lo.init_rnn(np.random.default_rng(4))
+    _step_lowers(lambda p: lo.rnn_loss(p, x, t), p0)
+    recon, preds = lo.rnn_predict(p0, x, t, data["t"][100:])
+    assert recon.shape == (6, 5, 2) and preds.shape == (6, 100, 2)
+
+
+def test_rnn_extrapolation_of_a_perfect_predictor_is_exact():
+    """With zero output weights and a zero bias the RNN predicts 'no change': its extrapolation
+    repeats the last observation exactly."""
+    p = {k: np.zeros_like(v) for k, v in lo.init_rnn(np.random.default_rng(0)).items()}
+    x = np.random.default_rng(1).normal(size=(3, 4, 2))
+    _, preds = lo.rnn_predict(p, x, np.tile(np.arange(4.0), (3, 1)), np.arange(4.0, 9.0))
+    np.testing.assert_array_equal(preds, np.repeat(x[:, -1:], 5, axis=1))
 
 
 def test_poisson_loglik_with_constant_rate_is_exact():
@@ -119,7 +161,75 @@ def test_poisson_integral_in_same_solve():
     np.testing.assert_allclose(path[-1, :, -1], np.trapezoid(lam, grid, axis=0), rtol=1e-4)
 
 
-def test_one_poisson_training_step():
-    events, _ = lo.make_events(n_seq=2, t_end=3.0, seed=1)
-    _step_lowers(lambda p: -lo.poisson_loglik(p, events, 3.0),
-                 lo.init_poisson(np.random.default_rng(6), 2))
+def test_linear_probe_recovers_a_planted_direction():
+    rng = np.random.default_rng(0)
+    w_true = np.array([0.5, -1.0, 0.0, 2.0])
+    z = rng.normal(size=(300, 4))
+    w, corr = linear_probe(z[:200], z[:200] @ w_true + 0.3, z[200:], z[200:] @ w_true + 0.3)
+    np.testing.assert_allclose(w, w_true, atol=1e-12)
+    assert corr == pytest.approx(1.0, abs=1e-12)
+
+
+def _noisy_quadratic(x, rng):
+    target = np.arange(len(x), dtype=float)
+    noise = rng.normal(size=len(x))
+    return float(np.sum((x - target) ** 2)), 2 * (x - target) + noise
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
+    meta = {"seed": 4, "model": "toy"}
+    full = ld.train_resumable(_noisy_quadratic, np.zeros(3), 9, 0.1, tmp_path / "a.npz", meta, every=2)
+    calls = []
+
+    def dies_at_step_6(x, rng):
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return _noisy_quadratic(x, rng)
+
+    with pytest.raises(KeyboardInterrupt):
+        ld.train_resumable(dies_at_step_6, np.zeros(3), 9, 0.1, tmp_path / "b.npz", meta, every=2)
+    assert ld.load_checkpoint(tmp_path / "b.npz")["step"] == 6
+    resumed = ld.train_resumable(_noisy_quadratic, np.ones(3), 9, 0.1, tmp_path / "b.npz", meta, every=2)
+    np.testing.assert_array_equal(resumed["x"], full["x"])
+    assert resumed["losses"] == full["losses"] and resumed["step"] == 9
+    with pytest.raises(ld.RunCheckpointError, match="another run"):
+        ld.train_resumable(_noisy_quadratic, np.zeros(3), 9, 0.1, tmp_path / "b.npz", {**meta, "seed": 5})
+    (tmp_path / "c.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ld.RunCheckpointError, match="cannot be read"):
+        ld.load_checkpoint(tmp_path / "c.npz")
+
+
+def test_latent_ode_run_resumed_equals_uninterrupted(tmp_path):
+    small = ld.make_spirals(12, seed=2)
+    runs = [lo.Run("latent_ode", small, 5, 0, 8, 0.01, tmp_path / name) for name in ("a", "b", "b")]
+    full = runs[0].train(3, every=1)
+    runs[1].train(2, every=1)
+    resumed = runs[2].train(3, every=1)
+    np.testing.assert_array_equal(resumed["x"], full["x"])
+    assert resumed["losses"] == full["losses"]
+
+
+def test_quick_command_writes_table2_protocol_and_figures(tmp_path):
+    protocol = lo.main(["--quick", "--out", str(tmp_path)])
+    table = json.loads((tmp_path / "table2.json").read_text())
+    assert set(table) == {"latent_ode", "rnn"} and all(len(table[m]["30"]) == 1 for m in table)
+    assert all(r["status"] == "finished" for r in protocol["runs"])
+    assert protocol["command"].startswith("python -m experiments.latent_ode --seeds 0 --n-obs 30 --iters 4")
+    saved = json.loads((tmp_path / "table2_protocol.json").read_text())
+    assert saved["poisson_fig7"]["steps"] == 4 and "probe_test_corr_with_direction" in saved["figures_8_9"]
+    for name in ("fig7_poisson.png", "fig8_spirals.png", "fig9_latent_direction.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    again = lo.main(["--quick", "--report-only", "--out", str(tmp_path)])
+    assert again["mean_rmse"] == protocol["mean_rmse"]
+
+
+def test_rmse_is_measured_against_the_noise_free_extrapolation(tmp_path, monkeypatch):
+    """A prediction off by 0.5 in x on the clockwise test spirals only, exact elsewhere."""
+    run = lo.Run("rnn", ld.make_spirals(30, seed=3), 10, 0, 20, 0.01, tmp_path)
+    truth = run.data["truth"][run.test_rows, 100:]
+    cw = run.data["direction"][run.test_rows] < 0
+    monkeypatch.setattr(run, "predict", lambda flat: {"extrapolation": truth + 0.5 * np.array([1.0, 0.0]) * cw[:, None, None]})
+    errors = run.rmse(None)
+    assert errors["clockwise"] == pytest.approx(0.5 / np.sqrt(2)) and errors["counter_clockwise"] == 0.0
+    assert errors["all"] == pytest.approx(0.5 / np.sqrt(2) * np.sqrt(cw.mean()))
