@@ -97,8 +97,13 @@ def _odegrad_runner(problem: P.Problem, variant: str):
         return rhs(y, t, p, anp)
 
     def loss(p):
-        ys = odegrad.odeint(f, problem.y0, problem.t, args=(p,), rtol=problem.rtol,
-                            atol=problem.atol, **kwargs)
+        if "ivp_method" in kwargs:
+            t = problem.t
+            ys = odegrad.solve_ivp(lambda tt, y, q: f(y, tt, q), (t[0], t[-1]), problem.y0, method=kwargs["ivp_method"],
+                                   t_eval=t, args=(p,), rtol=problem.rtol, atol=problem.atol).y.T
+        else:
+            ys = odegrad.odeint(f, problem.y0, problem.t, args=(p,), rtol=problem.rtol,
+                                atol=problem.atol, **kwargs)
         return problem.loss(ys, problem.data, anp)
 
     value_and_grad = autograd.value_and_grad(loss)
@@ -154,14 +159,20 @@ def _autograd_runner(problem: P.Problem):
     return Runner()
 
 
-def _fd_runner(problem: P.Problem):
+def _fd_runner(problem: P.Problem, ivp_method: str | None = None):
+    """Central differences of scipy's ``odeint`` (or of ``solve_ivp`` with ``ivp_method``)."""
     import scipy.integrate
 
     f = _Counter(lambda y, t, p: problem.rhs(y, t, p, np))
 
     def loss(p):
-        ys = scipy.integrate.odeint(f, problem.y0, problem.t, args=(p,), rtol=problem.rtol,
-                                    atol=problem.atol)
+        if ivp_method:
+            t = problem.t
+            ys = scipy.integrate.solve_ivp(lambda tt, y, q: f(y, tt, q), (t[0], t[-1]), problem.y0, method=ivp_method,
+                                           t_eval=t, args=(p,), rtol=problem.rtol, atol=problem.atol).y.T
+        else:
+            ys = scipy.integrate.odeint(f, problem.y0, problem.t, args=(p,), rtol=problem.rtol,
+                                        atol=problem.atol)
         return problem.loss(ys, problem.data, np)
 
     class Runner:
@@ -266,6 +277,8 @@ def make_runner(problem: P.Problem, impl: str):
         return _autograd_runner(problem)
     if impl == "fd":
         return _fd_runner(problem)
+    if impl.startswith("fd:ivp-"):
+        return _fd_runner(problem, impl.split("ivp-", 1)[1])
     if impl == "torchdiffeq-adjoint":
         return _torch_runner(problem, adjoint=True)
     if impl == "torchdiffeq-adjoint+seminorm":

@@ -67,7 +67,8 @@ def kinetics() -> Problem:
         "loss=mean|y-y(k=(1,1))|, default odeint tolerances (autograd issue #561)",
         rhs=_kinetics_rhs, loss=_mean_abs_loss, y0=y0, t=t, p0=np.array([2.0, 2.0]),
         rtol=DEFAULT_TOL, atol=DEFAULT_TOL, data={"target": target},
-        odegrad_variants=("lsoda", "lsoda+checkpoint", "lsoda+forward", "adams", "bdf"),
+        odegrad_variants=("lsoda", "lsoda+checkpoint", "lsoda+forward", "adams", "bdf", "ivp-RK45", "ivp-LSODA"),
+        peers=("autograd", "fd", "fd:ivp-RK45", "torchdiffeq-adjoint", "torchdiffeq-adjoint+seminorm", "torchdiffeq", "jax"),
         reference_method="LSODA", sens_rtol=1e-12, sens_atol=1e-14,
     )
 
@@ -105,8 +106,9 @@ def spiral_mlp() -> Problem:
         "(252 params), MSE over the first 100 of 1000 points on [0,25], rtol=atol=1e-6",
         rhs=_spiral_mlp_rhs, loss=_mse_loss, y0=y0, t=t_all[:100], p0=p0, rtol=1e-6, atol=1e-6,
         data={"target": true_y[:100]},
-        odegrad_variants=("lsoda", "lsoda+checkpoint", "lsoda+checkpoint+seminorm", "lsoda+forward+seminorm",
-                          "adams"),
+        odegrad_variants=("lsoda", "lsoda+checkpoint", "lsoda+checkpoint+seminorm", "lsoda+forward", "adams",
+                          "ivp-RK45", "ivp-LSODA"),
+        peers=("autograd", "fd", "fd:ivp-RK45", "torchdiffeq-adjoint", "torchdiffeq-adjoint+seminorm", "torchdiffeq", "jax"),
     )
 
 
@@ -174,7 +176,10 @@ def mlp64() -> Problem:
 
 
 def variant_kwargs(variant: str) -> dict:
-    """odegrad keyword arguments of a variant label: ``"adams+seminorm"``, ``"bdf+mxstep"``, ..."""
+    """odegrad keyword arguments of a variant label: ``"adams+seminorm"``, ``"bdf+mxstep"``, ...;
+    ``"ivp-RK45"`` (any solve_ivp method after ``ivp-``) is ``odegrad.solve_ivp`` with that method."""
+    if variant.startswith("ivp-"):
+        return {"ivp_method": variant[4:]}
     method, *flags = variant.split("+")
     kwargs: dict = {"method": method}
     for flag in flags:
