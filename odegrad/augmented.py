@@ -89,12 +89,13 @@ class AugmentedLayout:
         control (Kidger et al., 2021), since they do not feed back into the dynamics. Only while
         ``y`` is part of the state: without it (the interpolating adjoint) only ``a`` would set the
         steps, and on a stiff problem ``a`` decays within a few of them, after which the
-        quadratures were integrated with steps far too long (relative error 1e-3 at tolerance
-        1e-8 on a 3-state stiff linear system); ``y``'s error control keeps the steps that the
-        quadratures need. The solves
-        run backwards: the forward solve's first step ``h0`` and critical times ``tcrit`` do not
-        apply (its ``hmax``, ``hmin`` and ``mxstep`` do), and LSODA stops at each interval's end
-        (``stop_at_end``) rather than evaluating ``f`` beyond it.
+        quadratures were integrated with steps far too long (relative errors up to 1e-3 at
+        tolerance 1e-8 on 3-state stiff linear systems); ``y``'s error control keeps the steps that
+        the quadratures need.
+
+        The solves run backwards: the forward solve's first step ``h0`` and critical times
+        ``tcrit`` do not apply (its ``hmax``, ``hmin`` and ``mxstep`` do), and LSODA stops at each
+        interval's end (``stop_at_end``) rather than evaluating ``f`` beyond it.
         """
         atol = opts.atol
         seminorm = seminorm and self.with_state

@@ -96,7 +96,7 @@ class AdjointOptions:
                    "the error control" if self.mode == "forward" else
                    "its backward state holds no y, so only the adjoint a would set the steps; on stiff "
                    "problems a decays within a few steps and the quadratures a_t, a_theta were then "
-                   "integrated with steps far too long (relative error 1e-3 at tolerance 1e-8)")
+                   "integrated with steps far too long (relative errors up to 1e-3 at tolerance 1e-8)")
             raise ValueError(
                 f"adjoint_seminorm=True does not apply to adjoint={self.mode!r}: {why}. Use the seminorm "
                 "with adjoint='checkpoint' or 'backsolve' (y's error control keeps the steps the "
