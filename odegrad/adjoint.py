@@ -77,7 +77,8 @@ class DriftError(ODESolveError):
 
 def cotangent_scale(g: Any, ops: Ops) -> float:
     """The power of two nearest ``max |g|`` (1 for a zero cotangent): dividing by it is exact."""
-    largest = float(np.max(np.abs(ops.value(g)))) if np.size(ops.value(g)) else 0.0
+    values = ops.value(g)
+    largest = float(np.max(np.abs(values))) if values.size else 0.0
     if not (largest > 0 and math.isfinite(largest)):
         return 1.0
     return 2.0 ** round(math.log2(largest))

@@ -19,25 +19,12 @@ from . import solvers
 from .adjoint import refine_times
 from .autograd_backend import AutogradOps, Problem, solve
 from .options import AdjointOptions, adjoint_options
-from .pytree import flatten_args, open_containers
+from .pytree import as_traced, flatten_args, open_containers
 from .stats import SolveInfo, new_info
 from .validation import ShapeError, as_real_array, check_method, check_times, tolerance
 
 _LSODA_ONLY = {"ml": None, "mu": None, "tcrit": None, "ixpr": 0, "mxhnil": 0, "mxordn": 12,
                "mxords": 5, "printmessg": 0}
-
-def _holds_box(value: Any) -> bool:
-    if isinstance(value, (list, tuple)):
-        return any(_holds_box(item) for item in value)
-    return isbox(value)
-
-
-def _as_traced(value: Any) -> Any:
-    """A list or tuple with traced entries (``t=[0.0, T]`` under ``grad``) as one traced array."""
-    if isinstance(value, (list, tuple)) and _holds_box(value):
-        return anp.array(value)
-    return value
-
 
 def _full_of_band(band: np.ndarray, ml: int, mu: int) -> np.ndarray:
     """The (n, n) Jacobian of scipy's banded layout ``band[mu + i - j, j] = J[i, j]``."""
@@ -223,7 +210,7 @@ def odeint(
     if method != "lsoda" and changed:
         raise ValueError(f"{', '.join(changed)} only apply to method='lsoda', not {method!r}")
 
-    y0, t = _as_traced(y0), _as_traced(t)
+    y0, t = as_traced(y0), as_traced(t)
     y0_value = as_real_array("y0", y0)
     if y0_value.size == 0:
         raise ValueError(f"y0 is empty (shape {y0_value.shape}); give y0 at least one entry")

@@ -32,7 +32,7 @@ from autograd.tracer import getval, isbox
 from . import solvers
 from .autograd_backend import Problem, solve
 from .options import AdjointOptions, adjoint_options
-from .pytree import flatten_args, open_containers
+from .pytree import as_traced, flatten_args, holds_box, open_containers
 from .stats import new_info
 from .validation import as_real_array, tolerance
 
@@ -41,24 +41,9 @@ _JACOBIAN_KEYWORDS = ("jac", "jac_sparsity", "lband", "uband")
 sensitivity) solves use odegrad's exact Jacobians of their own dynamics instead."""
 
 
-def _holds_box(value: Any) -> bool:
-    if isinstance(value, (list, tuple)):
-        return any(_holds_box(item) for item in value)
-    if isinstance(value, dict):
-        return any(_holds_box(item) for item in value.values())
-    return isbox(value)
-
-
 def _nested(value: Any) -> bool:
     """Whether ``value`` is traced by two nested derivatives (a Hessian, grad-of-grad)."""
     return isbox(value) and isbox(value._value)
-
-
-def _as_traced(value: Any) -> Any:
-    """A list or tuple with traced entries as one traced array."""
-    if isinstance(value, (list, tuple)) and _holds_box(value):
-        return anp.array(value)
-    return value
 
 
 def _closure_error() -> TypeError:
@@ -96,7 +81,7 @@ def _plain_fun(fun: Callable) -> Callable:
     """``fun`` for scipy, refusing outputs that autograd is tracing (a closure over one)."""
     def checked(t, y, *args):
         out = fun(t, y, *args)
-        if _holds_box(out):
+        if holds_box(out):
             raise _closure_error()
         if np.shape(out) != np.shape(y):
             raise ValueError(f"fun returned shape {np.shape(out)} for a state of shape {np.shape(y)}; "
@@ -109,7 +94,7 @@ def _plain_fun(fun: Callable) -> Callable:
 def _plain_event(event: Callable) -> Callable:
     def checked(t, y, *args):
         out = event(t, y, *args)
-        if _holds_box(out):
+        if holds_box(out):
             raise TypeError(f"the event function {getattr(event, '__name__', event)!r} returned a value that "
                             "autograd is tracing: it closes over a variable being differentiated; pass it "
                             "through args instead")
@@ -294,7 +279,7 @@ def solve_ivp(
     """
     keywords = {"method": method, "t_eval": t_eval, "dense_output": dense_output, "events": events,
                 "vectorized": vectorized, "args": args, **options}
-    if not _holds_box([t_span, y0, t_eval, args]):
+    if not holds_box([t_span, y0, t_eval, args]):
         try:
             return solvers.scipy_solve_ivp(fun, t_span, y0, **keywords)
         except (TypeError, ValueError) as exc:
@@ -307,7 +292,7 @@ def solve_ivp(
 def _returns_box(fun: Callable, t_span: Any, y0: Any, args: Any) -> bool:
     """Whether ``fun`` at the initial point returns a traced value (it closes over one)."""
     try:
-        return _holds_box(fun(t_span[0], y0, *(args or ())))
+        return holds_box(fun(t_span[0], y0, *(args or ())))
     except Exception:  # the caller re-raises scipy's own error
         return False
 
@@ -340,7 +325,7 @@ def _build_problem(fun, name: str, n: int, n_params: int, vectorized: bool, has_
 
         def plain(y, t):
             out = fun(t, y[:, None] if vectorized else y, *bound)
-            if _holds_box(out):
+            if holds_box(out):
                 raise _closure_error()
             out = np.asarray(out, dtype=np.float64)
             if vectorized and out.shape == (n, 1):
@@ -398,7 +383,7 @@ class DifferentiableSolution:
         self._states_at = states_at
 
     def __call__(self, t: Any) -> Any:
-        t = _as_traced(t)
+        t = as_traced(t)
         value = np.asarray(getval(t), dtype=float)
         if value.ndim > 1:
             raise ValueError(f"sol(t) takes a number or a 1-D array of times, got shape {value.shape}")
@@ -432,7 +417,7 @@ def _valued(traced: Any, value: np.ndarray) -> Any:
 
 
 def _span(t_span: Any) -> tuple[Any, Any]:
-    t_span = _as_traced(t_span)
+    t_span = as_traced(t_span)
     if len(getval(t_span)) != 2:
         raise ValueError(f"t_span must be a pair (t0, tf), got {getval(t_span)!r}")
     return t_span[0], t_span[1]
@@ -441,7 +426,7 @@ def _span(t_span: Any) -> tuple[Any, Any]:
 def _traced_solve(fun, t_span, y0, keywords: dict, adjoint: AdjointOptions, options: dict) -> Any:
     """:func:`solve_ivp` with traced inputs (module docstring)."""
     name = _method_name(keywords["method"])
-    y0 = _as_traced(y0)
+    y0 = as_traced(y0)
     if np.iscomplexobj(getval(y0)):
         raise ValueError("y0 is complex: a differentiated solve_ivp integrates real states (split y0 and fun "
                          "into real and imaginary parts); complex states run with plain inputs only")
@@ -456,7 +441,7 @@ def _traced_solve(fun, t_span, y0, keywords: dict, adjoint: AdjointOptions, opti
                             f"(e.g. `args=({args},)`)") from exc
     theta, unflatten = flatten_args(args or ())
     plain_args = None if args is None else unflatten(getval(theta))
-    t_eval = _as_traced(keywords["t_eval"])
+    t_eval = as_traced(keywords["t_eval"])
     reference = solvers.scipy_solve_ivp(
         _plain_fun(fun), (float(getval(t0)), float(getval(tf))), np.asarray(getval(y0)),
         **{**keywords, "method": name, "args": plain_args, "events": _plain_events(keywords["events"]),
@@ -505,13 +490,13 @@ def _results(reference, problem: Problem, y0, t0, tf, t_eval, theta, bound, plai
         t_events, y_events = [], []
         for event, values, states in zip(events, event_values, reference.y_events):
             times = [_event_time(event, v, solved, bound, plain_args) for v in values]
-            t_events.append(anp.stack(times) if times and _holds_box(times) else np.asarray(values))
+            t_events.append(anp.stack(times) if times and holds_box(times) else np.asarray(values))
             y_events.append(anp.stack([_valued(solved.at(tt), state) for tt, state in zip(times, states)])
                             if times else states)
             if reference.status == 1 and t_eval is None and float(reference.t[-1]) in values:
                 outputs[-1] = times[values.index(float(reference.t[-1]))]
     if n_out:
-        t = anp.array(outputs) if _holds_box(outputs) else reference.t
+        t = anp.array(outputs) if holds_box(outputs) else reference.t
         y = anp.stack([_valued(solved.at(time), reference.y[:, k]) for k, time in enumerate(outputs)], axis=1)
     else:
         t, y = reference.t, reference.y

@@ -94,7 +94,7 @@ def _refuse_traced_attributes(leaf: Any) -> None:
     attributes = getattr(leaf, "__dict__", None)
     if not isinstance(attributes, dict):
         return
-    traced = [name for name, value in attributes.items() if isbox(value) or _holds_box(value)]
+    traced = [name for name, value in attributes.items() if holds_box(value)]
     if traced:
         raise TypeError(
             f"args holds a {type(leaf).__name__} whose attribute {traced[0]!r} is being differentiated: "
@@ -104,12 +104,20 @@ def _refuse_traced_attributes(leaf: Any) -> None:
         )
 
 
-def _holds_box(value: Any) -> bool:
+def holds_box(value: Any) -> bool:
+    """Whether ``value`` is, or (in nested lists, tuples and dicts) holds, a value autograd traces."""
     if isinstance(value, (list, tuple)):
-        return any(isbox(item) or _holds_box(item) for item in value)
+        return any(holds_box(item) for item in value)
     if isinstance(value, dict):
-        return any(isbox(item) or _holds_box(item) for item in value.values())
-    return False
+        return any(holds_box(item) for item in value.values())
+    return isbox(value)
+
+
+def as_traced(value: Any) -> Any:
+    """A list or tuple with traced entries (``t=[0.0, T]`` under ``grad``) as one traced array."""
+    if isinstance(value, (list, tuple)) and holds_box(value):
+        return anp.array(value)
+    return value
 
 
 def flatten_args(args: Any) -> tuple[Any, Callable[[Any], Any]]:
