@@ -14,16 +14,30 @@ differentiate:
   remainder falls as ``h**3``.
 
 Each returns a :class:`CheckResult` (or :class:`TaylorResult`) with a
-``passed`` flag and a readable ``str()`` report.
+``passed`` flag and a readable ``str()`` report. Their two measurements are
+public for comparisons with other references (closed forms, other solvers):
+:func:`central_differences` (the derivative of any array-valued function along
+every coordinate) and :func:`relative_error`.
+
+:mod:`odegrad.gradcheck.problems` holds the ODE problems of the suite, of
+odegrad's tests and of its benchmarks, each written once: dynamics, nominal
+values, tolerance hints and closed forms.
 
 Running ``python -m odegrad.gradcheck`` checks the gradients of
 :func:`odegrad.odeint` (with respect to the initial state, the parameters and
 every output time, plus Hessian-vector products) and of :func:`odegrad.solve_ivp` (every method,
-and an event time) on the suite of ODE problems
-in :mod:`odegrad.gradcheck.suite` and prints a table.
+and an event time) on the suite of checks in :mod:`odegrad.gradcheck.suite` and prints a table.
 """
 
-from .checks import CheckResult, TaylorResult, check_grad, check_hessian, taylor_test
+from .checks import (
+    CheckResult,
+    TaylorResult,
+    central_differences,
+    check_grad,
+    check_hessian,
+    relative_error,
+    taylor_test,
+)
 from .suite import PROBLEMS, Problem, SuiteRow, main, run_suite
 
 __all__ = [
@@ -32,6 +46,8 @@ __all__ = [
     "check_grad",
     "taylor_test",
     "check_hessian",
+    "central_differences",
+    "relative_error",
     "Problem",
     "SuiteRow",
     "PROBLEMS",

@@ -1,4 +1,7 @@
-"""The three gradient checks: central differences, Taylor remainders, Hessian-vector products."""
+"""The three gradient checks (central differences, Taylor remainders, Hessian-vector products) and
+the two measurements they are built from, public for tests that compare against other references:
+:func:`central_differences` (a finite-difference derivative of any array-valued function) and
+:func:`relative_error`."""
 
 from __future__ import annotations
 
@@ -247,6 +250,12 @@ def _stencil(fd_order: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
         raise ValueError(f"fd_order must be one of {sorted(_STENCILS)}, got {fd_order!r}") from None
 
 
+def _difference(f: Callable[[np.ndarray], Any], x: np.ndarray, v: np.ndarray, h: float, fd_order: int) -> Any:
+    """Central-difference derivative of ``f`` at ``x`` along ``v`` with step ``h`` (stencil of ``fd_order``)."""
+    offsets, weights = _stencil(fd_order)
+    return sum(w * f(x + k * h * v) for k, w in zip(offsets, weights)) / h
+
+
 def _rel_error(ad: np.ndarray, fd: np.ndarray, floor: float) -> float:
     """``|ad - fd| / max(|ad|, |fd|, floor)`` with vector norms."""
     diff = float(np.linalg.norm(np.atleast_1d(ad - fd)))
@@ -374,7 +383,7 @@ def check_grad(
     True
     """
     x_flat, unflatten = _flatten(x)
-    offsets, weights = _stencil(fd_order)
+    _stencil(fd_order)  # a bad fd_order fails before any evaluation
     f = _scalar_fun(fun, unflatten)
     _as_scalar(f(x_flat))
     g = _flat_grad(fun, grad, unflatten, x_flat.size)(x_flat)
@@ -383,9 +392,7 @@ def check_grad(
     floor = rel_floor * float(np.linalg.norm(g))
 
     ad = dirs @ g
-    fd = np.array(
-        [sum(w * _as_scalar(f(x_flat + k * h * v)) for k, w in zip(offsets, weights)) / h for v in dirs]
-    )
+    fd = np.array([_difference(lambda z: _as_scalar(f(z)), x_flat, v, h, fd_order) for v in dirs])
     return make_result("gradient", ad, fd, floor, tol, labels, h, fd_order)
 
 
@@ -528,7 +535,7 @@ def check_hessian(
     True
     """
     x_flat, unflatten = _flatten(x)
-    offsets, weights = _stencil(fd_order)
+    _stencil(fd_order)  # a bad fd_order fails before any evaluation
     f = _scalar_fun(fun, unflatten)
     f0 = _as_scalar(f(x_flat))
     grad_f = ag_grad(f)
@@ -540,12 +547,7 @@ def check_hessian(
     h = _default_step(x_flat, fd_order) if step is None else float(step)
     labels, dirs = _directions(x_flat.size, max_coordinates, n_random, seed)
     ad = np.array([hvp(x_flat, v) for v in dirs])
-    fd = np.array(
-        [
-            sum(w * np.asarray(grad_f(x_flat + k * h * v), dtype=float) for k, w in zip(offsets, weights)) / h
-            for v in dirs
-        ]
-    )
+    fd = np.array([_difference(lambda z: np.asarray(grad_f(z), dtype=float), x_flat, v, h, fd_order) for v in dirs])
     floor = rel_floor * float(np.max(np.linalg.norm(ad, axis=1)))
     i_taylor = len(dirs) - 1 if labels[-1].startswith("r") else 0
     v_t, hv_t = dirs[i_taylor], ad[i_taylor]
@@ -557,3 +559,86 @@ def check_hessian(
     level = 10.0 * (100.0 * _EPS * max(1.0, abs(f0)) if noise is None else noise)
     taylor = _fit_order(steps, rem, level, 3, order_tol)
     return make_result("hessian", ad, fd, floor, tol, labels, h, fd_order, taylor)
+
+
+def central_differences(
+    fun: Callable[[Any], Any], x: Any, *, step: float | None = None, fd_order: int = 4
+) -> np.ndarray:
+    """Derivative of ``fun`` at ``x`` by central differences along every coordinate of ``x``.
+
+    The reference that :func:`check_grad` compares with, for every coordinate at once and for
+    array-valued ``fun`` too: a test that compares a gradient or Jacobian with it entry by entry
+    (for instance with :func:`relative_error`) checks the same thing as :func:`check_grad`.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(x) -> array_like`` of any shape; plain NumPy is enough (no autograd needed).
+    x : array_like or float
+        Point of differentiation, any shape.
+    step : float, optional
+        Step along each coordinate; default as in :func:`check_grad`. For a function computed by
+        an ODE solve with relative error ``delta`` a step near ``delta**(1 / (fd_order + 1))`` is
+        best.
+    fd_order : {4, 2}, optional
+        Order of accuracy of the stencil (``2``: ``(f(x + h e) - f(x - h e)) / 2h``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``shape(fun(x)) + shape(x)``: the gradient (shape of ``x``) for a scalar ``fun``,
+        the Jacobian ``d fun_i / d x_j`` otherwise.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is empty or not finite, or ``fd_order`` is not 2 or 4.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> np.round(central_differences(lambda x: x ** 2, np.array([1.0, 3.0])), 6)
+    array([[2., 0.],
+           [0., 6.]])
+    """
+    x_arr = np.asarray(x, dtype=float)
+    x_flat, _ = _flatten(x_arr)
+    _stencil(fd_order)  # a bad fd_order fails before any evaluation
+    h = _default_step(x_flat, fd_order) if step is None else float(step)
+
+    def flat_fun(z: np.ndarray) -> np.ndarray:
+        return np.asarray(fun(z.reshape(x_arr.shape)), dtype=float)
+
+    columns = [_difference(flat_fun, x_flat, e, h, fd_order) for e in np.eye(x_flat.size)]
+    return np.stack(columns, axis=-1).reshape(np.shape(columns[0]) + x_arr.shape)
+
+
+def relative_error(actual: Any, reference: Any, *, floor: float = 1e-300) -> float:
+    """Largest deviation from ``reference`` relative to its largest entry.
+
+    ``max|actual - reference| / max(max|reference|, floor)``: one number for a whole gradient,
+    Jacobian or trajectory, so that a small entry of a large reference is not over-weighted
+    (unlike an entry-by-entry ratio). The checks above measure each direction with vector norms
+    instead (:attr:`CheckResult.rel_errors`).
+
+    Parameters
+    ----------
+    actual, reference : array_like
+        Values of the same shape (broadcastable), e.g. an autograd gradient and
+        :func:`central_differences` or a closed form.
+    floor : float, optional
+        Smallest scale, so that an all-zero reference gives the absolute error over ``floor``.
+
+    Returns
+    -------
+    float
+        The relative error (``inf`` or ``nan`` if ``actual`` is not finite).
+
+    Examples
+    --------
+    >>> relative_error([1.0, 2.001], [1.0, 2.0])
+    0.0004999999999999449
+    """
+    a = np.asarray(actual, dtype=float)
+    b = np.asarray(reference, dtype=float)
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), floor))

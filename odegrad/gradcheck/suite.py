@@ -10,21 +10,21 @@ from typing import Any, Callable, Sequence
 
 import autograd.numpy as anp
 import numpy as np
-import scipy.linalg
 from autograd import grad as ag_grad
 
 from ..integrate import odeint
 from ..ivp import solve_ivp
 from ..solvers import IVP_METHODS
+from . import problems as ode
 from .checks import CheckResult, check_grad, check_hessian, make_result
 
 # ---------------------------------------------------------------------------
 # Built-in suite of ODE problems for odegrad.odeint
 # ---------------------------------------------------------------------------
 
-#: Tolerances of every solve in the suite; finite differences of such solves are
-#: accurate to roughly ``_SOLVE_TOL / step``.
-_SOLVE_TOL = 1e-10
+#: Relative accuracy of the suite's solves (the problems' tolerance hints): the noise level of the
+#: Taylor remainders; finite differences of such solves are accurate to roughly ``_SOLVE_TOL / step``.
+_SOLVE_TOL = ode.TIGHT_TOL
 
 
 @dataclass(frozen=True)
@@ -146,31 +146,15 @@ def _standard_checks(
 
 def _linear(tol: float, quick: bool) -> list[SuiteRow]:
     """y' = A y with y(t) = expm(A (t - t0)) y0; gradients also against the closed form."""
-    name = "linear"
-    a0 = np.array([[-0.3, 1.0, 0.0], [-1.0, -0.3, 0.2], [0.1, 0.0, -0.5]])
-    y0 = np.array([1.0, -0.5, 0.25])
-    t = np.array([0.0, 0.4, 1.1, 2.0])
+    problem = ode.LINEAR
+    name, a0, y0, t = problem.name, problem.p, problem.y0, problem.t
     weights = np.random.default_rng(1).standard_normal((len(t), 3))
 
-    def f(y, s, a):
-        return anp.dot(a, y)
-
     def loss(y, s, a):
-        return anp.sum(weights * odeint(f, y, s, (a,), rtol=_SOLVE_TOL, atol=_SOLVE_TOL))
+        return anp.sum(weights * odeint(problem.f, y, s, (a,), rtol=problem.rtol, atol=problem.atol))
 
     rows = _standard_checks(name, loss, y0, t, a0, tol, quick)
-    taus = t - t[0]
-    phis = [scipy.linalg.expm(a0 * tau) for tau in taus]
-    ys = np.array([phi @ y0 for phi in phis])
-    exact_y0 = sum(phi.T @ w for phi, w in zip(phis, weights))
-    rates = np.array([w @ (a0 @ y) for w, y in zip(weights, ys)])
-    exact_t = np.concatenate([[-rates[1:].sum()], rates[1:]])
-    exact_a = np.zeros_like(a0)
-    for tau, w in zip(taus, weights):
-        for j, k in np.ndindex(*a0.shape):
-            e = np.zeros_like(a0)
-            e[j, k] = tau
-            exact_a[j, k] += w @ scipy.linalg.expm_frechet(a0 * tau, e, compute_expm=False) @ y0
+    exact_a, exact_y0, exact_t = ode.linear_gradients(a0, y0, t, weights)
     rows += [
         _compare(name, "d/dy0 vs expm", lambda: ag_grad(lambda y: loss(y, t, a0))(y0), exact_y0, tol),
         _compare(name, "d/dA vs expm_frechet", lambda: ag_grad(lambda a: loss(y0, t, a))(a0), exact_a, tol),
@@ -181,20 +165,16 @@ def _linear(tol: float, quick: bool) -> list[SuiteRow]:
 
 def _decay(tol: float, quick: bool) -> list[SuiteRow]:
     """Scalar y' = -k y, y0 a float, k a float; closed form y0 exp(-k (t - t0))."""
-    name = "decay"
-    y0, k0 = 2.0, 0.7
-    t = np.array([0.0, 0.5, 1.5, 3.0])
+    problem = ode.DECAY
+    name, y0, k0, t = problem.name, problem.y0, problem.p, problem.t
     weights = np.array([0.3, -1.0, 2.0, 0.5])
 
-    def f(y, s, k):
-        return -k * y
-
     def loss(y, s, k):
-        return anp.sum(weights * odeint(f, y, s, (k,), rtol=_SOLVE_TOL, atol=_SOLVE_TOL)[:, 0])
+        return anp.sum(weights * odeint(problem.f, y, s, (k,), rtol=problem.rtol, atol=problem.atol)[:, 0])
 
     rows = _standard_checks(name, loss, y0, t, k0, tol, quick)
     tau = t - t[0]
-    e = np.exp(-k0 * tau)
+    e = problem.solution(1.0, t, k0)
     exact = (np.sum(weights * e), np.sum(-weights * tau * y0 * e))
     rows.append(
         _compare(
@@ -210,47 +190,25 @@ def _decay(tol: float, quick: bool) -> list[SuiteRow]:
 
 def _lotka_volterra(tol: float, quick: bool) -> list[SuiteRow]:
     """Predator-prey dynamics with four parameters."""
-    theta = np.array([1.1, 0.4, 0.1, 0.4])
-    y0 = np.array([10.0, 5.0])
-    t = np.array([0.0, 1.0, 2.5, 4.0, 6.0])
-    weights = np.random.default_rng(2).standard_normal((len(t), 2))
-
-    def f(y, s, p):
-        return anp.array([p[0] * y[0] - p[1] * y[0] * y[1], p[2] * y[0] * y[1] - p[3] * y[1]])
+    problem = ode.LOTKA_VOLTERRA
+    weights = np.random.default_rng(2).standard_normal((len(problem.t), 2))
 
     def loss(y, s, p):
-        ys = odeint(f, y, s, (p,), rtol=_SOLVE_TOL, atol=_SOLVE_TOL)
+        ys = odeint(problem.f, y, s, (p,), rtol=problem.rtol, atol=problem.atol)
         return anp.sum(weights * ys) / 10.0
 
-    return _standard_checks("lotka-volterra", loss, y0, t, theta, tol, quick, taylor_h0=0.02)
+    return _standard_checks(problem.name, loss, problem.y0, problem.t, problem.p, tol, quick, taylor_h0=0.02)
 
 
 def _neural(tol: float, quick: bool) -> list[SuiteRow]:
     """Time-dependent tanh MLP dynamics, 4 states, parameters in a dict (76 floats)."""
-    rng = np.random.default_rng(3)
-    n, hidden = 4, 8
-    shapes = {"W1": (hidden, n), "b1": (hidden,), "c": (hidden,), "W2": (n, hidden), "b2": (n,)}
-    sizes = [int(np.prod(s)) for s in shapes.values()]
-    bounds = np.concatenate([[0], np.cumsum(sizes)])
-    theta = rng.standard_normal(bounds[-1]) / 3.0
-
-    def unflatten(flat):
-        return {
-            key: anp.reshape(flat[lo:hi], shape)
-            for (key, shape), lo, hi in zip(shapes.items(), bounds[:-1], bounds[1:])
-        }
-
-    y0 = rng.standard_normal(n)
-    t = np.array([0.0, 0.5, 1.0, 2.0])
-
-    def f(y, s, p):
-        return anp.dot(p["W2"], anp.tanh(anp.dot(p["W1"], y) + p["b1"] + s * p["c"])) + p["b2"]
+    problem = ode.NEURAL_NET
 
     def loss(y, s, flat):
-        ys = odeint(f, y, s, (unflatten(flat),), rtol=_SOLVE_TOL, atol=_SOLVE_TOL)
+        ys = odeint(problem.f, y, s, (ode.neural_net_params(flat),), rtol=problem.rtol, atol=problem.atol)
         return anp.sum(ys[1:] ** 2) / 2.0
 
-    return _standard_checks("neural-net", loss, y0, t, theta, tol, quick, hessian="y0")
+    return _standard_checks(problem.name, loss, problem.y0, problem.t, problem.p, tol, quick, hessian="y0")
 
 
 def _stiff_kinetics(tol: float, quick: bool) -> list[SuiteRow]:
@@ -260,21 +218,15 @@ def _stiff_kinetics(tol: float, quick: bool) -> list[SuiteRow]:
     magnitude. The backward reconstruction of ``y`` amplifies errors in the fast
     mode, so the solve stores ``checkpoints`` to restart it often.
     """
-    log_k = np.log(np.array([100.0, 50.0, 1.0]))
-    y0 = np.array([1.0, 0.0, 0.0])
-    t = np.array([0.0, 0.5, 1.0, 2.0])
-    weights = np.random.default_rng(4).standard_normal((len(t), 3))
-
-    def f(y, s, lk):
-        k = anp.exp(lk)
-        r0, r1, r2 = k[0] * y[0], k[1] * y[1], k[2] * y[1] ** 2
-        return anp.array([-r0 + r1, r0 - r1 - 2.0 * r2, r2])
+    problem = ode.REVERSIBLE_KINETICS
+    weights = np.random.default_rng(4).standard_normal((len(problem.t), 3))
 
     def loss(y, s, lk):
-        ys = odeint(f, y, s, (lk,), method="lsoda", rtol=_SOLVE_TOL, atol=1e-12, checkpoints=10)
+        ys = odeint(problem.f, y, s, (lk,), method="lsoda", rtol=problem.rtol, atol=problem.atol, checkpoints=10)
         return anp.sum(weights * ys)
 
-    return _standard_checks("stiff-kinetics", loss, y0, t, log_k, tol, quick, hessian=None, n_random=1)
+    return _standard_checks("stiff-kinetics", loss, problem.y0, problem.t, problem.p, tol, quick, hessian=None,
+                            n_random=1)
 
 
 def _robertson(tol: float, quick: bool) -> list[SuiteRow]:
@@ -283,24 +235,24 @@ def _robertson(tol: float, quick: bool) -> list[SuiteRow]:
     LSODA forwards, and the interpolating adjoint backwards: reconstructing y backwards is
     unstable on stiff dynamics, so the adjoint reads y from a dense forward solution.
     """
-    log_k = np.log(np.array([0.04, 3e7, 1e4]))
-    y0 = np.array([1.0, 0.0, 0.0])
-    t = np.array([0.0, 0.4, 4.0, 40.0])
-    scale = np.array([1.0, 1e4, 1.0])
-    weights = np.random.default_rng(4).standard_normal((len(t), 3))
+    loss = _robertson_loss(method="lsoda", adjoint="interpolate")
+    check = lambda: check_grad(loss, ode.ROBERTSON.p, tol=tol, step=1e-3, n_random=1)  # noqa: E731
+    return [_timed("robertson (lsoda, interpolate)", "d/dtheta", check)]
 
-    def f(y, s, lk):
-        k = anp.exp(lk)
-        r1, r2, r3 = k[0] * y[0], k[1] * y[1] ** 2, k[2] * y[1] * y[2]
-        return anp.array([-r1 + r3, r1 - r2 - r3, r2])
+
+def _robertson_loss(**options: Any) -> Callable[[Any], Any]:
+    """``sum(weights * scale * y(t_i))`` of Robertson's kinetics as a function of the log rate constants,
+    solved with ``options`` (``y_B ~ 1e-5`` is scaled by 1e4 so that it matters)."""
+    problem = ode.ROBERTSON
+    scale = np.array([1.0, 1e4, 1.0])
+    weights = np.random.default_rng(4).standard_normal((len(problem.t), 3))
 
     def loss(lk):
-        ys = odeint(f, y0, t, (lk,), method="lsoda", adjoint="interpolate", rtol=_SOLVE_TOL,
-                    atol=1e-14, mxstep=20000)
+        ys = odeint(problem.f, problem.y0, problem.t, (lk,), rtol=problem.rtol, atol=problem.atol, mxstep=20000,
+                    **options)
         return anp.sum(weights * scale * ys)
 
-    check = lambda: check_grad(loss, log_k, tol=tol, step=1e-3, n_random=1)  # noqa: E731
-    return [_timed("robertson (lsoda, interpolate)", "d/dtheta", check)]
+    return loss
 
 
 def _adjoint_modes(tol: float, quick: bool) -> list[SuiteRow]:
@@ -310,19 +262,15 @@ def _adjoint_modes(tol: float, quick: bool) -> list[SuiteRow]:
     must each give d/d(y0, t, theta) of the same loss; Hessian-vector products through forward
     sensitivities; and Robertson's stiff kinetics with no adjoint option at all.
     """
-    theta0 = np.array([1.1, 0.4, 0.1, 0.4])
-    y0 = np.array([10.0, 5.0])
-    t = np.array([0.0, 1.0, 2.5, 4.0])
+    problem = ode.LOTKA_VOLTERRA
+    t = problem.t[:4]
     weights = np.random.default_rng(6).standard_normal((len(t), 2))
 
-    def f(y, s, p):
-        return anp.array([p[0] * y[0] - p[1] * y[0] * y[1], p[2] * y[0] * y[1] - p[3] * y[1]])
-
     def packed_loss(x, adjoint):
-        ys = odeint(f, x[:2], x[2:6], (x[6:],), rtol=_SOLVE_TOL, atol=_SOLVE_TOL, adjoint=adjoint)
+        ys = odeint(problem.f, x[:2], x[2:6], (x[6:],), rtol=problem.rtol, atol=problem.atol, adjoint=adjoint)
         return anp.sum(weights * ys) / 10.0
 
-    x0 = np.concatenate([y0, t, theta0])
+    x0 = np.concatenate([problem.y0, t, problem.p])
     rows = []
     for adjoint in ("checkpoint", "forward", "auto"):
         rows.append(_timed(
@@ -335,39 +283,20 @@ def _adjoint_modes(tol: float, quick: bool) -> list[SuiteRow]:
             lambda: check_hessian(lambda x: packed_loss(x, "forward"), x0, tol=10 * tol, step=1e-3,
                                   max_coordinates=3, n_random=1, h0=0.02, noise=_SOLVE_TOL),
         ))
-    log_k = np.log(np.array([0.04, 3e7, 1e4]))
-    t_rob = np.array([0.0, 0.4, 4.0, 40.0])
-    scale = np.array([1.0, 1e4, 1.0])
-    weights_rob = np.random.default_rng(4).standard_normal((len(t_rob), 3))
-
-    def robertson(y, s, lk):
-        k = anp.exp(lk)
-        r1, r2, r3 = k[0] * y[0], k[1] * y[1] ** 2, k[2] * y[1] * y[2]
-        return anp.array([-r1 + r3, r1 - r2 - r3, r2])
-
-    def robertson_loss(lk):
-        ys = odeint(robertson, np.array([1.0, 0.0, 0.0]), t_rob, (lk,), rtol=_SOLVE_TOL, atol=1e-14,
-                    mxstep=20000)
-        return anp.sum(weights_rob * scale * ys)
-
     rows.append(_timed("robertson (default options)", "d/dtheta",
-                       lambda: check_grad(robertson_loss, log_k, tol=tol, step=1e-3, n_random=1)))
+                       lambda: check_grad(_robertson_loss(), ode.ROBERTSON.p, tol=tol, step=1e-3, n_random=1)))
     return rows
 
 
 def _output_times(tol: float, quick: bool) -> list[SuiteRow]:
     """Van der Pol oscillator observed at 9 uneven times, forwards and backwards in time."""
     name = "output-times"
-    mu = 1.5
-    y0 = np.array([2.0, 0.0])
-    t = np.array([0.0, 0.3, 0.45, 1.0, 1.7, 2.2, 3.1, 3.3, 4.0])
+    problem = ode.VAN_DER_POL
+    t = problem.t
     weights = np.random.default_rng(5).standard_normal((len(t), 2))
 
-    def f(y, s, m):
-        return anp.array([y[1], m * (1.0 - y[0] ** 2) * y[1] - y[0]])
-
     def loss(s):
-        ys = odeint(f, y0, s, (mu,), rtol=_SOLVE_TOL, atol=_SOLVE_TOL)
+        ys = odeint(problem.f, problem.y0, s, (problem.p,), rtol=problem.rtol, atol=problem.atol)
         return anp.sum(weights * ys) + anp.sum(ys[:, 0] ** 2) / 4.0
 
     rows = [_timed(name, f"d/dt ({len(t)} times, increasing)", lambda: check_grad(loss, t, tol=tol, step=1e-3))]
@@ -385,37 +314,30 @@ def _output_times(tol: float, quick: bool) -> list[SuiteRow]:
 def _solve_ivp(tol: float, quick: bool) -> list[SuiteRow]:
     """``odegrad.solve_ivp``: Lotka-Volterra through every method (``t_eval``, ``args``), and a
     projectile's landing time (a terminal event) against its closed form."""
-    theta = np.array([1.1, 0.4, 0.1, 0.4])
-    y0 = np.array([10.0, 5.0])
-    t = np.array([1.0, 2.5, 4.0])
+    lv = ode.LOTKA_VOLTERRA
+    t = lv.t[1:4]
     weights = np.random.default_rng(6).standard_normal((2, len(t)))
 
     def f(s, y, p):
-        return anp.array([p[0] * y[0] - p[1] * y[0] * y[1], p[2] * y[0] * y[1] - p[3] * y[1]])
+        return lv.f(y, s, p)
 
     rows: list[SuiteRow] = []
     for method in ("RK45", "LSODA") if quick else IVP_METHODS:
         def loss(y, s, p, method=method):
-            res = solve_ivp(f, (0.0, 4.5), y, method=method, t_eval=s, args=(p,), rtol=_SOLVE_TOL, atol=_SOLVE_TOL)
+            res = solve_ivp(f, (0.0, 4.5), y, method=method, t_eval=s, args=(p,), rtol=lv.rtol, atol=lv.atol)
             return anp.sum(weights * res.y) / 10.0
 
-        rows += _standard_checks(f"solve_ivp {method}", loss, y0, t, theta, tol, True, n_random=1)
+        rows += _standard_checks(f"solve_ivp {method}", loss, lv.y0, t, lv.p, tol, True, n_random=1)
 
-    def fall(s, y, g):
-        return anp.array([y[1], -g])
-
-    def ground(s, y, g):
-        return y[0]
-
-    ground.terminal, ground.direction = True, -1
-    x = np.array([2.0, 3.0, 9.81])          # height, upward speed, gravity
+    fall = ode.PROJECTILE
+    x = np.concatenate([fall.y0, [fall.p]])          # height, upward speed, gravity
 
     def landing(v):
-        res = solve_ivp(fall, (0.0, 10.0), v[:2], args=(v[2],), events=ground, rtol=_SOLVE_TOL, atol=_SOLVE_TOL)
+        res = solve_ivp(lambda s, y, g: fall.f(y, s, g), (fall.t[0], fall.t[-1]), v[:2], args=(v[2],),
+                        events=ode.projectile_ground, rtol=fall.rtol, atol=fall.atol)
         return res.t_events[0][0]
 
-    root = math.sqrt(x[1] ** 2 + 2 * x[2] * x[0])
-    exact = (1 / root, (1 + x[1] / root) / x[2], x[0] / (x[2] * root) - (x[1] + root) / x[2] ** 2)
+    exact = ode.landing_time_gradient(*x)
     rows.append(_compare("solve_ivp event", "d(landing time)/d(h0, v0, g) vs closed form",
                          lambda: ag_grad(landing)(x), exact, tol))
     return rows
