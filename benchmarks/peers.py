@@ -52,7 +52,7 @@ import numpy as np
 
 from experiments.atomic import write_atomic
 
-from . import problems as P
+from . import cases
 
 COLUMNS = ["implementation", "forward s", "gradient s", "grad/fwd", "fwd NFE", "bwd NFE",
            "grad rel. error", "fwd odegrad/this", "grad odegrad/this", "note"]
@@ -62,7 +62,7 @@ _REQUIRES = {"torchdiffeq-adjoint": ("torch", "torchdiffeq"),
              "torchdiffeq": ("torch", "torchdiffeq"), "jax": ("jax",)}
 
 
-def implementations(problem: P.Problem) -> list[str]:
+def implementations(problem: cases.Case) -> list[str]:
     return [f"odegrad:{v}" for v in problem.odegrad_variants] + list(problem.peers)
 
 
@@ -83,14 +83,14 @@ class _Counter:
         return self.fun(*args)
 
 
-def _odegrad_runner(problem: P.Problem, variant: str):
+def _odegrad_runner(problem: cases.Case, variant: str):
     import autograd
     import autograd.numpy as anp
 
     import odegrad
     import odegrad.compiled
 
-    kwargs = P.variant_kwargs(variant)
+    kwargs = cases.variant_kwargs(variant)
     rhs = problem.rhs
 
     def f(y, t, p):
@@ -129,7 +129,7 @@ def _odegrad_runner(problem: P.Problem, variant: str):
     return Runner()
 
 
-def _autograd_runner(problem: P.Problem):
+def _autograd_runner(problem: cases.Case):
     import autograd
     import autograd.numpy as anp
     from autograd.builtins import tuple as ag_tuple
@@ -159,7 +159,7 @@ def _autograd_runner(problem: P.Problem):
     return Runner()
 
 
-def _fd_runner(problem: P.Problem, ivp_method: str | None = None):
+def _fd_runner(problem: cases.Case, ivp_method: str | None = None):
     """Central differences of scipy's ``odeint`` (or of ``solve_ivp`` with ``ivp_method``)."""
     import scipy.integrate
 
@@ -197,7 +197,7 @@ def _fd_runner(problem: P.Problem, ivp_method: str | None = None):
     return Runner()
 
 
-def _torch_runner(problem: P.Problem, adjoint: bool, seminorm: bool = False):
+def _torch_runner(problem: cases.Case, adjoint: bool, seminorm: bool = False):
     import torch
     import torchdiffeq
 
@@ -240,7 +240,7 @@ def _torch_runner(problem: P.Problem, adjoint: bool, seminorm: bool = False):
     return Runner()
 
 
-def _jax_runner(problem: P.Problem):
+def _jax_runner(problem: cases.Case):
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -270,7 +270,7 @@ def _jax_runner(problem: P.Problem):
     return Runner()
 
 
-def make_runner(problem: P.Problem, impl: str):
+def make_runner(problem: cases.Case, impl: str):
     if impl.startswith("odegrad:"):
         return _odegrad_runner(problem, impl.split(":", 1)[1])
     if impl == "autograd":
@@ -295,7 +295,7 @@ def make_runner(problem: P.Problem, impl: str):
 def run_cell(problem_name: str, impl: str, repeats: int, budget: float | None) -> dict:
     """Time one implementation on one problem; ``budget`` (s) bounds the timed repeats."""
     start = time.perf_counter()
-    problem = P.get(problem_name)
+    problem = cases.get(problem_name)
     result: dict[str, Any] = {"problem": problem_name, "impl": impl, "status": "ok", "note": ""}
     missing = missing_modules(impl)
     if missing:
@@ -455,7 +455,7 @@ def _find(rows, impl):
     return next((r for r in rows if r["implementation"] == impl), None)
 
 
-def targets(problem: P.Problem, rows: list[dict]) -> list[str]:
+def targets(problem: cases.Case, rows: list[dict]) -> list[str]:
     """The issue's targets, checked on this run's medians (default variant and best variant)."""
     og = [r for r in rows if r["implementation"].startswith("odegrad:") and r["status"] == "ok"]
     if not og:
@@ -558,12 +558,12 @@ def run(argv: list[str] | None = None, stream=None) -> str:
     lines = header(argv)
     print("\n".join(lines), file=stream, flush=True)
     for name in args.problems:
-        problem = P.get(name)
+        problem = cases.get(name)
         impls = implementations(problem)
         if args.impls:
             impls = [i for i in impls if i in args.impls or i.split(":")[0] in args.impls]
         t0 = time.perf_counter()
-        g_ref, how = P.reference_gradient(problem)
+        g_ref, how = cases.reference_gradient(problem)
         ref_time = time.perf_counter() - t0
         results = []
         for impl in impls:
@@ -587,7 +587,7 @@ def run(argv: list[str] | None = None, stream=None) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.peers", description=__doc__.split("\n")[0])
-    parser.add_argument("--problems", nargs="+", default=list(P.PROBLEMS), choices=list(P.PROBLEMS),
+    parser.add_argument("--problems", nargs="+", default=list(cases.CASES), choices=list(cases.CASES),
                         help="problems to time (default: all)")
     parser.add_argument("--impls", nargs="+", default=None,
                         help="only these implementations (e.g. odegrad autograd fd jax, or odegrad:adams)")

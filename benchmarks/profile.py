@@ -32,10 +32,10 @@ import time
 
 import numpy as np
 
-from . import problems as P
+from . import cases
 
 
-def _capture_derived(problem: P.Problem, variant: str, compiled: bool = True):
+def _capture_derived(problem: cases.Case, variant: str, compiled: bool = True):
     """The dynamics of the last derived solve of one gradient (augmented or sensitivity), with
     compiled derivative evaluations where JAX is installed (``compiled``) or autograd's."""
     import contextlib
@@ -59,13 +59,13 @@ def _capture_derived(problem: P.Problem, variant: str, compiled: bool = True):
         with contextlib.nullcontext() if compiled else odegrad.compiled.disabled():
             autograd.grad(lambda q: anp.sum(odegrad.odeint(
                 lambda y, t, p: problem.rhs(y, t, p, anp), problem.y0, problem.t[:3], args=(q,),
-                rtol=problem.rtol, atol=problem.atol, **P.variant_kwargs(variant))))(problem.p0)
+                rtol=problem.rtol, atol=problem.atol, **cases.variant_kwargs(variant))))(problem.p0)
     finally:
         solvers.solve = original
     return captured[-1]
 
 
-def per_eval_costs(problem: P.Problem, variant: str = "lsoda", rounds: int = 5) -> dict[str, float]:
+def per_eval_costs(problem: cases.Case, variant: str = "lsoda", rounds: int = 5) -> dict[str, float]:
     """Seconds per call of the dynamics, of the adjoint's and of the sensitivities' dynamics."""
     import autograd.numpy as anp
     from autograd import make_vjp
@@ -119,13 +119,13 @@ def per_eval_costs(problem: P.Problem, variant: str = "lsoda", rounds: int = 5) 
     return best
 
 
-def gradient_profile(problem: P.Problem, variant: str = "lsoda", top: int = 25) -> tuple[dict, str]:
+def gradient_profile(problem: cases.Case, variant: str = "lsoda", top: int = 25) -> tuple[dict, str]:
     import autograd
     import autograd.numpy as anp
 
     import odegrad
 
-    kwargs = P.variant_kwargs(variant)
+    kwargs = cases.variant_kwargs(variant)
 
     def loss(q):
         ys = odegrad.odeint(lambda y, t, p: problem.rhs(y, t, p, anp), problem.y0, problem.t,
@@ -155,7 +155,7 @@ def gradient_profile(problem: P.Problem, variant: str = "lsoda", top: int = 25) 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.split("\n")[0])
-    parser.add_argument("--problems", nargs="+", default=["kinetics", "spiral-mlp"], choices=list(P.PROBLEMS),
+    parser.add_argument("--problems", nargs="+", default=["kinetics", "spiral-mlp"], choices=list(cases.CASES),
                         help="problems to profile (default: kinetics spiral-mlp)")
     parser.add_argument("--variant", default=None, help="odegrad variant, e.g. lsoda, adams+seminorm")
     parser.add_argument("--top", type=int, default=25, help="cProfile entries shown (default: %(default)s)")
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     odegrad.compiled.COMPILE_AFTER = 0      # steady state: compile at the first derived evaluation
     print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for name in args.problems:
-        problem = P.get(name)
+        problem = cases.get(name)
         variant = args.variant or problem.odegrad_variants[0]
         print(f"## {name} (odegrad:{variant}; n={problem.y0.size}, P={problem.n_params})")
         summary, text = gradient_profile(problem, variant, args.top)

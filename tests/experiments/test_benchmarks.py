@@ -13,7 +13,7 @@ import re
 import numpy as np
 import pytest
 
-from benchmarks import peers, problems
+from benchmarks import cases, peers
 
 
 def _table_rows(text: str) -> tuple[list[str], list[list[str]]]:
@@ -26,8 +26,8 @@ def _table_rows(text: str) -> tuple[list[str], list[list[str]]]:
 def test_problems_are_consistent_across_namespaces():
     import autograd.numpy as anp
 
-    for name in problems.PROBLEMS:
-        problem = problems.get(name)
+    for name in cases.CASES:
+        problem = cases.get(name)
         y, t = problem.y0 + 0.01, float(problem.t[1])
         assert np.allclose(problem.rhs(y, t, problem.p0, np), problem.rhs(y, t, problem.p0, anp))
         assert problem.rhs(y, t, problem.p0, np).shape == problem.y0.shape
@@ -85,7 +85,7 @@ def test_auto_picks_per_benchmark_problem(name, picked):
 
     import odegrad
 
-    problem = problems.get(name)
+    problem = cases.get(name)
 
     def loss(p):
         ys = odegrad.odeint(lambda y, t, q: problem.rhs(y, t, q, anp), problem.y0, problem.t, args=(p,),
@@ -97,5 +97,5 @@ def test_auto_picks_per_benchmark_problem(name, picked):
     assert rec.gradient_methods == [picked]
     assert rec.backward.nfe <= 3 * rec.forward.nfe
     if problem.reference == "sensitivity" and not problem.stiff:  # Robertson's takes ~20 s
-        g_ref, _ = problems.reference_gradient(problem)
+        g_ref, _ = cases.reference_gradient(problem)
         assert np.max(np.abs(g - g_ref)) / np.max(np.abs(g_ref)) < 1e-4
