@@ -1,7 +1,7 @@
 """Fixtures of the odegrad test suite: the largest error seen per category, printed at the end.
 
-Tolerances and numerical helpers live in :mod:`tests.helpers`; test problems in
-:mod:`tests.problems`.
+Tolerances live in :mod:`tests.tolerances`; the checks (central differences, relative errors,
+Taylor tests) are :mod:`odegrad.gradcheck`'s and the test problems :mod:`odegrad.gradcheck.problems`.
 """
 
 from __future__ import annotations

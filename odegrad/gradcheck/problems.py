@@ -10,7 +10,7 @@ PyTorch and JAX (:func:`robertson`, :func:`chain_kinetics`, :func:`cubic_spiral`
 Each problem's nominal numbers (initial state, output times, parameters), its stiffness and the
 tolerances at which its solves are accurate enough for finite differences are one
 :class:`ODEProblem`; closed-form solutions and gradients (:func:`decay_solution`,
-:func:`linear_solution`, :func:`linear_gradients`, :func:`landing_time_gradient`) and an independent
+:func:`linear_solution`, :func:`linear_gradients`, :func:`landing_time`, :func:`landing_time_gradient`) and an independent
 reference for Robertson's gradient (:func:`robertson_sensitivities`) sit beside them. The suite of
 ``python -m odegrad.gradcheck`` (:mod:`odegrad.gradcheck.suite`), odegrad's tests and
 ``benchmarks/`` read their problems from here.
@@ -344,9 +344,13 @@ def projectile_ground(t: Any, y: Any, g: Any) -> Any:
 projectile_ground.terminal, projectile_ground.direction = True, -1
 
 
+def landing_time(h0: Any, v0: Any, g: Any) -> Any:
+    """Closed-form landing time ``(v0 + sqrt(v0^2 + 2 g h0)) / g`` of :func:`projectile` (differentiable)."""
+    return (v0 + anp.sqrt(v0 ** 2 + 2 * g * h0)) / g
+
+
 def landing_time_gradient(h0: float, v0: float, g: float) -> tuple[float, float, float]:
-    """``d(landing time)/d(h0, v0, g)`` of :func:`projectile` from its closed-form landing time
-    ``(v0 + sqrt(v0^2 + 2 g h0)) / g``."""
+    """``d(landing time)/d(h0, v0, g)`` of :func:`projectile`, differentiated by hand."""
     root = np.sqrt(v0 ** 2 + 2 * g * h0)
     return 1 / root, (1 + v0 / root) / g, h0 / (g * root) - (v0 + root) / g ** 2
 

@@ -1,7 +1,7 @@
 """Adjoint gradients against finite differences, Taylor remainders, closed-form second
 derivatives, adjoint modes (checkpoint vs backsolve), seminorm, and property-based checks.
 
-Tolerances: see the module docstring of ``tests/helpers.py``.
+Tolerances: see the module docstring of ``tests/tolerances.py``.
 """
 
 from __future__ import annotations
@@ -15,20 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from odegrad import ODESolveError, odeint, record_stats
-from tests.helpers import (
-    FD_RTOL,
-    FD_SOLVE_TOL,
-    GRAD_RTOL,
-    HESS_RTOL,
-    TOL,
-    central_fd,
-    central_fd_jac,
-    loglog_slope,
-    rel_err,
-    taylor_remainders,
-)
-from tests.problems import METHODS, lin_exact_grads, linear
-from tests.problems import lotka_volterra_p as _lv
+from odegrad.gradcheck import central_differences, relative_error, taylor_test
+from odegrad.gradcheck.problems import linear, linear_gradients
+from odegrad.gradcheck.problems import lotka_volterra_p as _lv
+from odegrad.solvers import METHODS
+from tests.tolerances import FD, FD_RTOL, FD_SOLVE_TOL, GRAD_RTOL, HESS_RTOL, TOL
 
 MODES = ("checkpoint", "backsolve")
 SLOW_OK = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
@@ -110,8 +101,8 @@ PROBLEMS = {
 def test_gradient_vs_central_fd(name, method, record_error):
     loss, theta = PROBLEMS[name]
     g = grad(loss)(theta, tol=TOL, method=method)
-    fd = central_fd(lambda th: loss(th, tol=FD_SOLVE_TOL, method=method), theta, h=1e-4)
-    err = rel_err(g, fd)
+    fd = central_differences(lambda th: loss(th, tol=FD_SOLVE_TOL, method=method), theta, **FD)
+    err = relative_error(g, fd)
     record_error(f"grad vs FD: {name} ({method})", err)
     assert err < FD_RTOL
 
@@ -122,14 +113,13 @@ def test_taylor_remainder_is_second_order(name, mode, record_error):
     loss, theta = PROBLEMS[name]
     direction = onp.random.default_rng(7).normal(size=theta.shape)
     direction /= onp.linalg.norm(direction)
-    g = grad(loss)(theta, tol=FD_SOLVE_TOL, adjoint=mode)
-    hs = onp.array([4e-2, 2e-2, 1e-2, 5e-3, 2.5e-3])
-    rem = taylor_remainders(lambda th: loss(th, tol=FD_SOLVE_TOL), g, theta, direction, hs)
-    slope = loglog_slope(hs, rem)
-    record_error(f"Taylor slope |p-2|: {name}", abs(slope - 2.0))
-    assert 1.8 < slope < 2.2, (slope, rem)
+    result = taylor_test(lambda th: loss(th, tol=FD_SOLVE_TOL), theta, direction,
+                         grad=lambda th: grad(loss)(th, tol=FD_SOLVE_TOL, adjoint=mode),
+                         h0=4e-2, n_steps=5, factor=0.5, noise=FD_SOLVE_TOL)   # h = 4e-2 ... 2.5e-3
+    record_error(f"Taylor slope |p-2|: {name}", abs(result.order - 2.0))
+    assert 1.8 < result.order < 2.2, str(result)
     # A wrong gradient would leave a first-order remainder: check it really is tiny.
-    assert rem[-1] < 1e-3 * abs(loss(theta)) + 1e-8
+    assert result.remainders[-1] < 1e-3 * abs(loss(theta)) + 1e-8
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,7 +139,7 @@ def test_decay_second_derivative_closed_form(record_error):
     d2y0k = grad(grad(final, 1), 0)(y0, k)
     exact_kk = onp.sum(t[1:] ** 2 * y0 * onp.exp(-k * t[1:]))
     exact_y0k = onp.sum(-t[1:] * onp.exp(-k * t[1:]))
-    err = max(rel_err(d2k, exact_kk), rel_err(d2y0k, exact_y0k))
+    err = max(relative_error(d2k, exact_kk), relative_error(d2y0k, exact_y0k))
     record_error("Hessian vs closed form: decay", err)
     assert err < 10 * GRAD_RTOL
 
@@ -168,7 +158,7 @@ def test_mixed_time_param_grad_of_grad(record_error):
     e = y0 * onp.exp(-k * tau)
     exact_tk = e * (k * tau - 1.0)
     exact_tt = k ** 2 * e * onp.array([[1.0, -1.0], [-1.0, 1.0]])
-    err = max(rel_err(dt_dk, exact_tk), rel_err(dt_dt, exact_tt))
+    err = max(relative_error(dt_dk, exact_tk), relative_error(dt_dt, exact_tt))
     record_error("Hessian vs closed form: decay mixed t/k", err)
     assert err < 10 * GRAD_RTOL
 
@@ -187,7 +177,7 @@ def test_linear_hessian_wrt_y0_is_zero_and_mixed_is_expm():
     assert onp.max(onp.abs(hessian(L)(y0, 1.0))) < 1e-12
     mixed = jacobian(grad(L, 0), 1)(y0, 1.0)
     exact = (scipy.linalg.expm(A0 * T) @ (A0 * T)).T @ g  # d/ds expm(s A0 T)^T g at s=1
-    assert rel_err(mixed, exact) < GRAD_RTOL
+    assert relative_error(mixed, exact) < GRAD_RTOL
 
 
 def _lv_params_loss(p, tol):
@@ -200,11 +190,11 @@ def test_hessian_vs_fd_of_gradient_fast(tol, record_error):
     """Hessian w.r.t. the 4 Lotka-Volterra parameters (short span to keep it fast)."""
     theta = LV_THETA[:4]
     H = hessian(lambda p: _lv_params_loss(p, tol))(theta)
-    H_fd = central_fd_jac(grad(lambda p: _lv_params_loss(p, FD_SOLVE_TOL)), theta, h=1e-4)
-    err = rel_err(H, H_fd)
+    H_fd = central_differences(grad(lambda p: _lv_params_loss(p, FD_SOLVE_TOL)), theta, **FD)
+    err = relative_error(H, H_fd)
     record_error("Hessian vs FD of grad: lotka_volterra params (short)", err)
     assert err < HESS_RTOL
-    assert rel_err(H, H.T) < HESS_RTOL
+    assert relative_error(H, H.T) < HESS_RTOL
 
 
 @pytest.mark.slow
@@ -214,11 +204,11 @@ def test_hessian_vs_fd_of_gradient(name, record_error):
     loss, theta = PROBLEMS[name]
     H = hessian(lambda th: loss(th, tol=FD_SOLVE_TOL))(theta)
     gradient = grad(lambda th: loss(th, tol=FD_SOLVE_TOL))
-    H_fd = central_fd_jac(gradient, theta, h=1e-4)
-    err = rel_err(H, H_fd)
+    H_fd = central_differences(gradient, theta, **FD)
+    err = relative_error(H, H_fd)
     record_error(f"Hessian vs FD of grad: {name}", err)
     assert err < HESS_RTOL
-    assert rel_err(H, H.T) < HESS_RTOL
+    assert relative_error(H, H.T) < HESS_RTOL
 
 
 def test_hessian_vector_product_and_make_vjp(record_error):
@@ -228,15 +218,14 @@ def test_hessian_vector_product_and_make_vjp(record_error):
     hvp = grad(lambda th: np.dot(gradient(th), v))(theta)
     gradient = grad(lambda th: loss(th, tol=FD_SOLVE_TOL))
     # Independent reference: directional FD of the gradient along v.
-    h = 1e-4
-    ref = (gradient(theta + h * v) - gradient(theta - h * v)) / (2 * h)
-    err = rel_err(hvp, ref)
+    ref = central_differences(lambda s: gradient(theta + s * v), 0.0, **FD)
+    err = relative_error(hvp, ref)
     record_error("HVP vs FD of grad: tanh_mlp", err)
     assert err < HESS_RTOL
     # make_vjp of the gradient gives the same product (H is symmetric).
     vjp, g_val = make_vjp(gradient)(theta)
-    assert rel_err(g_val, gradient(theta)) < 1e-12
-    assert rel_err(vjp(v), hvp) < 1e-8
+    assert relative_error(g_val, gradient(theta)) < 1e-12
+    assert relative_error(vjp(v), hvp) < 1e-8
 
 
 def test_jacobian_of_trajectory_vs_fd(record_error):
@@ -247,10 +236,10 @@ def test_jacobian_of_trajectory_vs_fd(record_error):
         return odeint(_lv, onp.array([1.0, 2.0]), t, args=(p,), rtol=tol, atol=tol)
 
     J = jacobian(traj)(LV_THETA[:4])
-    J_fd = central_fd_jac(lambda p: traj(p, tol=FD_SOLVE_TOL), LV_THETA[:4])
+    J_fd = central_differences(lambda p: traj(p, tol=FD_SOLVE_TOL), LV_THETA[:4], **FD)
     assert J.shape == (3, 2, 4)
     assert onp.all(J[0] == 0.0)
-    err = rel_err(J, J_fd)
+    err = relative_error(J, J_fd)
     record_error("jacobian vs FD: lotka_volterra trajectory", err)
     assert err < FD_RTOL
 
@@ -273,14 +262,14 @@ def test_backsolve_fails_on_contracting_problem_checkpoints_fix_it(method, recor
     e^{50·2} ≈ 1e43: Algorithm 1 verbatim (``backsolve``) gives garbage or fails. Restarting the
     reconstruction from stored states every 0.1 (``checkpoints=19``) bounds it by e^5."""
     t = onp.array([0.0, 2.0])
-    exact, _, _ = lin_exact_grads(A_STIFF, Y0_STIFF, t, onp.array([[0.0, 0.0], [1.0, 1.0]]))
+    exact, _, _ = linear_gradients(A_STIFF, Y0_STIFF, t, onp.array([[0.0, 0.0], [1.0, 1.0]]))
 
     def bad_or_raises(**kw):
         try:
             g = grad(_stiff_loss)(A_STIFF, t, method=method, **kw)
         except ODESolveError:
             return True
-        return rel_err(g, exact) > 1.0
+        return relative_error(g, exact) > 1.0
 
     assert bad_or_raises(adjoint="backsolve")
     assert bad_or_raises(adjoint="checkpoint")                  # one interval: no restart point
@@ -288,12 +277,12 @@ def test_backsolve_fails_on_contracting_problem_checkpoints_fix_it(method, recor
         assert bad_or_raises(adjoint="backsolve", checkpoints=19)   # backsolve ignores checkpoints
 
     g = grad(_stiff_loss)(A_STIFF, t, method=method, adjoint="checkpoint", checkpoints=19)
-    err = rel_err(g, exact)
+    err = relative_error(g, exact)
     record_error(f"stiff linear, checkpoints=19 ({method})", err)
     assert err < GRAD_RTOL
     # The interpolating adjoint reads y from a dense forward solution: no backward y at all.
     g = grad(_stiff_loss)(A_STIFF, t, method=method, adjoint="interpolate")
-    err = rel_err(g, exact)
+    err = relative_error(g, exact)
     record_error(f"stiff linear, interpolate ({method})", err)
     assert err < GRAD_RTOL
 
@@ -317,14 +306,14 @@ def test_checkpoint_mode_uses_output_times_as_restart_points(record_error):
     t = onp.linspace(0.0, 2.0, 11)
     G = onp.zeros((11, 2))
     G[-1] = 1.0
-    exact, _, _ = lin_exact_grads(A_STIFF, Y0_STIFF, t, G)
+    exact, _, _ = linear_gradients(A_STIFF, Y0_STIFF, t, G)
     g = grad(_stiff_loss)(A_STIFF, t, adjoint="checkpoint")
-    err = rel_err(g, exact)
+    err = relative_error(g, exact)
     record_error("stiff linear, 11 output times checkpoint (lsoda)", err)
     assert err < GRAD_RTOL
     try:
         bad = grad(_stiff_loss)(A_STIFF, t, adjoint="backsolve")
-        assert rel_err(bad, exact) > 1.0
+        assert relative_error(bad, exact) > 1.0
     except ODESolveError:
         pass
 
@@ -337,7 +326,7 @@ def test_checkpoints_do_not_change_values_or_gradients(checkpoints):
     val = lv_loss(theta, checkpoints=checkpoints)
     g = grad(lv_loss)(theta, checkpoints=checkpoints)
     assert abs(val - base_val) < 1e-8 * abs(base_val)
-    assert rel_err(g, base_g) < GRAD_RTOL
+    assert relative_error(g, base_g) < GRAD_RTOL
     ys = odeint(_lv, theta[4:], T_LV, args=(theta[:4],), checkpoints=checkpoints)
     assert ys.shape == (len(T_LV), 2)
 
@@ -357,8 +346,8 @@ def test_seminorm_gradients_within_tolerance(method, record_error):
         got = grad(loss, argnum=(0, 1, 2))(A, y0, t, True)
     with record_stats() as rec_full:
         grad(loss, argnum=(0, 1, 2))(A, y0, t, False)
-    for g, e in zip(got, lin_exact_grads(A, y0, t, G)):
-        err = rel_err(g, e)
+    for g, e in zip(got, linear_gradients(A, y0, t, G)):
+        err = relative_error(g, e)
         record_error(f"seminorm: linear expm ({method})", err)
         assert err < 10 * GRAD_RTOL
     # The point of the seminorm: no more backward work than the full norm (fewer in practice).
@@ -367,8 +356,8 @@ def test_seminorm_gradients_within_tolerance(method, record_error):
 
 def test_seminorm_mlp_vs_fd(record_error):
     g = grad(mlp_loss)(MLP_THETA, tol=TOL, adjoint_seminorm=True)
-    fd = central_fd(lambda th: mlp_loss(th, tol=FD_SOLVE_TOL), MLP_THETA)
-    err = rel_err(g, fd)
+    fd = central_differences(lambda th: mlp_loss(th, tol=FD_SOLVE_TOL), MLP_THETA, **FD)
+    err = relative_error(g, fd)
     record_error("seminorm: tanh_mlp vs FD", err)
     assert err < FD_RTOL
 
@@ -380,9 +369,9 @@ def test_adjoint_method_and_tolerances_independent_of_forward(adjoint_method, re
                                       adjoint_method=adjoint_method, adjoint_rtol=1e-11,
                                       adjoint_atol=1e-11)[-1]))
     A = onp.array([[-0.3, 0.8], [-0.8, -0.1]])
-    exact, _, _ = lin_exact_grads(A, onp.array([1.0, 2.0]), onp.array([0.0, 1.5]),
+    exact, _, _ = linear_gradients(A, onp.array([1.0, 2.0]), onp.array([0.0, 1.5]),
                                   onp.array([[0.0, 0.0], [1.0, 1.0]]))
-    err = rel_err(gA(A), exact)
+    err = relative_error(gA(A), exact)
     record_error(f"adjoint_method={adjoint_method}: linear", err)
     assert err < GRAD_RTOL
 
@@ -404,7 +393,7 @@ def test_jvp_linear_vs_expm_frechet(record_error):
     ys, d_ys = make_jvp(traj, argnum=(0, 1))(A, y0)((dA, dy0))
     exact = onp.stack([scipy.linalg.expm_frechet(A * tau, dA * tau, compute_expm=False) @ y0
                        + scipy.linalg.expm(A * tau) @ dy0 for tau in t])
-    err = rel_err(d_ys, exact)
+    err = relative_error(d_ys, exact)
     record_error("JVP vs expm_frechet: linear", err)
     assert err < GRAD_RTOL
 
@@ -416,7 +405,7 @@ def test_jvp_wrt_times_vs_closed_form(record_error):
     dt = onp.array([0.3, -1.0, 0.5])
     _, d_ys = make_jvp(lambda tt: odeint(lambda y, s, k: -k * y, y0, tt, args=(k,), rtol=TOL, atol=TOL)[:, 0])(t)(dt)
     ys = y0 * onp.exp(-k * (t - t[0]))
-    err = rel_err(d_ys, -k * ys * (dt - dt[0]))
+    err = relative_error(d_ys, -k * ys * (dt - dt[0]))
     record_error("JVP vs closed form: decay times", err)
     assert err < GRAD_RTOL
 
@@ -427,7 +416,7 @@ def test_forward_over_reverse_hvp_matches_reverse_over_reverse():
     gradient = grad(lambda th: loss(th, tol=TOL))
     _, hvp_fwd = make_jvp(gradient)(theta)(v)
     hvp_rev = grad(lambda th: np.dot(gradient(th), v))(theta)
-    assert rel_err(hvp_fwd, hvp_rev) < HESS_RTOL
+    assert relative_error(hvp_fwd, hvp_rev) < HESS_RTOL
 
 
 # --------------------------------------------------------------------------------------------
@@ -460,10 +449,10 @@ def test_property_linear_gradients_vs_closed_form(n, t, seed, mode, record_error
                              adjoint=mode) * G)
 
     got = grad(loss, argnum=(0, 1, 2))(A, y0, t)
-    exact = lin_exact_grads(A, y0, t, G)
+    exact = linear_gradients(A, y0, t, G)
     for name, g, e in zip(("A", "y0", "t"), got, exact):
         # Absolute floor: entries of size 1e-? relative to the largest gradient entry.
-        err = rel_err(g, e, floor=1e-3)
+        err = relative_error(g, e, floor=1e-3)
         record_error(f"property: linear closed form ({name})", err)
         assert err < 10 * GRAD_RTOL, (name, g, e)
 
@@ -491,7 +480,7 @@ def test_property_tanh_dynamics_vs_fd(shape, t, seed, record_error):
 
     theta = onp.concatenate([W.ravel(), b])
     g = grad(loss)(theta, TOL)
-    fd = central_fd(lambda th: loss(th, FD_SOLVE_TOL), theta)
-    err = rel_err(g, fd, floor=1e-3)
+    fd = central_differences(lambda th: loss(th, FD_SOLVE_TOL), theta, **FD)
+    err = relative_error(g, fd, floor=1e-3)
     record_error("property: tanh dynamics vs FD", err)
     assert err < FD_RTOL

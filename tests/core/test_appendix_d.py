@@ -16,16 +16,22 @@ from autograd.builtins import tuple as ag_tuple
 
 import appendix_d
 from odegrad import odeint
-from odegrad.gradcheck import check_grad
-from tests.problems import K_ROBERTSON, decay, reversible_kinetics, robertson_rates
-from tests.problems import lotka_volterra_p as lotka_volterra
+from odegrad.gradcheck import central_differences, check_grad, relative_error
+from odegrad.gradcheck.problems import (
+    K_ROBERTSON,
+    LOTKA_VOLTERRA,
+    REVERSIBLE_KINETICS,
+    ROBERTSON,
+    decay,
+    reversible_kinetics,
+    robertson_rates,
+)
+from odegrad.gradcheck.problems import lotka_volterra_p as lotka_volterra
 
 TOL = dict(rtol=1e-10, atol=1e-10)
 
 
-LV_THETA = np.array([1.1, 0.4, 0.1, 0.4])
-LV_Y0 = np.array([10.0, 5.0])
-LV_T = np.array([0.0, 1.0, 2.5, 4.0])
+LV_THETA, LV_Y0, LV_T = LOTKA_VOLTERRA.p, LOTKA_VOLTERRA.y0, LOTKA_VOLTERRA.t[:4]
 LV_W = np.random.default_rng(0).standard_normal((len(LV_T), 2))
 
 
@@ -34,10 +40,6 @@ def _lv_loss(solve, wrap_args):
         return anp.sum(LV_W * solve(lotka_volterra, y0, t, wrap_args((theta,)), **TOL)) / 10.0
 
     return loss
-
-
-def _rel(a, b):
-    return np.linalg.norm(np.ravel(a) - np.ravel(b)) / np.linalg.norm(np.ravel(b))
 
 
 # --- where Appendix D works ----------------------------------------------------------------------
@@ -53,7 +55,7 @@ def test_appendix_d_is_scipy_odeint_forward():
 def test_gradients_agree_with_appendix_d_on_1d_state(argnum, name):
     ref = grad(_lv_loss(appendix_d.odeint, ag_tuple), argnum)(LV_Y0, LV_T, LV_THETA)
     ours = grad(_lv_loss(odeint, tuple), argnum)(LV_Y0, LV_T, LV_THETA)
-    assert _rel(ours, ref) < 1e-6, (name, ours, ref)
+    assert relative_error(ours, ref) < 1e-6, (name, ours, ref)
 
 
 def test_hessians_agree_with_appendix_d():
@@ -70,7 +72,7 @@ def test_hessians_agree_with_appendix_d():
     for argnum in (0, 1):
         ref = hessian(loss(appendix_d.odeint, ag_tuple), argnum)(y0, 0.7)
         ours = hessian(loss(odeint, tuple), argnum)(y0, 0.7)
-        assert _rel(ours, ref) < 1e-6
+        assert relative_error(ours, ref) < 1e-6
 
 
 # --- where Appendix D fails and odegrad works ------------------------------------------------------
@@ -127,14 +129,14 @@ def test_plain_tuple_args():
 
     ours = grad(_lv_loss(odeint, tuple), 2)(LV_Y0, LV_T, LV_THETA)
     ref = grad(_lv_loss(appendix_d.odeint, ag_tuple), 2)(LV_Y0, LV_T, LV_THETA)
-    assert _rel(ours, ref) < 1e-6
+    assert relative_error(ours, ref) < 1e-6
 
 
 def test_appendix_d_calling_convention_works_in_odegrad():
     """Code written for Appendix D passes args as autograd.builtins.tuple; odegrad should accept it."""
     ours = grad(_lv_loss(odeint, ag_tuple), 2)(LV_Y0, LV_T, LV_THETA)
     ref = grad(_lv_loss(appendix_d.odeint, ag_tuple), 2)(LV_Y0, LV_T, LV_THETA)
-    assert _rel(ours, ref) < 1e-6
+    assert relative_error(ours, ref) < 1e-6
 
 
 def test_func_closing_over_traced_value():
@@ -164,9 +166,7 @@ def test_stiff_kinetics():
     """Appendix D reconstructs y backwards over whole output intervals: on a stiff problem the
     fast mode blows up (scipy warns of excess work) and the gradient is wrong by O(1). odegrad
     restarts the reconstruction at stored checkpoints and matches finite differences."""
-    log_k = np.log(np.array([100.0, 50.0, 1.0]))
-    y0 = np.array([1.0, 0.0, 0.0])
-    t = np.array([0.0, 0.5, 1.0, 2.0])
+    log_k, y0, t = REVERSIBLE_KINETICS.p, REVERSIBLE_KINETICS.y0, REVERSIBLE_KINETICS.t
     w = np.random.default_rng(4).standard_normal((len(t), 3))
     tol = dict(rtol=1e-10, atol=1e-12)
 
@@ -183,14 +183,13 @@ def test_stiff_kinetics():
         warnings.simplefilter("always")
         g_ref = grad(loss_ref)(log_k)
     assert any(issubclass(c.category, scipy.integrate.ODEintWarning) for c in caught)
-    assert _rel(g_ref, result.finite_diff) > 0.5
+    assert relative_error(g_ref, result.finite_diff) > 0.5
 
 
 def test_robertson_appendix_d_gradient_is_wrong():
     """On Robertson's kinetics Appendix D's gradient of y_A(1) in k1 is off by two orders of
     magnitude (reference: central differences of tight scipy solves)."""
-    k = K_ROBERTSON
-    y0 = np.array([1.0, 0.0, 0.0])
+    k, y0 = K_ROBERTSON, ROBERTSON.y0
     t = np.array([0.0, 1.0])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -202,7 +201,6 @@ def test_robertson_appendix_d_gradient_is_wrong():
         kk = np.array([k1, k[1], k[2]])
         return scipy.integrate.odeint(robertson_rates, y0, t, (kk,), rtol=1e-12, atol=1e-14, mxstep=100000)[-1, 0]
 
-    h = 1e-5 * k[0]
-    fd = (y_a(k[0] + h) - y_a(k[0] - h)) / (2 * h)
+    fd = central_differences(y_a, k[0], step=1e-5 * k[0], fd_order=2)
     assert fd == pytest.approx(-0.7666, rel=1e-3)
     assert abs(g_ref[0] - fd) > 0.5 * abs(fd)

@@ -7,7 +7,7 @@ paths run the same solver steps they agree to rounding; where a stiff solve's Ne
 differ by rounding, the steps may differ and the gradients agree to the solver tolerance. The tests
 that need JAX are skipped cleanly without it; the fallback tests run either way.
 
-Tolerances: see the module docstring of ``tests/helpers.py``.
+Tolerances: see the module docstring of ``tests/tolerances.py``.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from autograd.extend import defvjp, primitive
 
 from odegrad import compiled, odeint
 from odegrad.compiled import CompiledRhs
-from tests.helpers import FD_RTOL, FD_SOLVE_TOL, GRAD_RTOL, HESS_RTOL, TOL, central_fd, central_fd_jac, rel_err
-from tests.problems import K_ROBERTSON, lin_exact_grads, linear, robertson, robertson_sensitivities
-from tests.problems import lotka_volterra_p as lv
+from odegrad.gradcheck import central_differences, relative_error
+from odegrad.gradcheck.problems import LINEAR, ROBERTSON, linear, linear_gradients, robertson, robertson_sensitivities
+from odegrad.gradcheck.problems import lotka_volterra_p as lv
+from tests.tolerances import FD, FD_RTOL, FD_SOLVE_TOL, GRAD_RTOL, HESS_RTOL, TOL
 
 needs_jax = pytest.mark.skipif(compiled.unavailable() is not None, reason="JAX is not installed")
 
@@ -37,9 +38,7 @@ def compile_at_once(monkeypatch):
     monkeypatch.setattr(compiled, "COMPILE_AFTER", 0)
 ROUNDING = 1e-12
 
-A_LIN = onp.array([[-0.3, 1.0, 0.0], [-1.0, -0.3, 0.2], [0.1, 0.0, -0.5]])
-Y0_LIN = onp.array([1.0, -0.5, 0.25])
-T_LIN = onp.array([0.0, 0.4, 1.1, 2.0])
+A_LIN, Y0_LIN, T_LIN = LINEAR.p, LINEAR.y0, LINEAR.t
 G_LIN = onp.random.default_rng(3).standard_normal((len(T_LIN), 3))
 MODES = ["auto", "forward", "checkpoint", "backsolve", "interpolate"]
 
@@ -73,9 +72,9 @@ def test_linear_gradients_match_autograd_and_closed_form(mode):
     assert info[0].derivatives == "jax" and info[0].derivatives_note is None
     assert info[-1].derivatives == "autograd" and "disabled" in info[-1].derivatives_note
     for a, b in ((gA, hA), (gy0, hy0), (gt, ht)):
-        assert rel_err(a, b) < ROUNDING
-    eA, ey0, et = lin_exact_grads(A_LIN, Y0_LIN, T_LIN, G_LIN)
-    assert rel_err(gA, eA) < GRAD_RTOL and rel_err(gy0, ey0) < GRAD_RTOL and rel_err(gt, et) < GRAD_RTOL
+        assert relative_error(a, b) < ROUNDING
+    eA, ey0, et = linear_gradients(A_LIN, Y0_LIN, T_LIN, G_LIN)
+    assert relative_error(gA, eA) < GRAD_RTOL and relative_error(gy0, ey0) < GRAD_RTOL and relative_error(gt, et) < GRAD_RTOL
 
 
 @needs_jax
@@ -91,7 +90,7 @@ def test_robertson_stiff_gradient_matches_reference():
         info.append(solve_info["odegrad"])
         return np.sum(ys * weights)
 
-    logk = onp.log(K_ROBERTSON)
+    logk = ROBERTSON.p
     g, g_autograd = _both_paths(grad(loss), logk)
     assert info[0].derivatives == "jax" and info[0].gradient_methods == ["forward"]
     assert info[0].backward.nje > 0
@@ -115,7 +114,7 @@ def test_augmented_jacobian_is_the_exact_one():
 
     z = onp.concatenate([y, theta, [t], a])
     expected = onp.stack([make_vjp(joint)(z)[0](e) for e in onp.eye(7)])
-    assert rel_err(K, expected) < ROUNDING
+    assert relative_error(K, expected) < ROUNDING
 
 
 @needs_jax
@@ -131,10 +130,10 @@ def test_stiff_adjoint_with_compiled_newton_jacobian(mode):
         return np.sum(ys ** 2)
 
     g, g_autograd = _both_paths(grad(loss), p0)
-    assert rel_err(g, g_autograd) < GRAD_RTOL
-    fd = central_fd(lambda q: float(np.sum(odeint(lv, onp.array([1.0, 0.5]), t, args=(q,), rtol=FD_SOLVE_TOL,
-                                                  atol=FD_SOLVE_TOL) ** 2)), p0)
-    assert rel_err(g, fd) < FD_RTOL
+    assert relative_error(g, g_autograd) < GRAD_RTOL
+    fd = central_differences(lambda q: float(np.sum(odeint(lv, onp.array([1.0, 0.5]), t, args=(q,), rtol=FD_SOLVE_TOL,
+                                                  atol=FD_SOLVE_TOL) ** 2)), p0, **FD)
+    assert relative_error(g, fd) < FD_RTOL
 
 
 def _branching(y, t, p):
@@ -159,10 +158,10 @@ def test_branch_on_values_falls_back_with_reason(mode):
     assert info[0].derivatives == "autograd"
     if compiled.unavailable() is None:
         assert "greater" in info[0].derivatives_note
-    assert rel_err(g, g_autograd) < ROUNDING
-    fd = central_fd(lambda q: float(np.sum(odeint(_branching, onp.array([1.0, 0.0]), t, args=(q,),
-                                                  rtol=FD_SOLVE_TOL, atol=FD_SOLVE_TOL)[-1] ** 2)), p0)
-    assert rel_err(g, fd) < FD_RTOL
+    assert relative_error(g, g_autograd) < ROUNDING
+    fd = central_differences(lambda q: float(np.sum(odeint(_branching, onp.array([1.0, 0.0]), t, args=(q,),
+                                                  rtol=FD_SOLVE_TOL, atol=FD_SOLVE_TOL)[-1] ** 2)), p0, **FD)
+    assert relative_error(g, fd) < FD_RTOL
 
 
 @needs_jax
@@ -180,7 +179,7 @@ def test_truth_value_branch_is_caught_by_the_guard_and_retraced():
         out = c.evaluate(("adjoint", True, True, True), y, 0.0, theta, a)   # [f, -a·∂f/∂y, -a·∂f/∂t, -a·∂f/∂θ]
         vjp, value = make_vjp(lambda x: f(x[:2], x[3], x[2:3]))(onp.concatenate([y, theta, [0.0]]))
         v = vjp(a)
-        assert rel_err(out, onp.concatenate([value, -v[:2], -v[3:], -v[2:3]])) < ROUNDING
+        assert relative_error(out, onp.concatenate([value, -v[:2], -v[3:], -v[2:3]])) < ROUNDING
     assert c.retraces == 2 and c.reason is None and notes == [("jax", None)]
 
 
@@ -232,7 +231,7 @@ def test_primitive_without_jax_counterpart_falls_back_with_reason():
         assert "_cube" in info[0].derivatives_note and "no JAX counterpart" in info[0].derivatives_note
     T = t[-1]                           # y(T) = y0 / sqrt(1 + 2 p T y0²)
     exact = onp.sum(-T * y0 ** 3 * (1 + 2 * p0 * T * y0 ** 2) ** -1.5)
-    assert rel_err(g, [exact]) < GRAD_RTOL
+    assert relative_error(g, [exact]) < GRAD_RTOL
 
 
 def test_without_jax_everything_runs_on_autograd(monkeypatch):
@@ -240,7 +239,7 @@ def test_without_jax_everything_runs_on_autograd(monkeypatch):
     info: list = []
     g = grad(_linear_loss)(A_LIN, Y0_LIN, T_LIN, info, adjoint="checkpoint")
     assert info[0].derivatives == "autograd" and "not installed" in info[0].derivatives_note
-    assert rel_err(g, lin_exact_grads(A_LIN, Y0_LIN, T_LIN, G_LIN)[0]) < GRAD_RTOL
+    assert relative_error(g, linear_gradients(A_LIN, Y0_LIN, T_LIN, G_LIN)[0]) < GRAD_RTOL
 
 
 @needs_jax
@@ -255,9 +254,9 @@ def test_hessian_unchanged_by_compiled_first_derivatives(mode):
         return np.sum(odeint(lv, onp.array([1.0, 0.5]), t, args=(p,), rtol=TOL, atol=TOL, adjoint=mode) ** 2)
 
     H, H_autograd = _both_paths(hessian(loss), p0)
-    assert rel_err(H, H_autograd) < GRAD_RTOL
-    fd = central_fd_jac(grad(loss), p0)
-    assert rel_err(H, fd) < HESS_RTOL
+    assert relative_error(H, H_autograd) < GRAD_RTOL
+    fd = central_differences(grad(loss), p0, **FD)
+    assert relative_error(H, fd) < HESS_RTOL
 
 
 def test_without_jax_installed_the_core_imports_and_differentiates():
@@ -290,13 +289,13 @@ def test_a_one_off_gradient_stays_on_autograd_until_the_trace_is_warm(monkeypatc
     monkeypatch.setattr(compiled, "_EVALUATIONS", {})
     monkeypatch.setattr(compiled, "COMPILE_AFTER", 10 ** 9)
     info: list = []
-    exact = lin_exact_grads(A_LIN, Y0_LIN, T_LIN, G_LIN)[0]
+    exact = linear_gradients(A_LIN, Y0_LIN, T_LIN, G_LIN)[0]
     g = grad(_linear_loss)(A_LIN, Y0_LIN, T_LIN, info, adjoint="checkpoint")
     assert info[0].derivatives == "autograd" and "warming up" in info[0].derivatives_note
-    assert not compiled._PROGRAMS and rel_err(g, exact) < GRAD_RTOL
+    assert not compiled._PROGRAMS and relative_error(g, exact) < GRAD_RTOL
     monkeypatch.setattr(compiled, "COMPILE_AFTER", max(compiled._EVALUATIONS.values()) + 20)
     g = grad(_linear_loss)(A_LIN, Y0_LIN, T_LIN, info, adjoint="checkpoint")   # compiles part-way
-    assert info[1].derivatives == "jax" and len(compiled._PROGRAMS) == 1 and rel_err(g, exact) < GRAD_RTOL
+    assert info[1].derivatives == "jax" and len(compiled._PROGRAMS) == 1 and relative_error(g, exact) < GRAD_RTOL
 
 
 _W = onp.random.default_rng(5).standard_normal((3, 4))
@@ -325,5 +324,5 @@ def test_replayed_primitives_match_autograd():
         dy, J = c.jacobian(y, t, theta)
         x = onp.concatenate([y, theta, [t]])
         expected = ag_jacobian(lambda xx: _many_primitives(xx[:4], xx[8], xx[4:8]))(x)
-        assert rel_err(dy, _many_primitives(y, t, theta)) < ROUNDING and rel_err(J, expected) < ROUNDING
+        assert relative_error(dy, _many_primitives(y, t, theta)) < ROUNDING and relative_error(J, expected) < ROUNDING
     assert c.reason is None and c.retraces == 0

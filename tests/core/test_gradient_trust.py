@@ -20,8 +20,10 @@ from autograd import grad, make_jvp
 
 from odegrad import AdjointOptions, ODESolveError, odeint, record_stats
 from odegrad.adjoint import DriftError
-from tests.helpers import FD_RTOL, rel_err
-from tests.problems import lotka_volterra_p as lv
+from odegrad.gradcheck import central_differences, relative_error
+from odegrad.gradcheck.problems import LOTKA_VOLTERRA
+from odegrad.gradcheck.problems import lotka_volterra_p as lv
+from tests.tolerances import FD_RTOL
 
 MODES = ("checkpoint", "backsolve", "interpolate", "forward", "auto")
 
@@ -48,7 +50,7 @@ def test_seminorm_keeps_gradients_right_on_a_spiral_started_at_rest(mode):
     def loss(y0):
         return np.dot(W_SPIRAL, odeint(_spiral, y0, t, args=(SPIRAL,), adjoint=mode, adjoint_seminorm=True)[-1])
 
-    assert rel_err(grad(loss)(Y_STAR.copy()), exact) < 1e-5
+    assert relative_error(grad(loss)(Y_STAR.copy()), exact) < 1e-5
 
 
 def test_seminorm_with_forward_sensitivities_is_refused():
@@ -73,7 +75,7 @@ def test_auto_applies_the_seminorm_only_where_it_is_safe():
     with record_stats() as rec:
         g = grad(loss)(Y0_40)
     assert rec.gradient_methods == ["interpolate"]
-    assert rel_err(g, exact) < 1e-5
+    assert relative_error(g, exact) < 1e-5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,7 +103,7 @@ def _wide_fd(k, h=1e-4):
                                     T_WIDE, rtol=1e-12, atol=1e-12)
         return OUT_WIDE @ ys[-1]
 
-    return (final(k + h) - final(k - h)) / (2 * h)
+    return float(central_differences(final, k, step=h, fd_order=2))
 
 
 def test_auto_does_not_trust_a_drifted_backward_reconstruction():
@@ -109,7 +111,7 @@ def test_auto_does_not_trust_a_drifted_backward_reconstruction():
     over λT = 30 amplified the errors by about e^30 and dL/dk came back 8 % off, silently."""
     with record_stats() as rec:
         _, g_k = grad(_wide_loss, (0, 1))(Y0_WIDE, 0.5)
-    assert rel_err(g_k, _wide_fd(0.5)) < 1e-5
+    assert relative_error(g_k, _wide_fd(0.5)) < 1e-5
     assert rec.gradient_methods[-1] in ("interpolate", "forward")
 
 
@@ -118,7 +120,7 @@ def test_explicit_checkpoint_adjoint_raises_on_drift_and_names_the_fixes():
         grad(_wide_loss, 1)(Y0_WIDE, 0.5, adjoint="checkpoint")
     assert issubclass(DriftError, ODESolveError)
     g_k = grad(_wide_loss, 1)(Y0_WIDE, 0.5, adjoint="checkpoint", checkpoints=9)
-    assert rel_err(g_k, _wide_fd(0.5)) < 1e-5
+    assert relative_error(g_k, _wide_fd(0.5)) < 1e-5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,29 +150,21 @@ def test_stiff_default_gradient_accuracy_does_not_depend_on_the_loss_scale(scale
     with record_stats() as rec:
         g = grad(loss)(Y0_40)
     assert rec.gradient_methods == ["interpolate"]
-    assert rel_err(g, exact) < 1e-5
+    assert relative_error(g, exact) < 1e-5
 
 
-LV_THETA = onp.array([1.1, 0.4, 0.1, 0.4])
+LV_THETA = LOTKA_VOLTERRA.p
 LV_Y0 = onp.array([1.0, 2.0])
 LV_T = onp.array([0.0, 1.0, 2.5, 4.0])
 
 
-def _lv_fd(theta, weights, h=1e-5, **kw):
-    def loss(p):
-        ys = scipy.integrate.odeint(lambda y, t: lv(y, t, p), LV_Y0, LV_T, rtol=1e-12, atol=1e-12)
-        return onp.sum(ys * weights)
-
-    out = onp.zeros(4)
-    for i in range(4):
-        e = onp.zeros(4)
-        e[i] = h
-        out[i] = (loss(theta + e) - loss(theta - e)) / (2 * h)
-    return out
+def _lv_plain_loss(p):
+    ys = scipy.integrate.odeint(lambda y, t: lv(y, t, p), LV_Y0, LV_T, rtol=1e-12, atol=1e-12)
+    return onp.sum(ys * LV_WEIGHTS)
 
 
 LV_WEIGHTS = onp.array([[0.0, 0.0], [1.0, -0.5], [0.3, 0.2], [-1.0, 0.4]])
-LV_REF = _lv_fd(LV_THETA, LV_WEIGHTS)
+LV_REF = central_differences(_lv_plain_loss, LV_THETA, step=1e-5, fd_order=2)
 
 
 @pytest.mark.parametrize("mode", ["interpolate", "checkpoint", "backsolve"])
@@ -179,7 +173,7 @@ def test_adjoint_modes_are_scale_invariant_on_lotka_volterra(mode, scale):
     def loss(p):
         return scale * np.sum(odeint(lv, LV_Y0, LV_T, args=(p,), adjoint=mode) * LV_WEIGHTS)
 
-    assert rel_err(grad(loss)(LV_THETA), scale * LV_REF) < FD_RTOL
+    assert relative_error(grad(loss)(LV_THETA), scale * LV_REF) < FD_RTOL
 
 
 def test_appendix_d_absolute_tolerance_stays_available():
@@ -194,7 +188,7 @@ def test_appendix_d_absolute_tolerance_stays_available():
     with record_stats() as absolute:
         grad(loss)(LV_THETA, False)
     assert absolute.backward.nfe < relative.backward.nfe
-    assert rel_err(g_relative, 1e-8 * LV_REF) < 1e-3
+    assert relative_error(g_relative, 1e-8 * LV_REF) < 1e-3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,7 +235,7 @@ def test_h0_is_not_passed_to_solves_that_run_backwards(mode):
     def loss(p):
         return np.sum(odeint(lv, LV_Y0, LV_T, args=(p,), h0=1e-3, adjoint=mode) * LV_WEIGHTS)
 
-    assert rel_err(grad(loss)(LV_THETA), LV_REF) < FD_RTOL
+    assert relative_error(grad(loss)(LV_THETA), LV_REF) < FD_RTOL
 
 
 def test_make_jvp_with_an_rtol_array():
@@ -251,12 +245,7 @@ def test_make_jvp_with_an_rtol_array():
                       rtol=onp.array([1e-9, 1e-10]), atol=1e-12)[-1]
 
     _, tangent = make_jvp(final)(0.7)(1.0)
-    assert rel_err(tangent, -onp.array([1.0, 2.0]) * onp.exp(-0.7)) < 1e-7
-
-
-def _lv_jac(y, t, p):
-    a, b, c, d = p
-    return onp.array([[a - b * y[1], -b * y[0]], [d * y[1], d * y[0] - c]])
+    assert relative_error(tangent, -onp.array([1.0, 2.0]) * onp.exp(-0.7)) < 1e-7
 
 
 OPTIONS = {
@@ -266,8 +255,8 @@ OPTIONS = {
     "h0": dict(h0=1e-4),
     "tcrit": dict(tcrit=onp.array([4.0])),
     "ml-mu": dict(ml=1, mu=1),
-    "Dfun": dict(Dfun=_lv_jac),
-    "Dfun-col_deriv": dict(Dfun=lambda y, t, p: _lv_jac(y, t, p).T, col_deriv=1),
+    "Dfun": dict(Dfun=LOTKA_VOLTERRA.jac),
+    "Dfun-col_deriv": dict(Dfun=lambda y, t, p: LOTKA_VOLTERRA.jac(y, t, p).T, col_deriv=1),
     "rtol-atol-arrays": dict(rtol=onp.array([1e-9, 1e-10]), atol=onp.array([1e-10, 1e-9])),
     "tfirst": dict(tfirst=True),
 }
@@ -284,7 +273,7 @@ def test_every_scipy_option_under_every_gradient_method(option, mode):
     def loss(p):
         return np.sum(odeint(func, LV_Y0, LV_T, args=(p,), adjoint=mode, **kw) * LV_WEIGHTS)
 
-    assert rel_err(grad(loss)(LV_THETA), LV_REF) < FD_RTOL
+    assert relative_error(grad(loss)(LV_THETA), LV_REF) < FD_RTOL
 
 
 # ---------------------------------------------------------------------------------------------

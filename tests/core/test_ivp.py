@@ -4,7 +4,7 @@ Truth is closed forms (projectile, exponential decay, harmonic oscillator) or ce
 differences of tight plain-scipy solves (DOP853 at rtol = atol = 1e-13, step 1e-5: noise about
 1e-8, truncation about 1e-10). The differentiated solves run at rtol 1e-9 (RK23: 1e-8), whose
 gradients carry relative errors of roughly 1e-8..1e-7, so comparisons use ``FD_RTOL`` = 1e-5
-(:mod:`tests.helpers`) against finite differences and 1e-6 against closed forms.
+(:mod:`tests.tolerances`) against finite differences and 1e-6 against closed forms.
 """
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ from autograd import grad, hessian, jacobian, make_jvp
 
 import odegrad
 from odegrad import solvers
-from tests.helpers import FD_RTOL, central_fd, rel_err
+from odegrad.gradcheck import central_differences, relative_error
+from odegrad.gradcheck import problems as ode
+from tests.tolerances import FD_RTOL
 
 METHODS = solvers.IVP_METHODS
 TIGHT = {"method": "DOP853", "rtol": 1e-13, "atol": 1e-13}
+FD_TIGHT = {"step": 1e-5, "fd_order": 2}   # central differences of TIGHT solves
 CLOSED_RTOL = 1e-6
 
 
@@ -84,12 +87,12 @@ def test_gradients_in_y0_args_and_t_eval_match_finite_differences(method, record
                                              method=method, **_tols(method))
     g_y0, g_p, g_t = grad(loss, (0, 1, 2))(Y0, P, T_EVAL)
     checks = {
-        "y0": (g_y0, central_fd(lambda y0: _plain_lotka_loss(y0=y0), Y0, h=1e-5)),
-        "args": (g_p, central_fd(lambda p: _plain_lotka_loss(p=p), P, h=1e-5)),
-        "t_eval": (g_t, central_fd(lambda t: _plain_lotka_loss(t_eval=t), T_EVAL, h=1e-5)),
+        "y0": (g_y0, central_differences(lambda y0: _plain_lotka_loss(y0=y0), Y0, **FD_TIGHT)),
+        "args": (g_p, central_differences(lambda p: _plain_lotka_loss(p=p), P, **FD_TIGHT)),
+        "t_eval": (g_t, central_differences(lambda t: _plain_lotka_loss(t_eval=t), T_EVAL, **FD_TIGHT)),
     }
     for name, (ours, fd) in checks.items():
-        err = rel_err(ours, fd)
+        err = relative_error(ours, fd)
         record_error(f"solve_ivp {name} gradient vs FD", err)
         assert err < FD_RTOL, (name, ours, fd)
 
@@ -107,16 +110,14 @@ def test_gradient_in_t_span_without_t_eval(method):
         return np.sum(w * scipy.integrate.solve_ivp(lotka, tuple(span), Y0, args=tuple(P), **TIGHT).y[:, -1])
 
     span = np.array([0.2, 1.4])
-    assert rel_err(grad(loss)(span), central_fd(plain, span, h=1e-5)) < FD_RTOL
+    assert relative_error(grad(loss)(span), central_differences(plain, span, **FD_TIGHT)) < FD_RTOL
 
 
 def robertson(t, y, log_k):
-    k = anp.exp(log_k)
-    return anp.array([-k[0] * y[0] + k[1] * y[1] * y[2],
-                      k[0] * y[0] - k[1] * y[1] * y[2] - k[2] * y[1] ** 2, k[2] * y[1] ** 2])
+    return ode.robertson(y, t, log_k)
 
 
-LOG_K = np.log([0.04, 1e4, 3e7])
+LOG_K = ode.ROBERTSON.p
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +127,7 @@ def robertson_fd():
         return scipy.integrate.solve_ivp(robertson, (0.0, 100.0), [1.0, 0.0, 0.0], method="Radau", args=(log_k,),
                                          rtol=1e-12, atol=1e-14).y[0, -1]
 
-    return central_fd(plain, LOG_K, h=1e-5)
+    return central_differences(plain, LOG_K, **FD_TIGHT)
 
 
 @pytest.mark.parametrize("method", ["BDF", "LSODA", pytest.param("Radau", marks=pytest.mark.slow)])
@@ -134,7 +135,7 @@ def test_stiff_robertson_gradient(method, robertson_fd):
     """The stiff methods' derived solves get odegrad's exact Jacobians (Radau ~5 s, marked slow)."""
     g = grad(lambda lk: odegrad.solve_ivp(robertson, (0.0, 100.0), np.array([1.0, 0.0, 0.0]), method=method,
                                           args=(lk,), rtol=1e-8, atol=1e-10).y[0, -1])(LOG_K)
-    assert rel_err(g, robertson_fd) < FD_RTOL
+    assert relative_error(g, robertson_fd) < FD_RTOL
 
 
 def test_step_times_are_constants_and_states_at_them_differentiable():
@@ -170,15 +171,7 @@ def test_t_eval_starting_at_a_traced_t0():
 
 
 def projectile(t, y, g):
-    return anp.array([y[1], -g])
-
-
-def ground(t, y, g):
-    return y[0]
-
-
-ground.terminal = True
-ground.direction = -1
+    return ode.projectile(y, t, g)
 
 
 @pytest.mark.parametrize("method", ["RK45", "DOP853", "Radau", "BDF", "LSODA"])
@@ -186,25 +179,23 @@ def test_projectile_hits_the_ground_closed_form(method, record_error):
     """Thrown up at v0 from h0: t* = (v0 + sqrt(v0² + 2 g h0)) / g, impact speed v0 - g t*."""
     def solve(h0, v0, g):
         return odegrad.solve_ivp(projectile, (0.0, 10.0), anp.array([h0, v0]), method=method, args=(g,),
-                                 events=ground, rtol=1e-10, atol=1e-12)
+                                 events=ode.projectile_ground, rtol=1e-10, atol=1e-12)
 
-    def t_hit(h0, v0, g):
-        return (v0 + anp.sqrt(v0 ** 2 + 2 * g * h0)) / g
-
-    x = (2.0, 3.0, 9.81)
+    t_hit = ode.landing_time
+    x = (*ode.PROJECTILE.y0, ode.PROJECTILE.p)
     res = solve(*x)
     assert res.status == 1 and res.t[-1] == res.t_events[0][0]
     for argnum in range(3):
         ours = grad(lambda *a: solve(*a).t_events[0][0], argnum)(*x)
         truth = grad(t_hit, argnum)(*x)
-        record_error("solve_ivp event time vs closed form", rel_err(ours, truth))
-        assert rel_err(ours, truth) < CLOSED_RTOL
+        record_error("solve_ivp event time vs closed form", relative_error(ours, truth))
+        assert relative_error(ours, truth) < CLOSED_RTOL
         speed = grad(lambda *a: solve(*a).y_events[0][0, 1], argnum)(*x)
-        assert rel_err(speed, grad(lambda *a: a[1] - a[2] * t_hit(*a), argnum)(*x)) < CLOSED_RTOL
+        assert relative_error(speed, grad(lambda *a: a[1] - a[2] * t_hit(*a), argnum)(*x)) < CLOSED_RTOL
         end_time = grad(lambda *a: solve(*a).t[-1], argnum)(*x)      # terminal: the solve ends at t*
-        assert rel_err(end_time, truth) < CLOSED_RTOL
+        assert relative_error(end_time, truth) < CLOSED_RTOL
         end_speed = grad(lambda *a: solve(*a).y[1, -1], argnum)(*x)
-        assert rel_err(end_speed, speed) < CLOSED_RTOL
+        assert relative_error(end_speed, speed) < CLOSED_RTOL
 
 
 def michaelis_menten(t, y, vmax, km, threshold):
@@ -230,10 +221,10 @@ def test_kinetics_threshold_crossing_matches_finite_differences(method):
     y0, p = np.array([2.0, 0.0]), np.array([0.9, 0.5, 0.4])
     loss = lambda y0, p: quantities(odegrad.solve_ivp, y0, p, method=method, **_tols(method))  # noqa: E731
     g_y0, g_p = grad(loss, (0, 1))(y0, p)
-    fd_y0 = central_fd(lambda v: quantities(scipy.integrate.solve_ivp, v, p, **TIGHT), y0, h=1e-5)
-    fd_p = central_fd(lambda v: quantities(scipy.integrate.solve_ivp, y0, v, **TIGHT), p, h=1e-5)
-    assert rel_err(g_y0, fd_y0) < FD_RTOL
-    assert rel_err(g_p, fd_p) < FD_RTOL
+    fd_y0 = central_differences(lambda v: quantities(scipy.integrate.solve_ivp, v, p, **TIGHT), y0, **FD_TIGHT)
+    fd_p = central_differences(lambda v: quantities(scipy.integrate.solve_ivp, y0, v, **TIGHT), p, **FD_TIGHT)
+    assert relative_error(g_y0, fd_y0) < FD_RTOL
+    assert relative_error(g_p, fd_p) < FD_RTOL
 
 
 def test_repeated_events_of_an_oscillator_closed_form():
@@ -258,7 +249,7 @@ def test_repeated_events_of_an_oscillator_closed_form():
 
 def test_terminal_event_with_t_eval_keeps_the_states_before_it():
     def solve(y0):
-        return odegrad.solve_ivp(projectile, (0.0, 10.0), y0, args=(9.81,), events=ground,
+        return odegrad.solve_ivp(projectile, (0.0, 10.0), y0, args=(9.81,), events=ode.projectile_ground,
                                  t_eval=np.linspace(0.0, 2.0, 9), rtol=1e-10, atol=1e-12)
 
     y0 = np.array([2.0, 3.0])
@@ -278,7 +269,7 @@ def test_events_that_never_fire_give_empty_arrays_like_scipy():
         assert res.t_events[0].shape == (0,) and res.y_events[0].shape == (0,)
         return res.y[0, -1]
 
-    assert rel_err(grad(height)(3.0), 1.0) < CLOSED_RTOL
+    assert relative_error(grad(height)(3.0), 1.0) < CLOSED_RTOL
 
 
 # --- dense output, adjoint modes, forward mode, higher orders --------------------------------
@@ -295,10 +286,10 @@ def test_dense_output_is_differentiable_in_y0_args_and_t():
 
     y0, k, t = np.array([1.5]), 0.8, 0.7
     truth = 1.5 * np.exp(-k * t)
-    assert rel_err(at(y0, k, t), truth) < CLOSED_RTOL
-    assert rel_err(grad(at, 0)(y0, k, t), [np.exp(-k * t)]) < CLOSED_RTOL
-    assert rel_err(grad(at, 1)(y0, k, t), -t * truth) < CLOSED_RTOL
-    assert rel_err(grad(at, 2)(y0, k, t), -k * truth) < CLOSED_RTOL
+    assert relative_error(at(y0, k, t), truth) < CLOSED_RTOL
+    assert relative_error(grad(at, 0)(y0, k, t), [np.exp(-k * t)]) < CLOSED_RTOL
+    assert relative_error(grad(at, 1)(y0, k, t), -t * truth) < CLOSED_RTOL
+    assert relative_error(grad(at, 2)(y0, k, t), -k * truth) < CLOSED_RTOL
     many = jacobian(lambda kk: odegrad.solve_ivp(decay, (0.0, 2.0), y0, args=(kk,), dense_output=True,
                                                  rtol=1e-10, atol=1e-12).sol(np.array([0.5, 1.0]))[0])(k)
     np.testing.assert_allclose(many, -np.array([0.5, 1.0]) * 1.5 * np.exp(-k * np.array([0.5, 1.0])), rtol=CLOSED_RTOL)
@@ -320,23 +311,23 @@ def test_dense_output_refuses_extrapolation_and_keeps_scipys_solution():
 def test_every_gradient_method_agrees(method, mode):
     loss = lambda p, adjoint: _lotka_loss(odegrad.solve_ivp, Y0, p, SPAN, T_EVAL,  # noqa: E731
                                           method=method, adjoint=adjoint, **_tols(method))
-    assert rel_err(grad(loss)(P, mode), central_fd(lambda p: _plain_lotka_loss(p=p), P, h=1e-5)) < FD_RTOL
+    assert relative_error(grad(loss)(P, mode), central_differences(lambda p: _plain_lotka_loss(p=p), P, **FD_TIGHT)) < FD_RTOL
 
 
 def test_forward_mode_matches_reverse_mode():
     loss = lambda p: _lotka_loss(odegrad.solve_ivp, Y0, p, SPAN, T_EVAL, rtol=1e-9, atol=1e-11)  # noqa: E731
     direction = np.array([0.3, -0.8])
     tangent = make_jvp(loss)(P)(direction)[1]
-    assert rel_err(tangent, np.dot(grad(loss)(P), direction)) < 1e-7
+    assert relative_error(tangent, np.dot(grad(loss)(P), direction)) < 1e-7
 
 
 def test_forward_mode_through_an_event_time():
     def t_hit(v0):
-        return odegrad.solve_ivp(projectile, (0.0, 10.0), anp.array([2.0, v0]), args=(9.81,), events=ground,
+        return odegrad.solve_ivp(projectile, (0.0, 10.0), anp.array([2.0, v0]), args=(9.81,), events=ode.projectile_ground,
                                  rtol=1e-10, atol=1e-12).t_events[0][0]
 
     root = np.sqrt(3.0 ** 2 + 2 * 9.81 * 2.0)
-    assert rel_err(make_jvp(t_hit)(3.0)(1.0)[1], (1 + 3.0 / root) / 9.81) < CLOSED_RTOL
+    assert relative_error(make_jvp(t_hit)(3.0)(1.0)[1], (1 + 3.0 / root) / 9.81) < CLOSED_RTOL
 
 
 def test_hessian_without_events_closed_form():
@@ -345,13 +336,13 @@ def test_hessian_without_events_closed_form():
         return odegrad.solve_ivp(decay, (0.0, 1.2), np.array([2.0]), args=(k,), method="RK45",
                                  rtol=1e-10, atol=1e-12).y[0, -1]
 
-    assert rel_err(hessian(final)(0.5), 1.2 ** 2 * 2.0 * np.exp(-0.6)) < 1e-6
+    assert relative_error(hessian(final)(0.5), 1.2 ** 2 * 2.0 * np.exp(-0.6)) < 1e-6
 
 
 def test_hessian_through_an_event_time_is_refused():
     with pytest.raises(NotImplementedError, match="first order only"):
         hessian(lambda v0: odegrad.solve_ivp(projectile, (0.0, 10.0), anp.array([1.0, v0]), args=(9.81,),
-                                             events=ground).t_events[0][0])(3.0)
+                                             events=ode.projectile_ground).t_events[0][0])(3.0)
 
 
 # --- options carried into the differentiable solve --------------------------------------------
@@ -371,7 +362,7 @@ def _radau_jac(t, y, a, b):
 def test_solver_options_carry_into_the_differentiable_solve(options):
     opts = {"rtol": 1e-9, "atol": 1e-11, **options}
     g = grad(lambda p: _lotka_loss(odegrad.solve_ivp, Y0, p, SPAN, T_EVAL, **opts))(P)
-    assert rel_err(g, central_fd(lambda p: _plain_lotka_loss(p=p), P, h=1e-5)) < FD_RTOL
+    assert relative_error(g, central_differences(lambda p: _plain_lotka_loss(p=p), P, **FD_TIGHT)) < FD_RTOL
 
 
 def test_max_step_limits_the_steps_of_a_traced_solve():
@@ -380,7 +371,7 @@ def test_max_step_limits_the_steps_of_a_traced_solve():
         assert np.all(np.diff(res.t) <= 0.1 + 1e-15)
         return res.y[0, -1]
 
-    assert rel_err(grad(last)(np.array([1.0])), [np.exp(-1.0)]) < 1e-3
+    assert relative_error(grad(last)(np.array([1.0])), [np.exp(-1.0)]) < 1e-3
 
 
 def test_vectorized_fun():
@@ -391,7 +382,7 @@ def test_vectorized_fun():
         return odegrad.solve_ivp(fun, (0.0, 1.0), np.array([1.0, 2.0]), args=(k,), vectorized=True,
                                  method="BDF", rtol=1e-10, atol=1e-12).y[1, -1]
 
-    assert rel_err(grad(last)(0.3), -2.0 * np.exp(-0.3)) < 1e-6
+    assert relative_error(grad(last)(0.3), -2.0 * np.exp(-0.3)) < 1e-6
 
 
 def test_statistics_are_recorded():
@@ -458,7 +449,7 @@ def test_custom_solver_class_is_refused_when_differentiated():
         grad(lambda k: odegrad.solve_ivp(decay, (0.0, 1.0), np.array([1.0]), args=(k,), method=MySolver).y[0, -1])(0.5)
     g = grad(lambda k: odegrad.solve_ivp(decay, (0.0, 1.0), np.array([1.0]), args=(k,), method=scipy.integrate.RK45,
                                          rtol=1e-10, atol=1e-12).y[0, -1])(0.5)
-    assert rel_err(g, -np.exp(-0.5)) < CLOSED_RTOL
+    assert relative_error(g, -np.exp(-0.5)) < CLOSED_RTOL
 
 
 def test_args_that_cannot_be_unpacked_are_scipys_error():

@@ -10,11 +10,13 @@ import scipy.linalg
 from autograd import elementwise_grad, grad, hessian, jacobian
 
 from odegrad import ODESolveError, odeint
-from tests.helpers import FD_RTOL, FD_SOLVE_TOL, GRAD_RTOL, TOL, central_fd, rel_err
-from tests.problems import METHODS, decay, lin_exact_grads, linear_solution
-from tests.problems import linear as _lin
-from tests.problems import lotka_volterra as _lotka
-from tests.problems import lotka_volterra_jac as _lotka_jac
+from odegrad.gradcheck import central_differences, relative_error
+from odegrad.gradcheck.problems import decay, linear_gradients, linear_solution
+from odegrad.gradcheck.problems import linear as _lin
+from odegrad.gradcheck.problems import lotka_volterra as _lotka
+from odegrad.gradcheck.problems import lotka_volterra_jac as _lotka_jac
+from odegrad.solvers import METHODS
+from tests.tolerances import FD, FD_RTOL, FD_SOLVE_TOL, GRAD_RTOL, TOL
 
 MODES = ("checkpoint", "backsolve", "interpolate")
 
@@ -111,7 +113,7 @@ def test_output_shape_any_state_shape(shape, method):
     state = tuple(shape) or (1,)   # a scalar y0 is a state of one entry, as in scipy
     assert ys.shape == (len(t),) + state
     exact = onp.exp(-0.5 * t).reshape((-1,) + (1,) * len(state)) * onp.asarray(y0)
-    assert rel_err(ys, exact) < 1e-8
+    assert relative_error(ys, exact) < 1e-8
     assert onp.array_equal(ys[0], onp.reshape(onp.asarray(y0, dtype=float), state))
 
 
@@ -128,7 +130,7 @@ def test_single_time_returns_y0(method):
 def test_decreasing_time_closed_form(method):
     t = onp.array([2.0, 1.5, 0.0])
     ys = odeint(lambda y, t, k: -k * y, 1.3, t, args=(0.8,), method=method, rtol=TOL, atol=TOL)
-    assert rel_err(ys[:, 0], 1.3 * onp.exp(-0.8 * (t - 2.0))) < 1e-8
+    assert relative_error(ys[:, 0], 1.3 * onp.exp(-0.8 * (t - 2.0))) < 1e-8
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,7 +181,7 @@ def test_scalar_y0_is_a_one_entry_state(method, y0):
 
     ys = odeint(f, y0, T_EDGE, args=(0.5,), method=method, rtol=TOL, atol=TOL)
     assert ys.shape == (len(T_EDGE), 1) and seen == {(1,)}
-    assert rel_err(ys[:, 0], 2.0 * onp.exp(-0.5 * T_EDGE)) < 1e-8
+    assert relative_error(ys[:, 0], 2.0 * onp.exp(-0.5 * T_EDGE)) < 1e-8
     scalar_out = odeint(lambda y, t, k: -k * y[0], y0, T_EDGE, args=(0.5,), method=method, rtol=TOL, atol=TOL)
     assert onp.array_equal(scalar_out, ys)
     if method == "lsoda":
@@ -194,8 +196,8 @@ def test_grad_of_a_scalar_problem(method):
 
     g_y0, g_k = grad(loss, (0, 1))(2.0, 0.5)
     assert onp.ndim(g_y0) == 0
-    assert rel_err(g_y0, onp.sum(onp.exp(-0.5 * T_EDGE))) < GRAD_RTOL
-    assert rel_err(g_k, onp.sum(-2.0 * T_EDGE * onp.exp(-0.5 * T_EDGE))) < GRAD_RTOL
+    assert relative_error(g_y0, onp.sum(onp.exp(-0.5 * T_EDGE))) < GRAD_RTOL
+    assert relative_error(g_k, onp.sum(-2.0 * T_EDGE * onp.exp(-0.5 * T_EDGE))) < GRAD_RTOL
 
 
 T_REPEATED = onp.array([0.0, 0.0, 0.4, 0.4, 0.4, 1.0, 1.5, 1.5])
@@ -219,7 +221,7 @@ def test_repeated_times_as_scipy(method):
     """scipy gh-8217: repeated output times, leading, inside and trailing, and all times equal."""
     y0 = onp.array([1.0, 2.0])
     ys = odeint(lambda y, t: -0.25 * y, y0, T_REPEATED, method=method, rtol=TOL, atol=TOL)
-    assert rel_err(ys, onp.exp(-0.25 * T_REPEATED)[:, None] * y0) < 1e-8
+    assert relative_error(ys, onp.exp(-0.25 * T_REPEATED)[:, None] * y0) < 1e-8
     assert onp.array_equal(odeint(lambda y, t: -0.25 * y, y0, [0.7] * 4, method=method), onp.tile(y0, (4, 1)))
     if method == "lsoda":
         ref = scipy.integrate.odeint(_coupled, y0, T_REPEATED, args=(onp.array([0.7, 0.3]),))
@@ -239,11 +241,11 @@ def test_gradients_through_repeated_times(mode, checkpoints, record_error):
 
     assert abs(loss(y0, k, T_REPEATED) - _loss_by_separate_solves(y0, k, T_REPEATED)) < 1e-8
     ours = grad(loss, (0, 1, 2))(y0, k, T_REPEATED)
-    refs = (central_fd(lambda v: _loss_by_separate_solves(v, k, T_REPEATED), y0),
-            central_fd(lambda v: _loss_by_separate_solves(y0, v, T_REPEATED), k),
-            central_fd(lambda v: _loss_by_separate_solves(y0, k, v), T_REPEATED))
+    refs = (central_differences(lambda v: _loss_by_separate_solves(v, k, T_REPEATED), y0, **FD),
+            central_differences(lambda v: _loss_by_separate_solves(y0, v, T_REPEATED), k, **FD),
+            central_differences(lambda v: _loss_by_separate_solves(y0, k, v), T_REPEATED, **FD))
     for name, g, ref in zip(("y0", "k", "t"), ours, refs):
-        err = rel_err(g, ref)
+        err = relative_error(g, ref)
         record_error(f"repeated times: grad {name} ({mode})", err)
         assert err < FD_RTOL, name
 
@@ -255,8 +257,8 @@ def test_gradients_when_all_times_are_equal(mode):
     w = W_REPEATED[:3]
     g_y0, g_t = grad(lambda y0, t: np.sum(w * odeint(_coupled, y0, t, args=(k,), adjoint=mode)), (0, 1))(y0, t)
     rates = w @ onp.asarray(_coupled(y0, 0.2, k))
-    assert rel_err(g_y0, w.sum(axis=0)) < 1e-14
-    assert rel_err(g_t, [-rates[1:].sum(), rates[1], rates[2]]) < 1e-14
+    assert relative_error(g_y0, w.sum(axis=0)) < 1e-14
+    assert relative_error(g_t, [-rates[1:].sum(), rates[1], rates[2]]) < 1e-14
 
 
 @pytest.mark.parametrize("mode", ["checkpoint", "backsolve", "forward", "auto"])
@@ -264,7 +266,7 @@ def test_second_derivative_through_repeated_times(mode):
     """d²/dk² of sum_i y(t_i) for y' = -k y, a scalar y0 and repeated times: sum_i y0 t_i² e^{-k t_i}."""
     t = onp.array([0.0, 0.5, 0.5, 1.0, 1.0])
     h = hessian(lambda k: np.sum(odeint(decay, 2.0, t, args=(k,), adjoint=mode, rtol=TOL, atol=TOL)))(onp.array(0.5))
-    assert rel_err(h, onp.sum(2.0 * t ** 2 * onp.exp(-0.5 * t))) < GRAD_RTOL
+    assert relative_error(h, onp.sum(2.0 * t ** 2 * onp.exp(-0.5 * t))) < GRAD_RTOL
 
 
 def test_empty_times_give_no_rows():
@@ -332,7 +334,7 @@ def test_banded_dfun_of_any_band_as_scipy():
     g = grad(lambda A: np.sum(odeint(f, y0, t, args=(A,), Dfun=lambda y, t, A: band, ml=1, mu=2,
                                      adjoint="interpolate", rtol=1e-8, atol=1e-8)))(A)
     g_ref = grad(lambda A: np.sum(odeint(f, y0, t, args=(A,), adjoint="forward", rtol=TOL, atol=TOL)))(A)
-    assert rel_err(g, g_ref) < 1e-5
+    assert relative_error(g, g_ref) < 1e-5
 
 
 def test_shape_errors_are_also_scipys_runtime_error():
@@ -360,16 +362,16 @@ def _lin_loss(A, y0, t, **kw):
 @pytest.mark.parametrize("method", METHODS)
 def test_linear_solution_matches_expm(method):
     ys = odeint(_lin, Y0_LIN, T_LIN, args=(A_LIN,), method=method, rtol=TOL, atol=TOL)
-    exact = linear_solution(A_LIN, Y0_LIN, T_LIN)
-    assert rel_err(ys, exact) < 1e-8
+    exact = linear_solution(Y0_LIN, T_LIN, A_LIN)
+    assert relative_error(ys, exact) < 1e-8
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("method", METHODS)
 def test_linear_gradients_vs_expm_frechet(method, mode, record_error):
     gA, gy0, gt = grad(_lin_loss, argnum=(0, 1, 2))(A_LIN, Y0_LIN, T_LIN, method=method, adjoint=mode)
-    eA, ey0, et = lin_exact_grads(A_LIN, Y0_LIN, T_LIN, G_LIN)
-    errs = {"A": rel_err(gA, eA), "y0": rel_err(gy0, ey0), "t": rel_err(gt, et)}
+    eA, ey0, et = linear_gradients(A_LIN, Y0_LIN, T_LIN, G_LIN)
+    errs = {"A": relative_error(gA, eA), "y0": relative_error(gy0, ey0), "t": relative_error(gt, et)}
     for key, err in errs.items():
         record_error(f"linear expm: grad {key} ({method})", err)
         assert err < GRAD_RTOL, (key, err)
@@ -379,8 +381,8 @@ def test_linear_gradients_vs_expm_frechet(method, mode, record_error):
 def test_linear_gradients_with_checkpoints(checkpoints, record_error):
     """Checkpoint times are interpolated from t, differentiably: ∂/∂t stays exact."""
     got = grad(_lin_loss, argnum=(0, 1, 2))(A_LIN, Y0_LIN, T_LIN, checkpoints=checkpoints)
-    for name, g, e in zip("A y0 t".split(), got, lin_exact_grads(A_LIN, Y0_LIN, T_LIN, G_LIN)):
-        err = rel_err(g, e)
+    for name, g, e in zip("A y0 t".split(), got, linear_gradients(A_LIN, Y0_LIN, T_LIN, G_LIN)):
+        err = relative_error(g, e)
         record_error(f"linear expm: grad {name} (checkpoints={checkpoints})", err)
         assert err < GRAD_RTOL
 
@@ -388,8 +390,8 @@ def test_linear_gradients_with_checkpoints(checkpoints, record_error):
 def test_decreasing_times_gradients_vs_expm(record_error):
     t = T_LIN[::-1].copy()
     got = grad(_lin_loss, argnum=(0, 1, 2))(A_LIN, Y0_LIN, t)
-    for name, g, e in zip("A y0 t".split(), got, lin_exact_grads(A_LIN, Y0_LIN, t, G_LIN)):
-        err = rel_err(g, e)
+    for name, g, e in zip("A y0 t".split(), got, linear_gradients(A_LIN, Y0_LIN, t, G_LIN)):
+        err = relative_error(g, e)
         record_error(f"linear expm, decreasing t: grad {name}", err)
         assert err < GRAD_RTOL
 
@@ -401,15 +403,15 @@ def test_tfirst_gradients(method):
                       rtol=TOL, atol=TOL)[-1]
 
     gk, gy0 = grad(loss, argnum=(0, 1))(0.4, 2.0)
-    assert rel_err(gk, -1.5 * 2.0 * onp.exp(-0.6)) < GRAD_RTOL
-    assert rel_err(gy0, onp.exp(-0.6)) < GRAD_RTOL
+    assert relative_error(gk, -1.5 * 2.0 * onp.exp(-0.6)) < GRAD_RTOL
+    assert relative_error(gy0, onp.exp(-0.6)) < GRAD_RTOL
 
 
 def test_linear_grad_y0_is_expm_transpose_g():
     """∂/∂y0 of g·y(t) = expm(A t)^T g, for several single-output losses (jacobian form)."""
     t = onp.array([0.0, 1.7])
     J = jacobian(lambda y0: odeint(_lin, y0, t, args=(A_LIN,), rtol=TOL, atol=TOL)[-1])(Y0_LIN)
-    assert rel_err(J, scipy.linalg.expm(A_LIN * 1.7)) < GRAD_RTOL
+    assert relative_error(J, scipy.linalg.expm(A_LIN * 1.7)) < GRAD_RTOL
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -424,10 +426,10 @@ def test_time_gradients_general_rule(method, mode, record_error):
     expected = onp.array([G[i] @ (A_LIN @ ys[i]) for i in range(len(t))])
     a0 = sum(scipy.linalg.expm(A_LIN * (t[i] - t[0])).T @ G[i] for i in range(len(t)))
     expected[0] = -a0 @ (A_LIN @ Y0_LIN)
-    err = rel_err(gt, expected)
+    err = relative_error(gt, expected)
     record_error(f"time gradient rule ({method})", err)
     assert err < GRAD_RTOL
-    assert rel_err(gy0, a0) < GRAD_RTOL  # a(t0) is also ∂L/∂y0
+    assert relative_error(gy0, a0) < GRAD_RTOL  # a(t0) is also ∂L/∂y0
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -446,7 +448,7 @@ def test_exponential_decay(method, mode, record_error):
     ex_k = onp.sum(2 * (y0 * e) * (-t * y0 * e))
     ex_t = 2 * (y0 * e) * (-k * y0 * e)
     ex_t[0] = -onp.sum(ex_t[1:])   # autonomous: Σ_i ∂L/∂t_i = 0 (time-shift invariance)
-    err = max(rel_err(g_y0, ex_y0), rel_err(g_k, ex_k), rel_err(g_t, ex_t))
+    err = max(relative_error(g_y0, ex_y0), relative_error(g_k, ex_k), relative_error(g_t, ex_t))
     record_error(f"decay: grad ({method})", err)
     assert err < GRAD_RTOL
 
@@ -472,7 +474,7 @@ def test_logistic_closed_form(method, mode, record_error):
 
     p = onp.array([0.1, 1.3, 2.5])
     assert abs(loss(p) - exact(p)) < 1e-8 * abs(exact(p))
-    err = rel_err(grad(loss)(p), grad(exact)(p))
+    err = relative_error(grad(loss)(p), grad(exact)(p))
     record_error(f"logistic: grad ({method})", err)
     assert err < GRAD_RTOL
 
@@ -483,7 +485,7 @@ def test_elementwise_grad_of_decay_over_k_grid():
     def final(k):
         return odeint(lambda y, t, k: -k * y, onp.ones(3), [0.0, 2.0], args=(k,), rtol=TOL, atol=TOL)[-1]
 
-    assert rel_err(elementwise_grad(final)(ks), -2.0 * onp.exp(-2.0 * ks)) < GRAD_RTOL
+    assert relative_error(elementwise_grad(final)(ks), -2.0 * onp.exp(-2.0 * ks)) < GRAD_RTOL
 
 
 # --------------------------------------------------------------------------------------------

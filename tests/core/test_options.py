@@ -10,9 +10,9 @@ import pytest
 from autograd import grad
 
 from odegrad import AdjointOptions, odeint
+from odegrad.gradcheck.problems import decay
 from odegrad.options import adjoint_options
 from odegrad.solvers import SolverOptions
-from tests.problems import decay
 
 
 def test_flat_keywords_and_object_give_the_same_gradient():

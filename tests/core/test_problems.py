@@ -7,7 +7,7 @@ import autograd.numpy as anp
 import numpy as np
 import pytest
 import scipy.integrate
-from autograd import jacobian
+from autograd import grad, jacobian
 
 from odegrad.gradcheck import central_differences, relative_error
 from odegrad.gradcheck import problems as ode
@@ -97,5 +97,7 @@ def test_landing_time_gradient_matches_central_differences_of_the_event_time():
         return res.t_events[0][0]
 
     x = np.concatenate([problem.y0, [problem.p]])
+    assert abs(ode.landing_time(*x) - landing(x)) < 1e-10
     fd = central_differences(landing, x, step=1e-4, fd_order=2)
     assert relative_error(ode.landing_time_gradient(*x), fd) < 1e-6
+    assert relative_error(ode.landing_time_gradient(*x), grad(lambda v: ode.landing_time(*v))(x)) < 1e-15

@@ -1,7 +1,7 @@
 """args as pytrees: nested tuples/lists/dicts of arrays, static (non-float) leaves, and
 gradients through them checked against finite differences and closed forms.
 
-Tolerances: see the module docstring of ``tests/helpers.py``.
+Tolerances: see the module docstring of ``tests/tolerances.py``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import pytest
 from autograd import grad
 
 from odegrad import odeint, record_stats
+from odegrad.gradcheck import central_differences, relative_error
 from odegrad.pytree import flatten_args
-from tests.helpers import FD_RTOL, FD_SOLVE_TOL, GRAD_RTOL, TOL, central_fd, rel_err
+from tests.tolerances import FD, FD_RTOL, FD_SOLVE_TOL, GRAD_RTOL, TOL
 
 Params = collections.namedtuple("Params", ["rate", "power"])
 
@@ -88,8 +89,8 @@ def _loss_from_theta(theta, tol=TOL, **kw):
 @pytest.mark.parametrize("method", ["lsoda", "adams", "bdf"])
 def test_nested_args_gradient_vs_fd(method, record_error):
     g = grad(_loss_from_theta)(THETA, method=method)
-    fd = central_fd(lambda th: _loss_from_theta(th, tol=FD_SOLVE_TOL, method=method), THETA)
-    err = rel_err(g, fd)
+    fd = central_differences(lambda th: _loss_from_theta(th, tol=FD_SOLVE_TOL, method=method), THETA, **FD)
+    err = relative_error(g, fd)
     record_error(f"pytree args: nested grad vs FD ({method})", err)
     assert err < FD_RTOL
 
@@ -104,8 +105,8 @@ def test_grad_wrt_container_argument(container):
     p = {0: k, 1: b} if container is dict else container([k, b])
     g = grad(loss)(p)
     e = onp.exp(-k)
-    assert rel_err(g[0], -e + b * (e / k - (1 - e) / k ** 2)) < GRAD_RTOL
-    assert rel_err(g[1], (1 - e) / k) < GRAD_RTOL
+    assert relative_error(g[0], -e + b * (e / k - (1 - e) / k ** 2)) < GRAD_RTOL
+    assert relative_error(g[1], (1 - e) / k) < GRAD_RTOL
 
 
 def test_grad_wrt_dict_argument_returns_dict():
@@ -125,8 +126,8 @@ def test_grad_wrt_dict_argument_returns_dict():
     e = onp.exp(-k)
     dk = onp.sum(-y0 * e + b * (e / k - (1 - e) / k ** 2))
     db = onp.full(2, (1 - e) / k)
-    assert rel_err(g["k"], dk) < GRAD_RTOL
-    assert rel_err(g["b"], db) < GRAD_RTOL
+    assert relative_error(g["k"], dk) < GRAD_RTOL
+    assert relative_error(g["b"], db) < GRAD_RTOL
 
 
 def test_dict_args_built_from_traced_leaves():
@@ -140,8 +141,8 @@ def test_dict_args_built_from_traced_leaves():
     gk, gb = grad(loss, argnum=(0, 1))(k, b)
     e = onp.exp(-k)
     y0 = onp.array([1.0, 2.0])
-    assert rel_err(gk, onp.sum(-y0 * e + b * (e / k - (1 - e) / k ** 2))) < GRAD_RTOL
-    assert rel_err(gb, onp.full(2, (1 - e) / k)) < GRAD_RTOL
+    assert relative_error(gk, onp.sum(-y0 * e + b * (e / k - (1 - e) / k ** 2))) < GRAD_RTOL
+    assert relative_error(gb, onp.full(2, (1 - e) / k)) < GRAD_RTOL
 
 
 def test_namedtuple_and_list_args_closed_form():
@@ -150,7 +151,7 @@ def test_namedtuple_and_list_args_closed_form():
         return odeint(lambda y, t, p, extra: -p.rate * y + 0.0 * extra[0][0], 1.0, [0.0, 2.0],
                       args=(p, [onp.array([5.0])]), rtol=TOL, atol=TOL)[-1]
 
-    assert rel_err(grad(final)(0.3), -2.0 * onp.exp(-0.6)) < GRAD_RTOL
+    assert relative_error(grad(final)(0.3), -2.0 * onp.exp(-0.6)) < GRAD_RTOL
 
 
 def test_int_exponent_leaf_and_only_float_leaves_differentiated():
@@ -163,7 +164,7 @@ def test_int_exponent_leaf_and_only_float_leaves_differentiated():
 
     p = 0.8
     assert abs(final(p) - (1 + 2 * p * T_end) ** -0.5) < 1e-8
-    assert rel_err(grad(final)(p), -T_end * (1 + 2 * p * T_end) ** -1.5) < GRAD_RTOL
+    assert relative_error(grad(final)(p), -T_end * (1 + 2 * p * T_end) ** -1.5) < GRAD_RTOL
 
 
 def test_args_non_tuple_single_array():
@@ -171,7 +172,7 @@ def test_args_non_tuple_single_array():
         return np.sum(odeint(lambda y, t, k: -k * y, onp.ones(2), [0.0, 1.0], args=k, rtol=TOL, atol=TOL)[-1])
 
     k = onp.array([0.5, 2.0])
-    assert rel_err(grad(final)(k), -onp.exp(-k)) < GRAD_RTOL
+    assert relative_error(grad(final)(k), -onp.exp(-k)) < GRAD_RTOL
 
 
 def test_float_and_int_array_leaves_mixed():
@@ -183,8 +184,8 @@ def test_float_and_int_array_leaves_mixed():
                              args=(w, idx), rtol=TOL, atol=TOL)[-1])
 
     w = onp.array([0.3, 0.6])
-    fd = central_fd(lambda w_: final(w_), w, h=1e-5)
-    assert rel_err(grad(final)(w), fd) < FD_RTOL
+    fd = central_differences(lambda w_: final(w_), w, step=1e-5, fd_order=2)
+    assert relative_error(grad(final)(w), fd) < FD_RTOL
 
 
 def test_float32_args_are_solved_in_float64():
@@ -209,5 +210,5 @@ def test_float32_args_are_solved_in_float64():
     g32, nfe32 = results[onp.float32]
     g64, nfe64 = results[onp.float64]
     assert g32.dtype == onp.float32
-    assert rel_err(g32, g64) < 1e-6  # float32 rounding of the result only
+    assert relative_error(g32, g64) < 1e-6  # float32 rounding of the result only
     assert nfe32 == nfe64             # the same solves, in float64

@@ -2,7 +2,7 @@
 (``adjoint="auto"``, the default): closed forms, finite differences, second derivatives, time
 derivatives of every output, stiff problems, and which method ``auto`` picks.
 
-Tolerances: see the module docstring of ``tests/helpers.py``.
+Tolerances: see the module docstring of ``tests/tolerances.py``.
 """
 
 from __future__ import annotations
@@ -16,23 +16,23 @@ from autograd import grad, hessian, jacobian, make_jvp
 
 from odegrad import ODESolveError, auto, odeint, record_stats
 from odegrad.augmented import AugmentedLayout
-from odegrad.sensitivity import SensitivityLayout
-from tests.helpers import (
-    FD_RTOL,
-    FD_SOLVE_TOL,
-    GRAD_RTOL,
-    HESS_RTOL,
-    TOL,
-    central_fd,
-    central_fd_jac,
-    rel_err,
+from odegrad.gradcheck import central_differences, relative_error
+from odegrad.gradcheck.problems import (
+    LINEAR,
+    LOTKA_VOLTERRA,
+    REVERSIBLE_KINETICS,
+    decay,
+    linear,
+    linear_gradients,
+    reversible_kinetics,
 )
-from tests.problems import METHODS, decay, lin_exact_grads, linear, reversible_kinetics
-from tests.problems import lotka_volterra_p as lv
+from odegrad.gradcheck.problems import lotka_volterra_p as lv
+from odegrad.sensitivity import SensitivityLayout
+from odegrad.solvers import METHODS
+from tests.tolerances import FD, FD_RTOL, FD_SOLVE_TOL, GRAD_RTOL, HESS_RTOL, TOL
 
-A_LIN = onp.array([[-0.3, 1.0, 0.0], [-1.0, -0.3, 0.2], [0.1, 0.0, -0.5]])
-Y0_LIN = onp.array([1.0, -0.5, 0.25])
-T_LIN = onp.array([0.0, 0.4, 1.1, 2.0, 2.3])
+A_LIN, Y0_LIN = LINEAR.p, LINEAR.y0
+T_LIN = onp.append(LINEAR.t, 2.3)
 G_LIN = onp.random.default_rng(7).standard_normal((len(T_LIN), 3))
 
 
@@ -45,8 +45,8 @@ def _linear_loss(A, y0, t, **kw):
 def test_linear_gradients_vs_closed_form(method, adjoint, record_error):
     """∂/∂A (expm_frechet), ∂/∂y0 (expm transposed), ∂/∂t_i = g_i·A y_i and ∂/∂t_0 = -Σ."""
     got = grad(_linear_loss, (0, 1, 2))(A_LIN, Y0_LIN, T_LIN, method=method, adjoint=adjoint)
-    for g, exact, what in zip(got, lin_exact_grads(A_LIN, Y0_LIN, T_LIN, G_LIN), ("A", "y0", "t")):
-        err = rel_err(g, exact)
+    for g, exact, what in zip(got, linear_gradients(A_LIN, Y0_LIN, T_LIN, G_LIN), ("A", "y0", "t")):
+        err = relative_error(g, exact)
         record_error(f"{adjoint} ({method}): linear d/d{what} vs closed form", err)
         assert err < GRAD_RTOL, what
 
@@ -57,14 +57,14 @@ def test_each_subset_of_inputs(wrt):
     full = grad(_linear_loss, (0, 1, 2))(A_LIN, Y0_LIN, T_LIN, adjoint="forward")
     part = grad(_linear_loss, wrt)(A_LIN, Y0_LIN, T_LIN, adjoint="forward")
     for k, g in zip(wrt, part):
-        assert rel_err(g, full[k]) < 1e-7
+        assert relative_error(g, full[k]) < 1e-7
 
 
 def test_decreasing_times_and_single_time():
     t = T_LIN[::-1] - 2.3
     got = grad(_linear_loss, (0, 1, 2))(A_LIN, Y0_LIN, t, adjoint="forward")
-    for g, exact in zip(got, lin_exact_grads(A_LIN, Y0_LIN, t, G_LIN)):
-        assert rel_err(g, exact) < GRAD_RTOL
+    for g, exact in zip(got, linear_gradients(A_LIN, Y0_LIN, t, G_LIN)):
+        assert relative_error(g, exact) < GRAD_RTOL
     g_y0, g_t = grad(lambda y0, t: np.sum(odeint(linear, y0, t, args=(A_LIN,), adjoint="forward") * 2.0),
                      (0, 1))(Y0_LIN, onp.array([0.5]))
     assert onp.allclose(g_y0, 2.0) and onp.allclose(g_t, 0.0)
@@ -86,7 +86,7 @@ def test_one_sensitivity_solve_serves_every_row_of_a_jacobian(record_error):
     exact = onp.zeros((len(T_LIN), 2, 2))
     for j in range(2):
         exact[:, j, j] = -tau[:, 0] * (j + 1.0) * onp.exp(-k[j] * tau[:, 0])
-    err = rel_err(J, exact)
+    err = relative_error(J, exact)
     record_error("forward: jacobian of a trajectory vs closed form", err)
     assert err < GRAD_RTOL
     with record_stats() as rec:
@@ -111,7 +111,7 @@ def test_second_derivatives_closed_form(adjoint, record_error):
         (jacobian(grad(L, 1), 2)(y0, t, k),
          onp.concatenate([[-onp.sum(y0 * e * (k * tau - 1))], y0 * e * (k * tau - 1)])),
     ]
-    err = max(rel_err(got, exact) for got, exact in checks)
+    err = max(relative_error(got, exact) for got, exact in checks)
     record_error(f"{adjoint}: second derivatives of decay vs closed form", err)
     assert err < 10 * GRAD_RTOL
 
@@ -124,24 +124,24 @@ def _lv_loss(p, tol, adjoint):
 
 @pytest.mark.parametrize("adjoint", ["forward", "auto", "checkpoint"])
 def test_hessian_vs_fd_of_gradient(adjoint, record_error):
-    theta = onp.array([1.1, 0.4, 0.1, 0.4])
+    theta = LOTKA_VOLTERRA.p
     H = hessian(lambda p: _lv_loss(p, TOL, adjoint))(theta)
-    H_fd = central_fd_jac(grad(lambda p: _lv_loss(p, FD_SOLVE_TOL, "forward")), theta, h=1e-4)
-    err = rel_err(H, H_fd)
+    H_fd = central_differences(grad(lambda p: _lv_loss(p, FD_SOLVE_TOL, "forward")), theta, **FD)
+    err = relative_error(H, H_fd)
     record_error(f"{adjoint}: Hessian vs FD of grad, lotka_volterra", err)
     assert err < HESS_RTOL
-    assert rel_err(H, H.T) < HESS_RTOL
+    assert relative_error(H, H.T) < HESS_RTOL
 
 
 def test_forward_over_reverse_and_gradient_vs_fd(record_error):
-    theta = onp.array([1.1, 0.4, 0.1, 0.4])
+    theta = LOTKA_VOLTERRA.p
     g = grad(lambda p: _lv_loss(p, TOL, "forward"))(theta)
-    fd = central_fd(lambda p: _lv_loss(p, FD_SOLVE_TOL, "forward"), theta)
-    assert rel_err(g, fd) < FD_RTOL
+    fd = central_differences(lambda p: _lv_loss(p, FD_SOLVE_TOL, "forward"), theta, **FD)
+    assert relative_error(g, fd) < FD_RTOL
     v = onp.array([0.3, -1.0, 0.5, 2.0])
     hvp = make_jvp(grad(lambda p: _lv_loss(p, TOL, "forward")))(theta)(v)[1]
     H = hessian(lambda p: _lv_loss(p, TOL, "checkpoint"))(theta)
-    err = rel_err(hvp, H @ v)
+    err = relative_error(hvp, H @ v)
     record_error("forward: forward-over-reverse HVP vs checkpoint Hessian", err)
     assert err < HESS_RTOL
 
@@ -191,8 +191,7 @@ def test_sensitivity_layout_and_block_jacobian():
     assert onp.allclose(block[:2, :2], J) and not block[2:, :2].any() and not block[:2, 2:].any()
 
 
-LOG_K_STIFF = onp.log([100.0, 50.0, 1.0])
-T_STIFF = onp.array([0.0, 0.5, 1.0, 2.0])
+LOG_K_STIFF, T_STIFF = REVERSIBLE_KINETICS.p, REVERSIBLE_KINETICS.t
 W_STIFF = onp.random.default_rng(4).standard_normal((4, 3))
 
 
@@ -212,20 +211,20 @@ def test_stiff_gradient_with_default_options(record_error):
     with record_stats() as rec:
         g = grad(_stiff_loss)(LOG_K_STIFF)
     assert rec.backward.nsolves == 1  # forward sensitivities
-    fd = central_fd(lambda lk: _stiff_loss(lk, tol=FD_SOLVE_TOL), LOG_K_STIFF)
-    err = rel_err(g, fd)
+    fd = central_differences(lambda lk: _stiff_loss(lk, tol=FD_SOLVE_TOL), LOG_K_STIFF, **FD)
+    err = relative_error(g, fd)
     record_error("auto: stiff reversible kinetics gradient vs FD", err)
     assert err < FD_RTOL
     g_full_jacobian = grad(_stiff_loss)(LOG_K_STIFF, adjoint="forward", adjoint_jacobian=True)
-    assert rel_err(g_full_jacobian, fd) < FD_RTOL
+    assert relative_error(g_full_jacobian, fd) < FD_RTOL
 
 
 @pytest.mark.slow
 def test_stiff_hessian_with_default_options(record_error):
     """Hessians of a stiff problem (~90 s): forward sensitivities of forward sensitivities."""
     H = hessian(_stiff_loss)(LOG_K_STIFF)
-    H_fd = central_fd_jac(grad(lambda lk: _stiff_loss(lk, tol=1e-11)), LOG_K_STIFF, h=1e-4)
-    err = rel_err(H, H_fd)
+    H_fd = central_differences(grad(lambda lk: _stiff_loss(lk, tol=1e-11)), LOG_K_STIFF, **FD)
+    err = relative_error(H, H_fd)
     record_error("auto: stiff reversible kinetics Hessian vs FD of grad", err)
     assert err < HESS_RTOL
 
@@ -249,9 +248,9 @@ def test_auto_switches_to_sensitivities_at_the_second_cotangent(record_error):
     with record_stats() as rec:
         J = jacobian(final)(b0)
     assert rec.backward.nsolves == 2  # one adjoint interval, then one sensitivity solve
-    J_fd = central_fd_jac(lambda b: odeint(f, y0, [0.0, 1.0], args=(b,), rtol=FD_SOLVE_TOL,
-                                           atol=FD_SOLVE_TOL)[-1], b0)
-    err = rel_err(J, J_fd)
+    J_fd = central_differences(lambda b: odeint(f, y0, [0.0, 1.0], args=(b,), rtol=FD_SOLVE_TOL,
+                                           atol=FD_SOLVE_TOL)[-1], b0, **FD)
+    err = relative_error(J, J_fd)
     record_error("auto: jacobian after switching to sensitivities vs FD", err)
     assert err < FD_RTOL
 

@@ -1,7 +1,7 @@
 """The scipy back-ends (odegrad.solvers) and stiff problems: Robertson's chemical kinetics with
 gradients checked against an independent forward-sensitivity reference.
 
-Tolerances: see the module docstring of ``tests/helpers.py``.
+Tolerances: see the module docstring of ``tests/tolerances.py``.
 """
 
 from __future__ import annotations
@@ -15,18 +15,20 @@ import scipy.integrate
 from autograd import grad
 
 from odegrad import ODESolveError, SolveStats, odeint, record_stats, solvers
-from tests.helpers import GRAD_RTOL, TOL, rel_err
-from tests.problems import (
+from odegrad.gradcheck import relative_error
+from odegrad.gradcheck.problems import (
     K_ROBERTSON,
-    METHODS,
-    lin_exact_grads,
+    ROBERTSON,
     linear,
+    linear_gradients,
     linear_solution,
     robertson,
     robertson_jac,
     robertson_rates,
     robertson_sensitivities,
 )
+from odegrad.solvers import METHODS
+from tests.tolerances import GRAD_RTOL, TOL
 
 # --------------------------------------------------------------------------------------------
 # solvers.solve directly.
@@ -42,7 +44,7 @@ def test_solve_harmonic_oscillator(method):
     opts = solvers.SolverOptions(method=method, rtol=TOL, atol=TOL)
     ys, stats = solvers.solve(_osc, onp.array([1.0, 0.0]), t, opts)
     assert ys.shape == (13, 2)
-    assert rel_err(ys, onp.stack([onp.cos(t), -onp.sin(t)], axis=1)) < 1e-7  # global ≈ 100 x local
+    assert relative_error(ys, onp.stack([onp.cos(t), -onp.sin(t)], axis=1)) < 1e-7  # global ≈ 100 x local
     assert isinstance(stats, SolveStats)
     assert stats.method == method and stats.nsolves == 1
     assert stats.nfe > 0 and stats.nst > 0
@@ -54,7 +56,7 @@ def test_solve_decreasing_times_and_vector_tolerances(method):
     t = onp.array([3.0, 2.0, 0.5])
     opts = solvers.SolverOptions(method=method, rtol=1e-10, atol=onp.array([1e-12, 1e-10]))
     ys, _ = solvers.solve(_osc, onp.array([onp.cos(3.0), -onp.sin(3.0)]), t, opts)
-    assert rel_err(ys, onp.stack([onp.cos(t), -onp.sin(t)], axis=1)) < 1e-8
+    assert relative_error(ys, onp.stack([onp.cos(t), -onp.sin(t)], axis=1)) < 1e-8
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -174,7 +176,7 @@ def test_vode_options_mxstep_and_h0(method):
 
 def _vode_transposes_user_jacobian() -> bool:
     """scipy 1.17.x (gh-24933) hands VODE the transpose of a user-supplied Jacobian."""
-    log_k = onp.log(K_ROBERTSON)
+    log_k = ROBERTSON.p
 
     def steps(jac_fun):
         s = scipy.integrate.ode(lambda t, y: robertson_rates(y, t, K_ROBERTSON), jac_fun)
@@ -210,7 +212,7 @@ T_ROB_FAST = onp.concatenate([[0.0], onp.logspace(-5, -2, 6)])
 
 @pytest.fixture(scope="module")
 def robertson_reference():
-    return _sensitivity_reference(T_ROB_FAST, onp.log(K_ROBERTSON))
+    return _sensitivity_reference(T_ROB_FAST, ROBERTSON.p)
 
 
 def _robertson_loss(logk, t, **kw):
@@ -225,10 +227,10 @@ def _robertson_loss(logk, t, **kw):
                          ids=["lsoda", "lsoda-Dfun", "bdf-nojac", "bdf-lsoda-adjoint"])
 def test_robertson_gradient_vs_forward_sensitivities(kw, robertson_reference, record_error):
     ys_ref, g_ref = robertson_reference
-    logk = onp.log(K_ROBERTSON)
+    logk = ROBERTSON.p
     ys = odeint(robertson, onp.array([1.0, 0.0, 0.0]), T_ROB_FAST, args=(logk,), rtol=1e-10, atol=ATOL_ROB,
                 **{k: v for k, v in kw.items() if k in ("method", "Dfun", "mxstep")})
-    assert rel_err(ys[:, 1], ys_ref[:, 1]) < 1e-6
+    assert relative_error(ys[:, 1], ys_ref[:, 1]) < 1e-6
     g = grad(_robertson_loss)(logk, T_ROB_FAST, **kw)
     err = onp.max(onp.abs(g - g_ref) / onp.abs(g_ref))   # componentwise relative
     label = ",".join([kw["method"]] + [k if k == "Dfun" else f"{k}={v}" for k, v in kw.items() if k != "method"])
@@ -250,8 +252,8 @@ def test_robertson_bdf_backward_jacobian(adjoint_jacobian, record_error):
         # ... succeeds (and is right) with adjoint_jacobian=False.
     """
     t = onp.array([0.0, 1e-4])
-    _, g_ref = _sensitivity_reference(t, onp.log(K_ROBERTSON))
-    g = grad(_robertson_loss)(onp.log(K_ROBERTSON), t, method="bdf", mxstep=150,
+    _, g_ref = _sensitivity_reference(t, ROBERTSON.p)
+    g = grad(_robertson_loss)(ROBERTSON.p, t, method="bdf", mxstep=150,
                               adjoint_jacobian=adjoint_jacobian)
     err = onp.max(onp.abs(g - g_ref) / onp.abs(g_ref))
     record_error(f"Robertson [0,1e-4] bdf (adjoint_jacobian={adjoint_jacobian})", err)
@@ -261,12 +263,12 @@ def test_robertson_bdf_backward_jacobian(adjoint_jacobian, record_error):
 def test_bdf_forward_with_dfun_is_efficient():
     """A correct Jacobian must not make VODE-BDF slower than its internal FD Jacobian."""
     t = onp.array([0.0, 1.0, 100.0])
-    logk = onp.log(K_ROBERTSON)
+    logk = ROBERTSON.p
     with_jac, info_j = odeint(robertson, [1.0, 0.0, 0.0], t, args=(logk,), method="bdf",
                               Dfun=robertson_jac, rtol=1e-8, atol=ATOL_ROB, mxstep=2000, full_output=True)
     plain, info_p = odeint(robertson, [1.0, 0.0, 0.0], t, args=(logk,), method="bdf",
                            rtol=1e-8, atol=ATOL_ROB, mxstep=2000, full_output=True)
-    assert rel_err(with_jac, plain) < 1e-5
+    assert relative_error(with_jac, plain) < 1e-5
     assert info_j["nst"][-1] <= 2 * info_p["nst"][-1]
 
 
@@ -274,8 +276,8 @@ def test_robertson_interpolate_short_span(record_error):
     """Outputs log-spaced 1e-5 .. 1e-1 with the interpolating adjoint (no backward y at all).
     The default mxstep (500 per interval) is not enough backwards here; see the report."""
     t = onp.concatenate([[0.0], onp.logspace(-5, -1, 5)])
-    _, g_ref = _sensitivity_reference(t, onp.log(K_ROBERTSON))
-    g = grad(_robertson_loss)(onp.log(K_ROBERTSON), t, method="lsoda", adjoint="interpolate", mxstep=20000)
+    _, g_ref = _sensitivity_reference(t, ROBERTSON.p)
+    g = grad(_robertson_loss)(ROBERTSON.p, t, method="lsoda", adjoint="interpolate", mxstep=20000)
     err = onp.max(onp.abs(g - g_ref) / onp.abs(g_ref))
     record_error("Robertson 1e-5..1e-1 (lsoda, interpolate)", err)
     assert err < 1e-4
@@ -285,8 +287,8 @@ def test_robertson_interpolate_short_span(record_error):
 def test_robertson_interpolate_full_span(record_error):
     """Outputs log-spaced 1e-5 .. 1e2 with the interpolating adjoint. ~10-20 s."""
     t = onp.concatenate([[0.0], onp.logspace(-5, 2, 8)])
-    _, g_ref = _sensitivity_reference(t, onp.log(K_ROBERTSON))
-    g = grad(_robertson_loss)(onp.log(K_ROBERTSON), t, method="lsoda", adjoint="interpolate")
+    _, g_ref = _sensitivity_reference(t, ROBERTSON.p)
+    g = grad(_robertson_loss)(ROBERTSON.p, t, method="lsoda", adjoint="interpolate")
     err = onp.max(onp.abs(g - g_ref) / onp.abs(g_ref))
     record_error("Robertson 1e-5..1e2 (lsoda, interpolate)", err)
     assert err < 1e-4
@@ -297,8 +299,8 @@ def test_robertson_longer_span_with_checkpoints(record_error):
     """Outputs up to t = 0.1; the backward reconstruction of y needs checkpoints (fast modes
     grow backwards). ~10-40 s."""
     t = onp.concatenate([[0.0], onp.logspace(-5, -1, 9)])
-    _, g_ref = _sensitivity_reference(t, onp.log(K_ROBERTSON))
-    g = grad(_robertson_loss)(onp.log(K_ROBERTSON), t, method="lsoda", checkpoints=10)
+    _, g_ref = _sensitivity_reference(t, ROBERTSON.p)
+    g = grad(_robertson_loss)(ROBERTSON.p, t, method="lsoda", checkpoints=10)
     err = onp.max(onp.abs(g - g_ref) / onp.abs(g_ref))
     record_error("Robertson to 0.1 (lsoda, checkpoints=10)", err)
     assert err < 1e-4
@@ -321,10 +323,10 @@ def test_stiff_linear_small_bdf_vs_expm(record_error):
 
         ys = odeint(linear, y0, t, args=(A,), method=method, rtol=TOL, atol=TOL,
                     mxstep=20000)
-        exact_ys = linear_solution(A, y0, t)
-        assert rel_err(ys, exact_ys) < 1e-7
-        exact, _, _ = lin_exact_grads(A, y0, t, G)
-        err = rel_err(grad(loss)(A), exact)
+        exact_ys = linear_solution(y0, t, A)
+        assert relative_error(ys, exact_ys) < 1e-7
+        exact, _, _ = linear_gradients(A, y0, t, G)
+        err = relative_error(grad(loss)(A), exact)
         record_error(f"stiff linear -200/-1 ({method})", err)
         assert err < 10 * GRAD_RTOL
 
@@ -333,13 +335,13 @@ def test_lsoda_method_switch_statistics():
     """LSODA starts non-stiff (Adams) and switches to BDF on Robertson: stats record it."""
     t = onp.concatenate([[0.0], onp.logspace(-5, 2, 20)])
     with record_stats() as rec:
-        odeint(robertson, [1.0, 0.0, 0.0], t, args=(onp.log(K_ROBERTSON),))
+        odeint(robertson, [1.0, 0.0, 0.0], t, args=(ROBERTSON.p,))
     assert rec.forward.method_switches >= 1
     assert rec.forward.nje >= 1
 
 
 def test_lsoda_method_switch_before_first_output_is_counted():
     with record_stats() as rec:
-        odeint(robertson, [1.0, 0.0, 0.0], [0.0, 1.0, 100.0], args=(onp.log(K_ROBERTSON),))
+        odeint(robertson, [1.0, 0.0, 0.0], [0.0, 1.0, 100.0], args=(ROBERTSON.p,))
     assert rec.forward.nje >= 1              # Jacobians are only formed in the BDF phase
     assert rec.forward.method_switches >= 1  # ... so at least one Adams -> BDF switch happened

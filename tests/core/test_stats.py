@@ -8,8 +8,8 @@ import pytest
 from autograd import grad, hessian
 
 from odegrad import SolveInfo, SolveStats, odeint, record_stats
-from tests.problems import METHODS
-from tests.problems import decay as _decay
+from odegrad.gradcheck.problems import decay as _decay
+from odegrad.solvers import METHODS
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -9,8 +9,9 @@ door. Before the fix the TF door rejected both options.
 import numpy as np
 import pytest
 
-from tests.helpers import GRAD_RTOL, TOL, rel_err
-from tests.problems import lin_exact_grads
+from odegrad.gradcheck import relative_error
+from odegrad.gradcheck.problems import linear_gradients
+from tests.tolerances import GRAD_RTOL, TOL
 
 tf = pytest.importorskip("tensorflow")
 otf = pytest.importorskip("odegrad.tf")
@@ -38,9 +39,9 @@ def _gradients(method, **adjoint):
 @pytest.mark.parametrize("method", ["lsoda", "bdf"])
 @pytest.mark.parametrize("adjoint", [{"checkpoints": 19}, {"adjoint": "interpolate"}])
 def test_checkpoints_and_interpolate_are_exact_on_a_contracting_problem(method, adjoint):
-    exact_a, exact_y0, _ = lin_exact_grads(A_STIFF, Y0, T, np.array([[0.0, 0.0], [1.0, 1.0]]))
+    exact_a, exact_y0, _ = linear_gradients(A_STIFF, Y0, T, np.array([[0.0, 0.0], [1.0, 1.0]]))
     g_a, g_y0, info = _gradients(method, **adjoint)
-    assert rel_err(g_a, exact_a) < GRAD_RTOL and rel_err(g_y0, exact_y0) < GRAD_RTOL
+    assert relative_error(g_a, exact_a) < GRAD_RTOL and relative_error(g_y0, exact_y0) < GRAD_RTOL
     assert info.backward.nfe > 0
 
 
@@ -48,7 +49,7 @@ def test_interpolate_matches_the_autograd_door():
     from autograd import grad
 
     import odegrad
-    from tests.problems import linear
+    from odegrad.gradcheck.problems import linear
 
     def loss(A):
         return odegrad.odeint(linear, Y0, T, args=(A,), rtol=TOL, atol=TOL, method="lsoda",

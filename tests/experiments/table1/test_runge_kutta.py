@@ -8,8 +8,9 @@ import tensorflow as tf
 from scipy.integrate import solve_ivp
 
 from experiments.runge_kutta import dopri5, rk4
-from tests.helpers import FD_RTOL, FD_SOLVE_TOL, GRAD_RTOL, TOL, central_fd
-from tests.problems import lin_exact_grads, linear_solution
+from odegrad.gradcheck import central_differences
+from odegrad.gradcheck.problems import linear_gradients, linear_solution
+from tests.tolerances import FD, FD_RTOL, FD_SOLVE_TOL, GRAD_RTOL, TOL
 
 ROTATION = np.array([[-0.5, 2.0], [-2.0, -0.5]])
 """A damped rotation: eigenvalues -0.5 +- 2i, solutions of size ~1 on [0, 1]."""
@@ -27,14 +28,14 @@ def linear(matrix: tf.Variable | np.ndarray):
 
 def exact(matrix: np.ndarray) -> np.ndarray:
     """``y(1)`` of every row of ``Y0``."""
-    return np.stack([linear_solution(matrix, y0, [0.0, 1.0])[-1] for y0 in Y0])
+    return np.stack([linear_solution(y0, [0.0, 1.0], matrix)[-1] for y0 in Y0])
 
 
 def exact_gradients(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``L = sum(W * y(1))``: ``dL/dy0`` (per row) and ``dL/dA`` (summed over rows), exactly."""
     d_y0, d_a = np.zeros_like(Y0), np.zeros_like(matrix)
     for row, (y0, w) in enumerate(zip(Y0, WEIGHTS)):
-        g_a, g_y0, _ = lin_exact_grads(matrix, y0, np.array([0.0, 1.0]), [np.zeros_like(w), w])
+        g_a, g_y0, _ = linear_gradients(matrix, y0, np.array([0.0, 1.0]), [np.zeros_like(w), w])
         d_y0[row], d_a = g_y0, d_a + g_a
     return d_y0, d_a
 
@@ -134,7 +135,7 @@ def test_dopri5_nonlinear_gradient_matches_finite_differences() -> None:
     with tf.GradientTape() as tape:
         value = loss(w)
     grad = tape.gradient(value, w).numpy()
-    numeric = central_fd(lambda v: float(loss(tf.constant(v))), w0)
+    numeric = central_differences(lambda v: float(loss(tf.constant(v))), w0, **FD)
     np.testing.assert_allclose(grad, numeric, rtol=FD_RTOL, atol=FD_RTOL * np.abs(numeric).max())
 
 
