@@ -245,7 +245,8 @@ def solve_ivp(
         lists, tuples or dicts of them; float leaves are differentiated.
     adjoint : str or AdjointOptions, optional
         How gradients are computed, as in :func:`odegrad.odeint` (``"auto"``, ``"checkpoint"``,
-        ``"backsolve"``, ``"interpolate"``, ``"forward"``).
+        ``"backsolve"``, ``"interpolate"``, ``"forward"``, or a method registered with
+        :func:`odegrad.methods.register`).
     **options
         scipy's solver options. ``rtol``, ``atol`` (scalars or arrays) and ``max_step`` apply to
         the forward and the derived solves (the derived solves take the smallest ``rtol``);
