@@ -15,7 +15,9 @@ interface, :mod:`~odegrad.methods.registry`, :mod:`~odegrad.methods.adjoint_meth
 :mod:`odegrad.adjoint` (Algorithm 1, written once), :mod:`odegrad.augmented` (the backward state's
 layout), :mod:`odegrad.sensitivity` (the forward-sensitivity state), :mod:`odegrad.auto` (the cost
 model behind ``adjoint="auto"``), :mod:`odegrad.reverse` (one trace, many VJPs),
-:mod:`odegrad.autograd_backend` (the autograd primitive, its derivative rules and derived dynamics),
+:mod:`odegrad.autograd_backend` (the autograd primitive and its derivative rules),
+:mod:`odegrad.problem` (one solve as the autograd door sees it), :mod:`odegrad.derived` (the derived
+dynamics the methods solve),
 :mod:`odegrad.solvers` (every scipy call), :mod:`odegrad.stats`, :mod:`odegrad.pytree`,
 :mod:`odegrad.validation`, :mod:`odegrad.gradcheck`.
 """

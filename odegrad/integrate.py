@@ -1,7 +1,7 @@
 """The front door: ``odeint``, ``scipy.integrate.odeint`` that autograd differentiates, to any order.
 
 This module turns scipy-style arguments (any-shaped ``y0``, ``args`` as nested containers, the
-flat adjoint keywords) into one :class:`odegrad.autograd_backend.Problem` and calls the
+flat adjoint keywords) into one :class:`odegrad.problem.Problem` and calls the
 backend's ``solve`` primitive: a plain scipy solve forwards (:mod:`odegrad.solvers`), and
 backwards the gradient method that ``adjoint`` names (:mod:`odegrad.methods`: Algorithm 1 with
 Appendix C, forward sensitivities, ``auto``, or a registered method of the user's).
@@ -17,8 +17,9 @@ from autograd.tracer import getval, isbox
 
 from . import solvers
 from .adjoint import refine_times
-from .autograd_backend import AutogradOps, Problem, solve_with_stats
+from .autograd_backend import AutogradOps, solve_with_stats
 from .options import AdjointOptions, adjoint_options
+from .problem import Problem
 from .pytree import as_traced, flatten_args, open_containers
 from .stats import SolveInfo, new_info
 from .validation import ShapeError, as_real_array, check_method, check_times, tolerance
@@ -49,7 +50,7 @@ def _scipy_infodict(stats: solvers.SolveStats | None, t: np.ndarray, checkpoints
 
 def _dynamics(func: Callable[..., Any], shape: tuple[int, ...],
               unflatten: Callable[[Any], tuple]) -> tuple[Callable, Callable]:
-    """``(rhs, make_fun)`` of :class:`odegrad.autograd_backend.Problem` for ``func(y, t, *args)``
+    """``(rhs, make_fun)`` of :class:`odegrad.problem.Problem` for ``func(y, t, *args)``
     on states of ``shape``: the traced flat dynamics, and plain ones that check ``func``'s output."""
     flat_state = len(shape) == 1
 

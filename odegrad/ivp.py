@@ -5,7 +5,7 @@ With plain numpy inputs :func:`solve_ivp` is scipy's ``solve_ivp``, called direc
 
 1. runs scipy's ``solve_ivp`` on the plain values, with every option the caller gave: this solve
    finds the events, the step times (``t_eval=None``), ``sol`` and the counts;
-2. builds one :class:`odegrad.autograd_backend.Problem` (as :func:`odegrad.odeint` does) whose
+2. builds one :class:`odegrad.problem.Problem` (as :func:`odegrad.odeint` does) whose
    method is the ``solve_ivp`` method (:data:`odegrad.solvers.IVP_METHODS`), and calls the
    backend's ``solve`` primitive once at every time it returns a state for: ``t_eval`` (or the
    step times), the event times. Its derivatives are odegrad's own: the adjoint (Algorithm 1)
@@ -30,8 +30,9 @@ from autograd import grad as ag_grad
 from autograd.tracer import getval, isbox
 
 from . import solvers
-from .autograd_backend import Problem, solve
+from .autograd_backend import solve
 from .options import AdjointOptions, adjoint_options
+from .problem import Problem
 from .pytree import as_traced, flatten_args, holds_box, open_containers
 from .stats import new_info
 from .validation import as_real_array, tolerance
