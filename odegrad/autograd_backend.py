@@ -134,6 +134,7 @@ def _solve_vjp(argnums, ys, args, kwargs):
         door="autograd", higher_order=any(isbox(x) for x in (ys, y0, t, theta)),
         derived=problem.stage == "backward", resolve=problem.resolver(theta), params=theta, traced=isbox,
     )
+    method.check_request(request)
     vjp = method.vjp(request)
 
     def ordered(g):

@@ -96,6 +96,9 @@ def test_a_method_registered_from_a_test_module_computes_grad(toy):
         assert onp.allclose(got, want, rtol=FD_RTOL, atol=FD_RTOL)
     assert rec.gradient_methods == ["central-differences"]
     assert rec.backward.nsolves == 2 * (Y0.size + T.size + 1)   # two resolves per entry
+    with pytest.raises(NotImplementedError, match=r"adjoint='central-differences' gives first derivatives only; "
+                                                  r"use adjoint='checkpoint', 'backsolve', 'forward' or 'auto'"):
+        grad(grad(_loss, 2), 2)(Y0, T, K, "central-differences")
 
 
 def test_a_registered_method_serves_jacobian(toy):
