@@ -1,6 +1,7 @@
 """The registry of gradient methods (odegrad.methods): a method defined here, in the test module
 alone, is what ``adjoint=`` selects, and its flags drive the validation of the options."""
 
+import types
 from typing import ClassVar
 
 import autograd.numpy as np
@@ -10,6 +11,7 @@ from autograd import grad, jacobian
 
 from odegrad import AdjointOptions, odeint, record_stats
 from odegrad.methods import Gradient, GradientMethod, GradientRequest, get, names, register, unregister
+from odegrad.methods.forward import ForwardSensitivities
 
 TOL = 1e-12          # the forward solves of the toy method
 STEP = 1e-4          # central differences: truncation ~ STEP², rounding ~ TOL / STEP
@@ -172,3 +174,25 @@ def test_unregistered_method_is_no_longer_a_mode():
     assert "central-differences" not in names()
     with pytest.raises(ValueError, match="adjoint must be one of"):
         AdjointOptions(mode="central-differences")
+
+
+class AutogradOnlyForward(ForwardSensitivities):
+    doors: ClassVar[frozenset[str]] = frozenset({"autograd"})
+
+
+def test_auto_takes_the_registered_forward_method_and_its_doors():
+    """auto looks its methods up by name: a replaced ``forward`` that one door cannot run makes
+    auto's choice there the checkpoint adjoint (and the forward method is refused there)."""
+    request = types.SimpleNamespace(n=2, n_times=50, stats=None, backward_opts=types.SimpleNamespace(rtol=1e-8),
+                                    higher_order=False, derived=False)
+    auto = get("auto")
+    assert auto.pick(types.SimpleNamespace(door="autograd", **vars(request)), stiff=False, columns=3) == "forward"
+    register(AutogradOnlyForward(), replace=True)
+    try:
+        assert auto.pick(types.SimpleNamespace(door="autograd", **vars(request)), stiff=False, columns=3) == "forward"
+        assert auto.pick(types.SimpleNamespace(door="tensorflow", **vars(request)), stiff=False, columns=3) == "checkpoint"
+        with pytest.raises(ValueError, match=r"adjoint='forward' \(forward sensitivities\) is not available on the "
+                                             r"tensorflow door"):
+            get("forward").check(AdjointOptions(mode="forward"), "tensorflow")
+    finally:
+        register(ForwardSensitivities(), replace=True)
