@@ -125,7 +125,7 @@ class Problem:
         """
         wanted = self.adjoint.jacobian
         if wanted is None:
-            wanted = opts.method in solvers.JACOBIAN_METHODS and size <= MAX_AUTO_JACOBIAN_SIZE
+            wanted = solvers.solver(opts.method).takes_jacobian and size <= MAX_AUTO_JACOBIAN_SIZE
         make_jac: Callable[[np.ndarray], Callable | None] = lambda theta: None
         if wanted and structured_jac is not None and self.adjoint.jacobian is None:
             make_jac = structured_jac
@@ -394,7 +394,7 @@ def _solve_dynamics(s0: Any, times: Any, dynamics: AutogradDynamics) -> Any:
 
 def _is_stiff(problem: Problem, stats: solvers.SolveStats | None) -> bool:
     """Whether the forward solve was stiff: LSODA switched to BDF, or BDF was asked for."""
-    if problem.opts.method in solvers.STIFF_METHODS:
+    if solvers.solver(problem.opts.method).stiff:
         return True
     return stats is not None and stats.method_switches > 0
 

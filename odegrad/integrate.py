@@ -20,11 +20,15 @@ from .adjoint import refine_times
 from .autograd_backend import AutogradOps, Problem, solve
 from .options import AdjointOptions, adjoint_options
 from .pytree import as_traced, flatten_args, open_containers
+from .solver_registry import methods
 from .stats import SolveInfo, new_info
 from .validation import ShapeError, as_real_array, check_method, check_times, tolerance
 
-_LSODA_ONLY = {"ml": None, "mu": None, "tcrit": None, "ixpr": 0, "mxhnil": 0, "mxordn": 12,
-               "mxords": 5, "printmessg": 0}
+_LSODA_KWARGS = {"ml": None, "mu": None, "tcrit": None, "ixpr": 0, "mxhnil": 0, "mxordn": 12,
+                 "mxords": 5, "printmessg": 0}
+"""scipy's defaults of the options that go to ``scipy.integrate.odeint`` as they are (``lsoda_kwargs``)."""
+_STEP_DEFAULTS = {"h0": 0.0, "hmax": 0.0, "hmin": 0.0, "mxstep": 0, "full_output": False}
+"""scipy's defaults of the options that every method of scipy's ``odeint`` door takes."""
 
 def _full_of_band(band: np.ndarray, ml: int, mu: int) -> np.ndarray:
     """The (n, n) Jacobian of scipy's banded layout ``band[mu + i - j, j] = J[i, j]``."""
@@ -45,6 +49,18 @@ def _scipy_infodict(stats: solvers.SolveStats | None, t: np.ndarray, checkpoints
         scipy_info = {key: value[rows] if isinstance(value, np.ndarray) else value
                       for key, value in stats.infodict.items()}
     return {**scipy_info, "odegrad": info}
+
+
+def _changed_options(given: dict, method: str) -> list[str]:
+    """The options of ``given`` that differ from scipy's defaults; ``ValueError`` where ``method`` does not take one."""
+    defaults = {**_LSODA_KWARGS, **_STEP_DEFAULTS}
+    changed = [k for k, v in given.items() if ((v is not None) if defaults[k] is None else bool(v != defaults[k]))]
+    refused = [k for k in changed if k not in solvers.solver(method).options]
+    if refused:
+        takers = [name for name in methods("odeint") if set(refused) <= solvers.solver(name).options]
+        where = f"method={' or '.join(repr(name) for name in takers)}" if takers else "no registered method"
+        raise ValueError(f"{', '.join(refused)} only apply to {where}, not {method!r}")
+    return changed
 
 
 def _closure_error() -> TypeError:
@@ -205,10 +221,8 @@ def odeint(
     )
     lsoda_kwargs = {"ml": ml, "mu": mu, "tcrit": tcrit, "ixpr": ixpr, "mxhnil": mxhnil,
                     "mxordn": mxordn, "mxords": mxords, "printmessg": printmessg}
-    changed = [k for k, v in lsoda_kwargs.items()
-               if ((v is not None) if _LSODA_ONLY[k] is None else v != _LSODA_ONLY[k])]
-    if method != "lsoda" and changed:
-        raise ValueError(f"{', '.join(changed)} only apply to method='lsoda', not {method!r}")
+    changed = _changed_options({**lsoda_kwargs, "h0": h0, "hmax": hmax, "hmin": hmin, "mxstep": mxstep,
+                                "full_output": full_output}, method)
 
     y0, t = as_traced(y0), as_traced(t)
     y0_value = as_real_array("y0", y0)
