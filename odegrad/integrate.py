@@ -20,7 +20,7 @@ from .adjoint import refine_times
 from .autograd_backend import AutogradOps, Problem, solve
 from .options import AdjointOptions, adjoint_options
 from .pytree import as_traced, flatten_args, open_containers
-from .solver_registry import methods
+from .solver_registry import either, methods
 from .stats import SolveInfo, new_info
 from .validation import ShapeError, as_real_array, check_method, check_times, tolerance
 
@@ -57,9 +57,8 @@ def _changed_options(given: dict, method: str) -> list[str]:
     changed = [k for k, v in given.items() if ((v is not None) if defaults[k] is None else bool(v != defaults[k]))]
     refused = [k for k in changed if k not in solvers.solver(method).options]
     if refused:
-        takers = [name for name in methods("odeint") if set(refused) <= solvers.solver(name).options]
-        where = f"method={' or '.join(repr(name) for name in takers)}" if takers else "no registered method"
-        raise ValueError(f"{', '.join(refused)} only apply to {where}, not {method!r}")
+        takers = methods("odeint", lambda spec: set(refused) <= spec.options)
+        raise ValueError(f"{', '.join(refused)} only apply to method={either(takers)}, not {method!r}")
     return changed
 
 
@@ -145,9 +144,10 @@ def odeint(
         odeint); arrays broadcast to ``y0``'s shape.
     h0, hmax, hmin, mxstep
         First, largest and smallest step size, and the step budget per output interval.
-    method : {"lsoda", "adams", "bdf"}, optional
+    method : {"lsoda", "adams", "bdf"} or another registered method, optional
         ``"lsoda"`` (scipy's odeint), ``"adams"`` (VODE implicit Adams, the paper's choice) or
-        ``"bdf"`` (VODE BDF, for stiff problems).
+        ``"bdf"`` (VODE BDF, for stiff problems); or any method registered
+        (:func:`odegrad.solver_registry.register_solver`) with ``"odeint"`` among its doors.
     adjoint : {"auto", "checkpoint", "backsolve", "interpolate", "forward"} or AdjointOptions, optional
         How gradients are computed: a mode name with the flat ``checkpoints`` and
         ``adjoint_*`` keywords below, or one :class:`odegrad.AdjointOptions` holding them all.
@@ -203,7 +203,8 @@ def odeint(
     ODESolveError
         When the solver fails (excess work, step-size underflow, non-finite dynamics, blow-up).
     ValueError
-        For non-monotonic or non-finite ``t``; empty or non-finite ``y0``; unknown methods or
+        For non-monotonic or non-finite ``t``; empty or non-finite ``y0``; unknown methods, options
+        the method does not take (its record's ``options``: ``ml`` ... ``printmessg`` are LSODA's) or
         bad tolerances (an error weight ``rtol*|y0| + atol`` of 0, e.g. ``rtol = atol = 0``).
         Where scipy accepts these (an infinite ``t``, an empty or non-finite ``y0``, a zero error
         weight) it returns an empty result, NaNs or garbage, at most with a warning.

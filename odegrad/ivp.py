@@ -451,8 +451,8 @@ def _traced_solve(fun, t_span, y0, keywords: dict, adjoint: AdjointOptions, opti
     if not reference.success:
         raise solvers.ODESolveError(
             f"solve_ivp ({name}) failed: {reference.message} A failed solve has no gradient. Try: "
-            "loosen rtol/atol, use method='Radau', 'BDF' or 'LSODA' if the problem is stiff, or "
-            "check the dynamics for blow-up."
+            f"loosen rtol/atol, use method={solvers.either(solvers.methods('solve_ivp', lambda s: s.takes_jacobian))} "
+            "if the problem is stiff, or check the dynamics for blow-up."
         )
     y0_value = as_real_array("y0", y0)   # scipy has checked its shape and finiteness
     n = y0_value.size

@@ -13,7 +13,7 @@ record). The models are scipy's ``integrate/_ivp`` (one ``OdeSolver`` class per 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Callable, Sequence
 
 FAMILIES = ("odeint", "vode", "ivp")
 """The scipy APIs that step scipy's methods: ``scipy.integrate.odeint`` (LSODA),
@@ -212,6 +212,27 @@ def solver(name: str, what: str = "method") -> SolverSpec:
     return spec
 
 
-def methods(door: str | None = None) -> tuple[str, ...]:
-    """The registered methods that the front door ``door`` accepts (all of them for ``None``)."""
-    return tuple(name for name, spec in SOLVERS.items() if door is None or door in spec.doors)
+def methods(door: str | None = None, where: Callable[[SolverSpec], bool] | None = None) -> tuple[str, ...]:
+    """The registered methods, in registration order.
+
+    Parameters
+    ----------
+    door : str, optional
+        Only those that this front door (:data:`DOORS`) accepts.
+    where : callable, optional
+        Only those whose record passes ``where(spec)``.
+
+    Returns
+    -------
+    tuple of str
+    """
+    return tuple(name for name, spec in SOLVERS.items()
+                 if (door is None or door in spec.doors) and (where is None or where(spec)))
+
+
+def either(names: Sequence[str]) -> str:
+    """``names`` quoted for a message: ``'a', 'b' or 'c'`` (``no registered method`` for none)."""
+    quoted = [repr(name) for name in names]
+    if len(quoted) < 2:
+        return quoted[0] if quoted else "no registered method"
+    return f"{', '.join(quoted[:-1])} or {quoted[-1]}"

@@ -1,9 +1,12 @@
-"""The scipy back-ends behind one signature.
+"""The scipy back-ends behind one signature, and the records that register them.
 
 Each back-end integrates ``dy/dt = fun(y, t)`` for a flat float64 state and returns the states at
 the requested output times together with :class:`SolveStats`. Every failure, including the ones
 scipy only warns about (LSODA's "Excess work done" returns garbage rows), raises
-:class:`ODESolveError`.
+:class:`ODESolveError`. Each of scipy's methods is one :class:`odegrad.solver_registry.SolverSpec`,
+registered at the end of this module; :func:`solve` and :func:`dense_solve` run a method through
+its record, and :data:`METHODS`, :data:`IVP_METHODS`, :data:`STIFF_METHODS` and
+:data:`JACOBIAN_METHODS` are computed from the records.
 
 Neither LSODA (``scipy.integrate.odeint``) nor VODE is re-entrant: their Fortran state lives in
 common blocks, so a solve started from inside another solve's dynamics corrupts the outer one
@@ -27,7 +30,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import scipy.integrate
 
-from .solver_registry import DIRECTIONS, SOLVERS, SolverSpec, methods, register_solver, solver
+from .solver_registry import DIRECTIONS, SOLVERS, SolverSpec, either, methods, register_solver, solver
 
 DEFAULT_TOL = 1.49012e-8
 """scipy's ``odeint`` default for ``rtol`` and ``atol``, used for every method."""
@@ -51,7 +54,7 @@ _ADVICE = {
     -2: "loosen rtol/atol",
     -3: "check the arguments",
     -4: "check the dynamics for discontinuities or blow-up, or tighten/loosen the tolerances",
-    -5: "use method='bdf' or 'lsoda' for stiff problems, or check a user-supplied Jacobian",
+    -5: "use method={implicit} for stiff problems, or check a user-supplied Jacobian",
     -6: "give atol > 0 for every component",
     -7: "report this as a bug",
 }
@@ -68,7 +71,8 @@ class SolveStats:
     Attributes
     ----------
     method : str
-        The back-end: ``"lsoda"``, ``"adams"`` or ``"bdf"``.
+        The method's registered name (a dense solve's: the ``solve_ivp`` method that stepped,
+        lower-cased).
     nfe : int
         Number of evaluations of the dynamics.
     nst : int
@@ -266,10 +270,17 @@ def _exclusive(method: str, guarded: _Guarded | None = None) -> Iterator[None]:
         _one_at_a_time.release()
 
 
+def _implicit(spec: SolverSpec) -> bool:
+    """Methods that iterate with a Jacobian: the ones that solve stiff problems (LSODA once it switched)."""
+    return spec.takes_jacobian
+
+
 def _failure(method: str, t_reached: float, istate: int, t_target: float) -> ODESolveError:
     what = _ISTATE_MESSAGES.get(istate, f"status {istate}")
-    stiff = "" if solver(method).stiff else ", or use method='bdf' if the problem is stiff"
-    advice = _ADVICE.get(istate, "check the dynamics and tolerances").format(stiff=stiff)
+    stiff_methods = either(methods("odeint", lambda spec: spec.stiff))
+    stiff = "" if solver(method).stiff else f", or use method={stiff_methods} if the problem is stiff"
+    implicit = either(methods("odeint", _implicit))
+    advice = _ADVICE.get(istate, "check the dynamics and tolerances").format(stiff=stiff, implicit=implicit)
     return ODESolveError(
         f"{method} failed at t = {t_reached:.6g} on its way to t = {t_target:.6g}: {what}. "
         f"Try: {advice}."
@@ -430,8 +441,9 @@ def _solve_vode(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
                 if "callback" in str(exc):
                     raise ODESolveError(
                         f"{opts.method} lost its callback at t = {float(vode.t):.6g} ({exc}): a "
-                        "VODE solve (scipy.integrate.ode('vode'), odegrad with method='adams' or "
-                        "'bdf') ran inside func or Dfun, and scipy's VODE is not re-entrant. Solve "
+                        "VODE solve (scipy.integrate.ode('vode'), odegrad with method="
+                        f"{either(methods(where=lambda s: s.family == 'vode'))}) ran inside func or Dfun, "
+                        "and scipy's VODE is not re-entrant. Solve "
                         "the inner problem before or after the outer solve, or combine both into "
                         "one state."
                     ) from exc
@@ -540,8 +552,8 @@ def _solve_ivp_method(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
         reached = float(solution.sol.ts[-1]) if solution.sol is not None else float(t[0])
         raise ODESolveError(
             f"{opts.method} failed at t = {reached:.6g} on its way to t = {t[-1]:.6g}: "
-            f"{solution.message} Try: loosen rtol/atol, raise max_step, use method='Radau', 'BDF' "
-            "or 'LSODA' if the problem is stiff, or check the dynamics for blow-up."
+            f"{solution.message} Try: loosen rtol/atol, raise max_step, use method="
+            f"{either(methods('solve_ivp', _implicit))} if the problem is stiff, or check the dynamics for blow-up."
         )
     ys = np.asarray(solution.y, dtype=np.float64).T.copy()
     ys[0] = y0

@@ -223,7 +223,7 @@ def test_registered_solver_runs_odeint_and_its_gradient(register, adjoint):
 
 def test_registered_solver_options_and_dense_output_are_read_from_its_record(register):
     register(_rk4_spec("rk4-test"))
-    with pytest.raises(ValueError, match=r"mxstep only apply to method='lsoda' or 'adams' or 'bdf', not 'rk4-test'"):
+    with pytest.raises(ValueError, match=r"mxstep only apply to method='lsoda', 'adams' or 'bdf', not 'rk4-test'"):
         odegrad.odeint(_decay, 1.0, T, args=(K,), method="rk4-test", mxstep=10)
     with pytest.raises(ValueError, match=r"full_output only apply to .*not 'rk4-test'"):
         odegrad.odeint(_decay, 1.0, T, args=(K,), method="rk4-test", full_output=True)
