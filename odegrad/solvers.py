@@ -597,7 +597,7 @@ def _dense_ivp(guarded: _Guarded, y0, t_start: float, t_end: float, opts: Solver
 def _ivp_spec(method: Any) -> SolverSpec | None:
     """The record of a ``solve_ivp`` method given by name or class; ``None`` for one not registered."""
     return next((spec for spec in SOLVERS.values() if spec.ivp_solver is not None
-                 and (method == spec.name or method is spec.ivp_solver)), None)
+                 and ((isinstance(method, str) and method == spec.name) or method is spec.ivp_solver)), None)
 
 
 def scipy_solve_ivp(fun: Callable, t_span, y0, **keywords) -> Any:
@@ -617,13 +617,15 @@ def scipy_solve_ivp(fun: Callable, t_span, y0, **keywords) -> Any:
 
 
 def _check_direction(spec: SolverSpec, t_start: float, t_end: float) -> None:
+    """Raise ``ValueError`` unless the method of ``spec`` solves from ``t_start`` towards ``t_end``."""
     direction = "forward" if t_end > t_start else "backward"
     if direction not in spec.directions:
+        able = tuple(name for name, other in SOLVERS.items() if direction in other.directions)
         raise ValueError(
-            f"method {spec.name!r} only solves {'forwards' if 'forward' in spec.directions else 'backwards'} in "
-            f"time, but this solve runs from t = {t_start:.6g} to {t_end:.6g}. The adjoint solves backwards: "
-            f"give an adjoint_method that runs {direction} (one of "
-            f"{tuple(name for name, s in SOLVERS.items() if direction in s.directions)}), or adjoint='forward'."
+            f"method {spec.name!r} only solves {' and '.join(sorted(spec.directions))} in time, but this solve "
+            f"runs {direction} from t = {t_start:.6g} to {t_end:.6g} (the forward solve runs in t's direction, "
+            "the adjoint backward, forward sensitivities forward): give a method or adjoint_method that "
+            f"solves {direction} (one of {able}), or another adjoint mode (adjoint='forward' solves forward only)."
         )
 
 
