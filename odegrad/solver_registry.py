@@ -26,8 +26,8 @@ JACOBIAN_LAYOUTS = ("odeint", "vode", "solve_ivp")
 ``"vode"``: ``jac(t, y)``, which scipy 1.17.x hands VODE transposed (gh-24933, detected by
 :func:`odegrad.solvers.vode_reads_jacobian_transposed`); ``"solve_ivp"``: ``jac(t, y)`` (dense or
 sparse) and scipy's ``jac_sparsity``, ``lband``, ``uband`` keywords. Every ``run`` function takes
-the full ``jac(y, t)`` and converts it; the layout says which of the front doors' Jacobian
-keywords reach the method unchanged."""
+the full ``jac(y, t)`` and converts it to its layout; the ``solve_ivp`` door passes scipy's own
+Jacobian keywords (:class:`odegrad.solvers.IvpJacobian`) only to methods of layout ``"solve_ivp"``."""
 
 DIRECTIONS = frozenset({"forward", "backward"})
 """Time directions: ``"forward"`` (``t`` increasing) and ``"backward"`` (decreasing). The adjoint
