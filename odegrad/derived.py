@@ -49,7 +49,7 @@ def derived_problem(problem: Problem, rhs: Rhs, size: int, opts: solvers.SolverO
     """
     wanted = problem.adjoint.jacobian
     if wanted is None:
-        wanted = opts.method in solvers.JACOBIAN_METHODS and size <= MAX_AUTO_JACOBIAN_SIZE
+        wanted = solvers.solver(opts.method).takes_jacobian and size <= MAX_AUTO_JACOBIAN_SIZE
     make_jac: Callable[[np.ndarray], Callable | None] = lambda theta: None
     if wanted and structured_jac is not None and problem.adjoint.jacobian is None:
         make_jac = structured_jac

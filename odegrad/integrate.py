@@ -21,11 +21,15 @@ from .autograd_backend import AutogradOps, solve_with_stats
 from .options import AdjointOptions, adjoint_options
 from .problem import Problem
 from .pytree import as_traced, flatten_args, open_containers
+from .solver_registry import either, methods
 from .stats import SolveInfo, new_info
 from .validation import ShapeError, as_real_array, check_method, check_times, tolerance
 
-_LSODA_ONLY = {"ml": None, "mu": None, "tcrit": None, "ixpr": 0, "mxhnil": 0, "mxordn": 12,
-               "mxords": 5, "printmessg": 0}
+_LSODA_KWARGS = {"ml": None, "mu": None, "tcrit": None, "ixpr": 0, "mxhnil": 0, "mxordn": 12,
+                 "mxords": 5, "printmessg": 0}
+"""scipy's defaults of the options that go to ``scipy.integrate.odeint`` as they are (``lsoda_kwargs``)."""
+_STEP_DEFAULTS = {"h0": 0.0, "hmax": 0.0, "hmin": 0.0, "mxstep": 0, "full_output": False}
+"""scipy's defaults of the options that every method of scipy's ``odeint`` door takes."""
 
 def _full_of_band(band: np.ndarray, ml: int, mu: int) -> np.ndarray:
     """The (n, n) Jacobian of scipy's banded layout ``band[mu + i - j, j] = J[i, j]``."""
@@ -46,6 +50,17 @@ def _scipy_infodict(stats: solvers.SolveStats | None, t: np.ndarray, checkpoints
         scipy_info = {key: value[rows] if isinstance(value, np.ndarray) else value
                       for key, value in stats.infodict.items()}
     return {**scipy_info, "odegrad": info}
+
+
+def _changed_options(given: dict, method: str) -> list[str]:
+    """The options of ``given`` that differ from scipy's defaults; ``ValueError`` where ``method`` does not take one."""
+    defaults = {**_LSODA_KWARGS, **_STEP_DEFAULTS}
+    changed = [k for k, v in given.items() if ((v is not None) if defaults[k] is None else bool(v != defaults[k]))]
+    refused = [k for k in changed if k not in solvers.solver(method).options]
+    if refused:
+        takers = methods("odeint", lambda spec: set(refused) <= spec.options)
+        raise ValueError(f"{', '.join(refused)} only apply to method={either(takers)}, not {method!r}")
+    return changed
 
 
 def _dynamics(func: Callable[..., Any], shape: tuple[int, ...],
@@ -192,9 +207,10 @@ def odeint(
         odeint); arrays broadcast to ``y0``'s shape.
     h0, hmax, hmin, mxstep
         First, largest and smallest step size, and the step budget per output interval.
-    method : {"lsoda", "adams", "bdf"}, optional
+    method : {"lsoda", "adams", "bdf"} or another registered method, optional
         ``"lsoda"`` (scipy's odeint), ``"adams"`` (VODE implicit Adams, the paper's choice) or
-        ``"bdf"`` (VODE BDF, for stiff problems).
+        ``"bdf"`` (VODE BDF, for stiff problems); or any method registered
+        (:func:`odegrad.solver_registry.register_solver`) with ``"odeint"`` among its doors.
     adjoint : {"auto", "checkpoint", "backsolve", "interpolate", "forward"}, str or AdjointOptions, optional
         How gradients are computed: a mode name with the flat ``checkpoints`` and
         ``adjoint_*`` keywords below, or one :class:`odegrad.AdjointOptions` holding them all.
@@ -251,7 +267,8 @@ def odeint(
     ODESolveError
         When the solver fails (excess work, step-size underflow, non-finite dynamics, blow-up).
     ValueError
-        For non-monotonic or non-finite ``t``; empty or non-finite ``y0``; unknown methods or
+        For non-monotonic or non-finite ``t``; empty or non-finite ``y0``; unknown methods, options
+        the method does not take (its record's ``options``: ``ml`` ... ``printmessg`` are LSODA's) or
         bad tolerances (an error weight ``rtol*|y0| + atol`` of 0, e.g. ``rtol = atol = 0``).
         Where scipy accepts these (an infinite ``t``, an empty or non-finite ``y0``, a zero error
         weight) it returns an empty result, NaNs or garbage, at most with a warning.
@@ -269,10 +286,8 @@ def odeint(
     )
     lsoda_kwargs = {"ml": ml, "mu": mu, "tcrit": tcrit, "ixpr": ixpr, "mxhnil": mxhnil,
                     "mxordn": mxordn, "mxords": mxords, "printmessg": printmessg}
-    changed = [k for k, v in lsoda_kwargs.items()
-               if ((v is not None) if _LSODA_ONLY[k] is None else v != _LSODA_ONLY[k])]
-    if method != "lsoda" and changed:
-        raise ValueError(f"{', '.join(changed)} only apply to method='lsoda', not {method!r}")
+    changed = _changed_options({**lsoda_kwargs, "h0": h0, "hmax": hmax, "hmin": hmin, "mxstep": mxstep,
+                                "full_output": full_output}, method)
 
     y0, t = as_traced(y0), as_traced(t)
     y0_value = as_real_array("y0", y0)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .methods.registry import get
-from .solvers import IVP_METHODS, METHODS, SolverOptions
+from .solvers import SolverOptions, solver
 from .validation import tolerance
 
 BUILTIN_MODES = ("checkpoint", "backsolve", "interpolate", "forward", "auto")
@@ -83,8 +83,8 @@ class AdjointOptions:
 
     def __post_init__(self) -> None:
         method = get(self.mode)
-        if self.method is not None and self.method not in METHODS + IVP_METHODS:
-            raise ValueError(f"adjoint_method must be one of {METHODS + IVP_METHODS}, got {self.method!r}")
+        if self.method is not None:
+            solver(self.method, "adjoint_method")  # raises for an unregistered method, naming the registered ones
         checkpoints = self.checkpoints
         if isinstance(checkpoints, bool) or int(checkpoints) != checkpoints or checkpoints < 0:
             raise ValueError(f"checkpoints must be a non-negative integer, got {checkpoints!r}")
@@ -120,7 +120,7 @@ class AdjointOptions:
         return dataclasses.replace(
             forward, method=self.method or forward.method, rtol=float(np.min(rtol)), atol=atol,
             lsoda_kwargs={k: v for k, v in forward.lsoda_kwargs.items()
-                          if k == "tcrit" and (self.method or forward.method) == "lsoda"},
+                          if k == "tcrit" and k in solver(self.method or forward.method).options},
         )
 
 

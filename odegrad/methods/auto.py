@@ -30,7 +30,7 @@ from .registry import get
 
 def is_stiff(request: GradientRequest) -> bool:
     """Whether the forward solve was stiff: LSODA switched to BDF, or BDF was asked for."""
-    if request.forward_opts.method in solvers.STIFF_METHODS:
+    if solvers.solver(request.forward_opts.method).stiff:
         return True
     return request.stats is not None and request.stats.method_switches > 0
 
