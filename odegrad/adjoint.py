@@ -19,15 +19,18 @@ grad-of-grad come from the same code.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import numpy as np
 
 from .augmented import AugmentedLayout
 from .solvers import ODESolveError
 
+if TYPE_CHECKING:
+    from .sensitivity import SensitivityLayout
+
 BACKWARD_MODES = ("checkpoint", "backsolve", "interpolate")
-"""The modes :func:`backward` implements; ``"forward"`` and ``"auto"`` are resolved by a backend."""
+"""The modes :func:`backward` implements (each a registered method, :mod:`odegrad.methods.adjoint_methods`)."""
 
 
 class Ops(Protocol):
@@ -45,6 +48,14 @@ class Ops(Protocol):
         """``x`` as a plain float64 NumPy array, not differentiated (constants and checks)."""
         ...
 
+    def reshape(self, x: Any, shape: tuple[int, ...]) -> Any: ...
+
+    def einsum(self, spec: str, *operands: Any) -> Any: ...
+
+    def constant(self, array: np.ndarray, like: Any) -> Any:
+        """The NumPy ``array`` as a backend constant of ``like``'s dtype (not differentiated)."""
+        ...
+
 
 DRIFT_FACTORS = {"checkpoint": 1e6, "backsolve": 1e4}
 """How far the ``y`` rebuilt backwards over an interval may end from the stored forward state, in
@@ -57,7 +68,7 @@ system drifting by 1.2e4 kept its gradient right to 1e-8). ``backsolve`` carries
 into the next interval, where the next output's fresh cotangent is integrated along it (a
 contracting 3-state system drifting by 2.4e5 gave a gradient 1.2e-4 off at tolerance 1e-8).
 ``adjoint="auto"`` uses the stricter :data:`odegrad.auto.DRIFT_FACTOR` and retries with a method that
-does not rebuild ``y``."""
+does not rebuild ``y`` (:mod:`odegrad.methods.auto`)."""
 
 
 class DriftError(ODESolveError):
@@ -108,6 +119,11 @@ class Dynamics(Protocol):
 
     def adjoint_along(self, y_of_t: Callable[[float], Any], layout: AugmentedLayout) -> "Dynamics":
         """Dynamics of the backward state ``layout`` (without ``y``) reading ``y`` from ``y_of_t``."""
+        ...
+
+    def sensitivity(self, layout: "SensitivityLayout") -> "Dynamics":
+        """Dynamics of the forward-sensitivity state ``z = [y, S]`` of ``layout``
+        (:class:`odegrad.sensitivity.SensitivityLayout`) with the same parameters."""
         ...
 
 

@@ -1,10 +1,10 @@
 """The front door: ``odeint``, ``scipy.integrate.odeint`` that autograd differentiates, to any order.
 
 This module turns scipy-style arguments (any-shaped ``y0``, ``args`` as nested containers, the
-flat adjoint keywords) into one :class:`odegrad.autograd_backend.Problem` and calls the
-backend's ``solve`` primitive: a plain scipy solve forwards (:mod:`odegrad.solvers`), Algorithm 1
-with Appendix C backwards (:func:`odegrad.adjoint.backward`) or forward sensitivities
-(:mod:`odegrad.sensitivity`), per ``adjoint``.
+flat adjoint keywords) into one :class:`odegrad.problem.Problem` and calls the
+backend's ``solve`` primitive: a plain scipy solve forwards (:mod:`odegrad.solvers`), and
+backwards the gradient method that ``adjoint`` names (:mod:`odegrad.methods`: Algorithm 1 with
+Appendix C, forward sensitivities, ``auto``, or a registered method of the user's).
 """
 
 from __future__ import annotations
@@ -17,14 +17,19 @@ from autograd.tracer import getval, isbox
 
 from . import solvers
 from .adjoint import refine_times
-from .autograd_backend import AutogradOps, Problem, solve
+from .autograd_backend import AutogradOps, solve_with_stats
 from .options import AdjointOptions, adjoint_options
+from .problem import Problem
 from .pytree import as_traced, flatten_args, open_containers
+from .solver_registry import either, methods
 from .stats import SolveInfo, new_info
 from .validation import ShapeError, as_real_array, check_method, check_times, tolerance
 
-_LSODA_ONLY = {"ml": None, "mu": None, "tcrit": None, "ixpr": 0, "mxhnil": 0, "mxordn": 12,
-               "mxords": 5, "printmessg": 0}
+_LSODA_KWARGS = {"ml": None, "mu": None, "tcrit": None, "ixpr": 0, "mxhnil": 0, "mxordn": 12,
+                 "mxords": 5, "printmessg": 0}
+"""scipy's defaults of the options that go to ``scipy.integrate.odeint`` as they are (``lsoda_kwargs``)."""
+_STEP_DEFAULTS = {"h0": 0.0, "hmax": 0.0, "hmin": 0.0, "mxstep": 0, "full_output": False}
+"""scipy's defaults of the options that every method of scipy's ``odeint`` door takes."""
 
 def _full_of_band(band: np.ndarray, ml: int, mu: int) -> np.ndarray:
     """The (n, n) Jacobian of scipy's banded layout ``band[mu + i - j, j] = J[i, j]``."""
@@ -45,6 +50,79 @@ def _scipy_infodict(stats: solvers.SolveStats | None, t: np.ndarray, checkpoints
         scipy_info = {key: value[rows] if isinstance(value, np.ndarray) else value
                       for key, value in stats.infodict.items()}
     return {**scipy_info, "odegrad": info}
+
+
+def _changed_options(given: dict, method: str) -> list[str]:
+    """The options of ``given`` that differ from scipy's defaults; ``ValueError`` where ``method`` does not take one."""
+    defaults = {**_LSODA_KWARGS, **_STEP_DEFAULTS}
+    changed = [k for k, v in given.items() if ((v is not None) if defaults[k] is None else bool(v != defaults[k]))]
+    refused = [k for k in changed if k not in solvers.solver(method).options]
+    if refused:
+        takers = methods("odeint", lambda spec: set(refused) <= spec.options)
+        raise ValueError(f"{', '.join(refused)} only apply to method={either(takers)}, not {method!r}")
+    return changed
+
+
+def _dynamics(func: Callable[..., Any], shape: tuple[int, ...],
+              unflatten: Callable[[Any], tuple]) -> tuple[Callable, Callable]:
+    """``(rhs, make_fun)`` of :class:`odegrad.problem.Problem` for ``func(y, t, *args)``
+    on states of ``shape``: the traced flat dynamics, and plain ones that check ``func``'s output."""
+    flat_state = len(shape) == 1
+
+    def rhs(y, tt, th):
+        out = func(y if flat_state else anp.reshape(y, shape), tt, *unflatten(th))
+        if isinstance(out, (list, tuple)):
+            out = anp.array(out)
+        return out if flat_state and anp.ndim(out) == 1 else anp.ravel(out)
+
+    def make_fun(th):
+        bound = unflatten(th)
+
+        def fun(y, tt):
+            out = func(y.reshape(shape), tt, *bound)
+            if isbox(out) or (isinstance(out, (list, tuple)) and any(isbox(o) for o in out)):
+                raise _closure_error()
+            if np.shape(out) != shape and not (flat_state and np.ndim(out) < 2 and np.size(out) == shape[0]):
+                raise ShapeError(
+                    f"func returned shape {np.shape(out)} but y0 has shape {shape}; "
+                    "func(y, t, *args) must return dy/dt with y0's shape"
+                )
+            return np.ravel(out)
+
+        return fun
+
+    return rhs, make_fun
+
+
+def _jacobian(Dfun: Callable[..., Any] | None, shape: tuple[int, ...], unflatten: Callable[[Any], tuple],
+              col_deriv: int, ml: int | None, mu: int | None) -> Callable:
+    """``make_jac(theta) -> jac(y, t)`` (full, unbanded, not transposed) from scipy's ``Dfun``,
+    or ``None`` without one; checks the shape ``Dfun`` returns."""
+    flat_state = len(shape) == 1
+    n = int(np.prod(shape))
+
+    def make_jac(th):
+        if Dfun is None:
+            return None
+        bound = unflatten(th)
+        banded = ml is not None or mu is not None
+        rows = (ml or 0) + (mu or 0) + 1 if banded else n
+        expected = (n, rows) if col_deriv else (rows, n)
+
+        def jac(y, tt):
+            matrix = np.asarray(Dfun(y.reshape(shape), tt, *bound), dtype=float)
+            if flat_state and matrix.shape != expected and not (matrix.ndim < 2 and expected[0] == 1
+                                                                and matrix.size == expected[1]):
+                raise ShapeError(f"Dfun returned shape {matrix.shape}; expected {expected} "
+                                 f"({'banded, ml + mu + 1 rows' if banded else 'the full Jacobian'}"
+                                 f"{', transposed (col_deriv)' if col_deriv else ''})")
+            matrix = np.reshape(matrix, expected)
+            matrix = matrix.T if col_deriv else matrix
+            return _full_of_band(matrix, ml or 0, mu or 0) if banded else matrix
+
+        return jac
+
+    return make_jac
 
 
 def _closure_error() -> TypeError:
@@ -129,10 +207,11 @@ def odeint(
         odeint); arrays broadcast to ``y0``'s shape.
     h0, hmax, hmin, mxstep
         First, largest and smallest step size, and the step budget per output interval.
-    method : {"lsoda", "adams", "bdf"}, optional
+    method : {"lsoda", "adams", "bdf"} or another registered method, optional
         ``"lsoda"`` (scipy's odeint), ``"adams"`` (VODE implicit Adams, the paper's choice) or
-        ``"bdf"`` (VODE BDF, for stiff problems).
-    adjoint : {"auto", "checkpoint", "backsolve", "interpolate", "forward"} or AdjointOptions, optional
+        ``"bdf"`` (VODE BDF, for stiff problems); or any method registered
+        (:func:`odegrad.solver_registry.register_solver`) with ``"odeint"`` among its doors.
+    adjoint : {"auto", "checkpoint", "backsolve", "interpolate", "forward"}, str or AdjointOptions, optional
         How gradients are computed: a mode name with the flat ``checkpoints`` and
         ``adjoint_*`` keywords below, or one :class:`odegrad.AdjointOptions` holding them all.
         ``"auto"`` (default) picks one of the following per solve from the sizes, the number of
@@ -145,7 +224,8 @@ def odeint(
         from a dense forward solution instead of solving it backwards (stiff problems, first
         derivatives only); ``"forward"`` solves the forward sensitivities
         ``S' = ∂f/∂y S + ∂f/∂θ`` once over all output times (small states, many outputs, stiff
-        problems; every derivative order).
+        problems; every derivative order). The name of a method registered with
+        :func:`odegrad.methods.register` selects that method.
     checkpoints : int, optional
         Extra evenly spaced checkpoints per output interval stored by the forward solve, so the
         backward reconstruction of ``y`` restarts more often (for contracting dynamics).
@@ -187,7 +267,8 @@ def odeint(
     ODESolveError
         When the solver fails (excess work, step-size underflow, non-finite dynamics, blow-up).
     ValueError
-        For non-monotonic or non-finite ``t``; empty or non-finite ``y0``; unknown methods or
+        For non-monotonic or non-finite ``t``; empty or non-finite ``y0``; unknown methods, options
+        the method does not take (its record's ``options``: ``ml`` ... ``printmessg`` are LSODA's) or
         bad tolerances (an error weight ``rtol*|y0| + atol`` of 0, e.g. ``rtol = atol = 0``).
         Where scipy accepts these (an infinite ``t``, an empty or non-finite ``y0``, a zero error
         weight) it returns an empty result, NaNs or garbage, at most with a warning.
@@ -205,10 +286,8 @@ def odeint(
     )
     lsoda_kwargs = {"ml": ml, "mu": mu, "tcrit": tcrit, "ixpr": ixpr, "mxhnil": mxhnil,
                     "mxordn": mxordn, "mxords": mxords, "printmessg": printmessg}
-    changed = [k for k, v in lsoda_kwargs.items()
-               if ((v is not None) if _LSODA_ONLY[k] is None else v != _LSODA_ONLY[k])]
-    if method != "lsoda" and changed:
-        raise ValueError(f"{', '.join(changed)} only apply to method='lsoda', not {method!r}")
+    changed = _changed_options({**lsoda_kwargs, "h0": h0, "hmax": hmax, "hmin": hmin, "mxstep": mxstep,
+                                "full_output": full_output}, method)
 
     y0, t = as_traced(y0), as_traced(t)
     y0_value = as_real_array("y0", y0)
@@ -229,51 +308,8 @@ def odeint(
     y0_flat = anp.ravel(y0) if isbox(y0) else y0_value.ravel()
     t_in = t if isbox(t) else t_value
 
-    flat_state = len(shape) == 1
-
-    def rhs(y, tt, th):
-        out = func(y if flat_state else anp.reshape(y, shape), tt, *unflatten(th))
-        if isinstance(out, (list, tuple)):
-            out = anp.array(out)
-        return out if flat_state and anp.ndim(out) == 1 else anp.ravel(out)
-
-    def make_fun(th):
-        bound = unflatten(th)
-
-        def fun(y, tt):
-            out = func(y.reshape(shape), tt, *bound)
-            if isbox(out) or (isinstance(out, (list, tuple)) and any(isbox(o) for o in out)):
-                raise _closure_error()
-            if np.shape(out) != shape and not (flat_state and np.ndim(out) < 2 and np.size(out) == shape[0]):
-                raise ShapeError(
-                    f"func returned shape {np.shape(out)} but y0 has shape {shape}; "
-                    "func(y, t, *args) must return dy/dt with y0's shape"
-                )
-            return np.ravel(out)
-
-        return fun
-
-    def make_jac(th):
-        if Dfun is None:
-            return None
-        bound = unflatten(th)
-        n = y0_value.size
-        banded = ml is not None or mu is not None
-        rows = (ml or 0) + (mu or 0) + 1 if banded else n
-        expected = (n, rows) if col_deriv else (rows, n)
-
-        def jac(y, tt):
-            matrix = np.asarray(Dfun(y.reshape(shape), tt, *bound), dtype=float)
-            if flat_state and matrix.shape != expected and not (matrix.ndim < 2 and expected[0] == 1
-                                                                and matrix.size == expected[1]):
-                raise ShapeError(f"Dfun returned shape {matrix.shape}; expected {expected} "
-                                 f"({'banded, ml + mu + 1 rows' if banded else 'the full Jacobian'}"
-                                 f"{', transposed (col_deriv)' if col_deriv else ''})")
-            matrix = np.reshape(matrix, expected)
-            matrix = matrix.T if col_deriv else matrix
-            return _full_of_band(matrix, ml or 0, mu or 0) if banded else matrix
-
-        return jac
+    rhs, make_fun = _dynamics(func, shape, unflatten)
+    make_jac = _jacobian(Dfun, shape, unflatten, col_deriv, ml, mu)
 
     rtol_v = tolerance("rtol", rtol, shape)
     atol_v = tolerance("atol", atol, shape)
@@ -288,11 +324,12 @@ def odeint(
         stage="forward", make_fun=make_fun, make_jac=make_jac,
     )
     k = options.checkpoints
+    stats = None
     if len(t_value):
-        raw = solve(y0_flat, refine_times(t_in, k, AutogradOps) if k else t_in, theta, problem)
+        raw, stats = solve_with_stats(y0_flat, refine_times(t_in, k, AutogradOps) if k else t_in, theta, problem)
     else:  # no output times: no rows, as in scipy
         raw = anp.reshape(y0_flat, (1, -1))[:0]
     ys = anp.reshape(raw[:: k + 1] if k else raw, (len(t_value),) + shape)
     if full_output:
-        return ys, _scipy_infodict(problem.stats_of(raw), t_value, k, problem.info)
+        return ys, _scipy_infodict(stats, t_value, k, problem.info)
     return ys

@@ -5,8 +5,9 @@ With plain numpy inputs :func:`solve_ivp` is scipy's ``solve_ivp``, called direc
 
 1. runs scipy's ``solve_ivp`` on the plain values, with every option the caller gave: this solve
    finds the events, the step times (``t_eval=None``), ``sol`` and the counts;
-2. builds one :class:`odegrad.autograd_backend.Problem` (as :func:`odegrad.odeint` does) whose
-   method is the ``solve_ivp`` method (:data:`odegrad.solvers.IVP_METHODS`), and calls the
+2. builds one :class:`odegrad.problem.Problem` (as :func:`odegrad.odeint` does) whose
+   method is the ``solve_ivp`` method (a registered one: scipy's :data:`odegrad.solvers.IVP_METHODS`
+   or another :func:`odegrad.solvers.ivp_record`), and calls the
    backend's ``solve`` primitive once at every time it returns a state for: ``t_eval`` (or the
    step times), the event times. Its derivatives are odegrad's own: the adjoint (Algorithm 1)
    or forward sensitivities, as ``adjoint`` says, with the derived solves run by the same
@@ -25,13 +26,13 @@ from typing import Any, Callable, Sequence
 
 import autograd.numpy as anp
 import numpy as np
-import scipy.integrate
 from autograd import grad as ag_grad
 from autograd.tracer import getval, isbox
 
 from . import solvers
-from .autograd_backend import Problem, solve
+from .autograd_backend import solve
 from .options import AdjointOptions, adjoint_options
+from .problem import Problem
 from .pytree import as_traced, flatten_args, holds_box, open_containers
 from .stats import new_info
 from .validation import as_real_array, tolerance
@@ -64,16 +65,16 @@ def _higher_order_error(what: str) -> NotImplementedError:
 
 
 def _method_name(method: Any) -> str:
-    """The name in :data:`odegrad.solvers.IVP_METHODS` of a method name or scipy solver class."""
-    if isinstance(method, str) and method in solvers.IVP_METHODS:
-        return method
-    for name in solvers.IVP_METHODS:
-        if method is getattr(scipy.integrate, name):
+    """The registered name of a method name or ``OdeSolver`` class that the ``solve_ivp`` door accepts."""
+    accepted = solvers.methods("solve_ivp")
+    for name in accepted:
+        if (isinstance(method, str) and method == name) or method is solvers.solver(name).ivp_solver:
             return name
     raise ValueError(
-        f"method must be one of {solvers.IVP_METHODS} or one of scipy's classes of these names to "
-        f"be differentiated, got {method!r}. A custom OdeSolver class runs with plain (untraced) "
-        "inputs only: odegrad cannot run its derived (gradient) solves."
+        f"method must be one of {accepted} or one of their scipy classes to be differentiated, got "
+        f"{method!r}. A custom OdeSolver class runs with plain (untraced) inputs only, unless registered: "
+        "odegrad.solver_registry.register_solver(odegrad.solvers.ivp_record(name, cls)) lets odegrad run "
+        "its derived (gradient) solves."
     )
 
 
@@ -245,7 +246,8 @@ def solve_ivp(
         lists, tuples or dicts of them; float leaves are differentiated.
     adjoint : str or AdjointOptions, optional
         How gradients are computed, as in :func:`odegrad.odeint` (``"auto"``, ``"checkpoint"``,
-        ``"backsolve"``, ``"interpolate"``, ``"forward"``).
+        ``"backsolve"``, ``"interpolate"``, ``"forward"``, or a method registered with
+        :func:`odegrad.methods.register`).
     **options
         scipy's solver options. ``rtol``, ``atol`` (scalars or arrays) and ``max_step`` apply to
         the forward and the derived solves (the derived solves take the smallest ``rtol``);
@@ -339,7 +341,7 @@ def _build_problem(fun, name: str, n: int, n_params: int, vectorized: bool, has_
 
     def make_jac(theta):
         given = {k: options[k] for k in _JACOBIAN_KEYWORDS if options.get(k) is not None}
-        if name not in solvers.JACOBIAN_METHODS or not given:
+        if solvers.solver(name).jacobian_layout != "solve_ivp" or not given:
             return None
         if callable(given.get("jac")) and has_args:
             user_jac, bound = given["jac"], unflatten(theta)
@@ -349,8 +351,9 @@ def _build_problem(fun, name: str, n: int, n_params: int, vectorized: bool, has_
     rtol, atol = _tolerances(options, n)
     max_step = float(options.get("max_step", np.inf))
     hmax = max_step if np.isfinite(max_step) else 0.0
+    hmin = float(options.get("min_step", 0.0)) if "hmin" in solvers.solver(name).options else 0.0
     opts = solvers.SolverOptions(method=name, rtol=rtol, atol=atol, h0=float(options.get("first_step") or 0.0),
-                                 hmax=hmax, hmin=float(options.get("min_step", 0.0)) if name == "LSODA" else 0.0)
+                                 hmax=hmax, hmin=hmin)
     backward_rtol = rtol if adjoint.rtol is None else tolerance("adjoint_rtol", adjoint.rtol, (n,))
     backward = solvers.SolverOptions(
         method=adjoint.method or name, rtol=float(np.min(backward_rtol)), hmax=hmax,
@@ -450,8 +453,8 @@ def _traced_solve(fun, t_span, y0, keywords: dict, adjoint: AdjointOptions, opti
     if not reference.success:
         raise solvers.ODESolveError(
             f"solve_ivp ({name}) failed: {reference.message} A failed solve has no gradient. Try: "
-            "loosen rtol/atol, use method='Radau', 'BDF' or 'LSODA' if the problem is stiff, or "
-            "check the dynamics for blow-up."
+            f"loosen rtol/atol, use method={solvers.either(solvers.methods('solve_ivp', lambda s: s.takes_jacobian))} "
+            "if the problem is stiff, or check the dynamics for blow-up."
         )
     y0_value = as_real_array("y0", y0)   # scipy has checked its shape and finiteness
     n = y0_value.size

@@ -1,9 +1,12 @@
-"""The scipy back-ends behind one signature.
+"""The scipy back-ends behind one signature, and the records that register them.
 
 Each back-end integrates ``dy/dt = fun(y, t)`` for a flat float64 state and returns the states at
 the requested output times together with :class:`SolveStats`. Every failure, including the ones
 scipy only warns about (LSODA's "Excess work done" returns garbage rows), raises
-:class:`ODESolveError`.
+:class:`ODESolveError`. Each of scipy's methods is one :class:`odegrad.solver_registry.SolverSpec`,
+registered at the end of this module; :func:`solve` and :func:`dense_solve` run a method through
+its record, and :data:`METHODS`, :data:`IVP_METHODS`, :data:`STIFF_METHODS` and
+:data:`JACOBIAN_METHODS` are computed from the records.
 
 Neither LSODA (``scipy.integrate.odeint``) nor VODE is re-entrant: their Fortran state lives in
 common blocks, so a solve started from inside another solve's dynamics corrupts the outer one
@@ -27,18 +30,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import scipy.integrate
 
-METHODS = ("lsoda", "adams", "bdf")
-"""The methods of ``odeint``: LSODA (``scipy.integrate.odeint``) and VODE's Adams and BDF."""
-
-IVP_METHODS = ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA")
-"""The methods of ``scipy.integrate.solve_ivp``, by scipy's case-sensitive names (``"BDF"`` is
-scipy's Python BDF, ``"bdf"`` VODE's)."""
-
-STIFF_METHODS = ("bdf", "BDF", "Radau")
-"""Methods that are asked for because the problem is stiff (``adjoint="auto"`` reads this)."""
-
-JACOBIAN_METHODS = ("lsoda", "bdf", "LSODA", "BDF", "Radau")
-"""Methods whose Newton iterations use a Jacobian: derived solves get an exact one by default."""
+from .solver_registry import DIRECTIONS, SOLVERS, SolverSpec, either, methods, register_solver, solver
 
 DEFAULT_TOL = 1.49012e-8
 """scipy's ``odeint`` default for ``rtol`` and ``atol``, used for every method."""
@@ -62,7 +54,7 @@ _ADVICE = {
     -2: "loosen rtol/atol",
     -3: "check the arguments",
     -4: "check the dynamics for discontinuities or blow-up, or tighten/loosen the tolerances",
-    -5: "use method='bdf' or 'lsoda' for stiff problems, or check a user-supplied Jacobian",
+    -5: "use method={implicit} for stiff problems, or check a user-supplied Jacobian",
     -6: "give atol > 0 for every component",
     -7: "report this as a bug",
 }
@@ -79,7 +71,8 @@ class SolveStats:
     Attributes
     ----------
     method : str
-        The back-end: ``"lsoda"``, ``"adams"`` or ``"bdf"``.
+        The method's registered name (a dense solve's: the ``solve_ivp`` method that stepped,
+        lower-cased).
     nfe : int
         Number of evaluations of the dynamics.
     nst : int
@@ -277,10 +270,17 @@ def _exclusive(method: str, guarded: _Guarded | None = None) -> Iterator[None]:
         _one_at_a_time.release()
 
 
+def _implicit(spec: SolverSpec) -> bool:
+    """Methods that iterate with a Jacobian: the ones that solve stiff problems (LSODA once it switched)."""
+    return spec.takes_jacobian
+
+
 def _failure(method: str, t_reached: float, istate: int, t_target: float) -> ODESolveError:
     what = _ISTATE_MESSAGES.get(istate, f"status {istate}")
-    stiff = "" if method == "bdf" else ", or use method='bdf' if the problem is stiff"
-    advice = _ADVICE.get(istate, "check the dynamics and tolerances").format(stiff=stiff)
+    stiff_methods = either(methods("odeint", lambda spec: spec.stiff))
+    stiff = "" if solver(method).stiff else f", or use method={stiff_methods} if the problem is stiff"
+    implicit = either(methods("odeint", _implicit))
+    advice = _ADVICE.get(istate, "check the dynamics and tolerances").format(stiff=stiff, implicit=implicit)
     return ODESolveError(
         f"{method} failed at t = {t_reached:.6g} on its way to t = {t_target:.6g}: {what}. "
         f"Try: {advice}."
@@ -319,6 +319,8 @@ def _banded(jac: Callable[[np.ndarray, float], np.ndarray], ml: int, mu: int):
 
 
 def _solve_lsoda(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
+    """The ``run`` of ``"lsoda"``: ``scipy.integrate.odeint``, its failures raised."""
+    _check_error_weights(y0, opts)
     if jac is not None:
         jac = _GuardedJacobian(jac, len(y0), guarded)
         ml, mu = opts.lsoda_kwargs.get("ml"), opts.lsoda_kwargs.get("mu")
@@ -341,14 +343,14 @@ def _solve_lsoda(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
         k = int(short[0]) if len(short) else len(t) - 2
         istate = _istate_of_lsoda_message(info["message"])
         if istate == -3 and guarded.nfe:
-            raise _corrupted_state("lsoda", float(info["tcur"][k]), guarded.nfe)
-        raise _failure("lsoda", float(info["tcur"][k]), istate, float(t[k + 1]))
+            raise _corrupted_state(opts.method, float(info["tcur"][k]), guarded.nfe)
+        raise _failure(opts.method, float(info["tcur"][k]), istate, float(t[k + 1]))
     idle = infodict_of_no_steps(t[: int(np.count_nonzero(t == t[0]))])  # scipy leaves these rows unset
     for key in _INFO_FLOATS + _INFO_INTS:
         info[key][: len(idle[key])] = idle[key]
     mused = np.asarray(info["mused"])
     stats = SolveStats(
-        method="lsoda", nfe=guarded.nfe, nst=int(info["nst"][-1]) if len(t) > 1 else 0,
+        method=opts.method, nfe=guarded.nfe, nst=int(info["nst"][-1]) if len(t) > 1 else 0,
         nje=int(info["nje"][-1]) if len(t) > 1 else 0, nsolves=1,
         # LSODA always starts in its Adams phase (mused = 1); count every change from there.
         method_switches=int(np.count_nonzero(np.diff(np.concatenate([[1], mused[mused > 0]])))),
@@ -405,22 +407,25 @@ def vode_reads_jacobian_transposed() -> bool:
 
 
 def _solve_vode(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
+    """The ``run`` of VODE's methods (``"adams"``, ``"bdf"``): ``scipy.integrate.ode("vode")``."""
+    _check_error_weights(y0, opts)
+    spec = solver(opts.method)
     vode_jac = None
     if jac is not None:
         jac = _GuardedJacobian(jac, len(y0), guarded)
         transpose = vode_reads_jacobian_transposed()
         vode_jac = (lambda tt, y: np.asarray(jac(y, tt)).T) if transpose else (lambda tt, y: jac(y, tt))
-    solver = scipy.integrate.ode(lambda tt, y: guarded(y, tt), vode_jac)
-    solver.set_integrator(
+    vode = scipy.integrate.ode(lambda tt, y: guarded(y, tt), vode_jac)
+    vode.set_integrator(
         "vode", method=opts.method, rtol=opts.rtol, atol=opts.atol,
-        with_jacobian=opts.method == "bdf", nsteps=opts.mxstep or _VODE_DEFAULT_STEPS,
+        with_jacobian=spec.takes_jacobian, nsteps=opts.mxstep or _VODE_DEFAULT_STEPS,
         first_step=opts.h0, max_step=opts.hmax, min_step=opts.hmin,
     )
-    solver.set_initial_value(y0, t[0])
+    vode.set_initial_value(y0, t[0])
     ys = np.empty((len(t), len(y0)))
     ys[0] = y0
     info = infodict_of_no_steps(t, "Integration successful.")
-    rwork, iwork = solver._integrator.rwork, solver._integrator.iwork
+    rwork, iwork = vode._integrator.rwork, vode._integrator.iwork
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         for i in range(1, len(t)):
@@ -429,24 +434,25 @@ def _solve_vode(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
                 _copy_row(info, i - 1)
                 continue
             try:
-                ys[i] = solver.integrate(t[i])
+                ys[i] = vode.integrate(t[i])
             except RuntimeError as exc:  # scipy's "DVODE callback not initialized"
                 if guarded.error is not None:
                     raise guarded.error from None
                 if "callback" in str(exc):
                     raise ODESolveError(
-                        f"{opts.method} lost its callback at t = {float(solver.t):.6g} ({exc}): a "
-                        "VODE solve (scipy.integrate.ode('vode'), odegrad with method='adams' or "
-                        "'bdf') ran inside func or Dfun, and scipy's VODE is not re-entrant. Solve "
+                        f"{opts.method} lost its callback at t = {float(vode.t):.6g} ({exc}): a "
+                        "VODE solve (scipy.integrate.ode('vode'), odegrad with method="
+                        f"{either(methods(where=lambda s: s.family == 'vode'))}) ran inside func or Dfun, "
+                        "and scipy's VODE is not re-entrant. Solve "
                         "the inner problem before or after the outer solve, or combine both into "
                         "one state."
                     ) from exc
                 raise
             if guarded.error is not None:
                 raise guarded.error
-            if not solver.successful():
-                raise _failure(opts.method, float(solver.t), solver.get_return_code(), float(t[i]))
-            _vode_row(info, i - 1, rwork, iwork, opts.method)
+            if not vode.successful():
+                raise _failure(opts.method, float(vode.t), vode.get_return_code(), float(t[i]))
+            _vode_row(info, i - 1, rwork, iwork, spec.stiff)
     info.update(imxer=int(iwork[15]), lenrw=int(iwork[16]), leniw=int(iwork[17]))
     stats = SolveStats(method=opts.method, nfe=guarded.nfe, nst=int(iwork[10]),
                        nje=int(iwork[12]), nsolves=1, infodict=info)
@@ -460,14 +466,15 @@ def _copy_row(info: dict, row: int) -> None:
             info[key][row] = info[key][row - 1]
 
 
-def _vode_row(info: dict, row: int, rwork: np.ndarray, iwork: np.ndarray, method: str) -> None:
+def _vode_row(info: dict, row: int, rwork: np.ndarray, iwork: np.ndarray, bdf: bool) -> None:
     """What VODE reports after reaching an output time, in odeint's infodict keys. VODE never
-    switches method: ``mused`` is 1 (Adams) or 2 (BDF) throughout and ``tsw`` stays ``t[0]``."""
+    switches method: ``mused`` is 1 (Adams) or 2 (BDF, VODE's stiff method) throughout and ``tsw``
+    stays ``t[0]``."""
     for key, value in zip(_INFO_FLOATS[:3], rwork[[10, 12, 13]]):
         info[key][row] = value
     for key, value in zip(_INFO_INTS[:4], iwork[[10, 11, 12, 13]]):
         info[key][row] = value
-    info["mused"][row] = 1 if method == "adams" else 2
+    info["mused"][row] = 2 if bdf else 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -494,29 +501,29 @@ _REPEATED_WARNINGS = ("At least one element of `rtol` is too small",
 the output times, and the derived solves) would repeat them once per solve."""
 
 
-def _ivp_keywords(method: str, opts: SolverOptions, jac, guarded: _Guarded, n: int) -> dict:
-    """scipy ``solve_ivp`` keywords from :class:`SolverOptions` and a Jacobian."""
+def _ivp_keywords(spec: SolverSpec, opts: SolverOptions, jac, guarded: _Guarded, n: int) -> dict:
+    """scipy ``solve_ivp`` keywords for the method of ``spec`` from :class:`SolverOptions` and a Jacobian."""
     keywords: dict = {"rtol": opts.rtol, "atol": opts.atol}
     if opts.h0:
         keywords["first_step"] = opts.h0
     if opts.hmax:
         keywords["max_step"] = opts.hmax
-    if opts.hmin and method == "LSODA":
+    if opts.hmin and "hmin" in spec.options:
         keywords["min_step"] = opts.hmin
     if isinstance(jac, IvpJacobian):
-        if jac.method == method:
+        if jac.method == spec.name:
             keywords.update(jac.keywords)
-    elif jac is not None and method in JACOBIAN_METHODS:
+    elif jac is not None and spec.takes_jacobian:
         guarded_jac = _GuardedJacobian(jac, n, guarded)
-        keywords["jac"] = _raising(lambda tt, y: guarded_jac(y, tt), method, guarded)
+        keywords["jac"] = _raising(lambda tt, y: guarded_jac(y, tt), spec, guarded)
     return keywords
 
 
-def _raising(call: Callable, method: str, guarded: _Guarded) -> Callable:
+def _raising(call: Callable, spec: SolverSpec, guarded: _Guarded) -> Callable:
     """``call`` for a solve_ivp method: scipy's Python methods stop at an exception, but step on
-    NaNs (a NaN first step never ends), so the kept error is raised at once. LSODA's Fortran
-    callbacks keep the NaN route of :class:`_Guarded`."""
-    if method == "LSODA":
+    NaNs (a NaN first step never ends), so the kept error is raised at once. The Fortran callbacks
+    (LSODA's: not re-entrant) keep the NaN route of :class:`_Guarded`."""
+    if not spec.reentrant:
         return call
 
     def raising(tt, y):
@@ -529,15 +536,15 @@ def _raising(call: Callable, method: str, guarded: _Guarded) -> Callable:
 
 
 def _solve_ivp_method(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
-    """One ``scipy.integrate.solve_ivp`` solve with the output times as ``t_eval``."""
-    keywords = _ivp_keywords(opts.method, opts, jac, guarded, len(y0))
-    lock = _exclusive(opts.method, guarded) if opts.method == "LSODA" else contextlib.nullcontext()
-    with lock, warnings.catch_warnings():
+    """The ``run`` of the ``solve_ivp`` methods: one solve with the output times as ``t_eval``."""
+    spec = solver(opts.method)
+    keywords = _ivp_keywords(spec, opts, jac, guarded, len(y0))
+    with warnings.catch_warnings():
         for message in _REPEATED_WARNINGS:
             warnings.filterwarnings("ignore", message, UserWarning)
         solution = scipy.integrate.solve_ivp(
-            _raising(lambda tt, y: guarded(y, tt), opts.method, guarded), (float(t[0]), float(t[-1])), y0,
-            method=opts.method, t_eval=t, dense_output=True, **keywords,
+            _raising(lambda tt, y: guarded(y, tt), spec, guarded), (float(t[0]), float(t[-1])), y0,
+            method=spec.ivp_solver, t_eval=t, dense_output=True, **keywords,
         )
     if guarded.error is not None:
         raise guarded.error
@@ -545,32 +552,81 @@ def _solve_ivp_method(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
         reached = float(solution.sol.ts[-1]) if solution.sol is not None else float(t[0])
         raise ODESolveError(
             f"{opts.method} failed at t = {reached:.6g} on its way to t = {t[-1]:.6g}: "
-            f"{solution.message} Try: loosen rtol/atol, raise max_step, use method='Radau', 'BDF' "
-            "or 'LSODA' if the problem is stiff, or check the dynamics for blow-up."
+            f"{solution.message} Try: loosen rtol/atol, raise max_step, use method="
+            f"{either(methods('solve_ivp', _implicit))} if the problem is stiff, or check the dynamics for blow-up."
         )
     ys = np.asarray(solution.y, dtype=np.float64).T.copy()
-    if not np.all(np.isfinite(ys)):
-        raise ODESolveError(
-            f"{opts.method} returned non-finite states; the solution probably blows up before "
-            f"t = {t[-1]:.6g}. Check the dynamics, or shorten the time span."
-        )
     ys[0] = y0
     stats = SolveStats(method=opts.method, nfe=int(solution.nfev), nst=len(solution.sol.ts) - 1,
                        nje=int(solution.njev), nsolves=1)
     return ys, stats
 
 
+def _dense_ivp(guarded: _Guarded, y0, t_start: float, t_end: float, opts: SolverOptions, jac,
+               stepper: str | None = None):
+    """The ``dense`` of scipy's methods: one ``solve_ivp`` solve with ``dense_output=True``.
+
+    ``stepper``: the registered ``solve_ivp`` method that steps for a method scipy's ``solve_ivp``
+    cannot run (``"LSODA"`` for odeint's LSODA and VODE's Adams, ``"BDF"`` for VODE's BDF); these
+    keep scipy's default steps, as before the ``solve_ivp`` methods came. ``None``: the method itself.
+    """
+    spec = solver(opts.method if stepper is None else stepper)
+    # The interval is one of the output intervals: a forward first_step may not fit in it.
+    keywords = _ivp_keywords(spec, dataclasses.replace(opts, h0=0.0, hmin=0.0, hmax=0.0 if stepper else opts.hmax),
+                             jac, guarded, y0.size)
+    lock = contextlib.nullcontext() if spec.reentrant else _exclusive(opts.method, guarded)
+    with lock, warnings.catch_warnings():
+        for message in _REPEATED_WARNINGS:
+            warnings.filterwarnings("ignore", message, UserWarning)
+        solution = scipy.integrate.solve_ivp(
+            _raising(lambda t, y: guarded(y, t), spec, guarded), (t_start, t_end), y0, method=spec.ivp_solver,
+            dense_output=True, **keywords,
+        )
+    if guarded.error is not None:
+        raise guarded.error
+    if not solution.success:
+        raise ODESolveError(
+            f"the dense solve ({spec.name}) failed between t = {t_start:.6g} and {t_end:.6g}: "
+            f"{solution.message}. Try: loosen rtol/atol, or check the dynamics."
+        )
+    stats = SolveStats(method=spec.name.lower(), nfe=int(solution.nfev), nst=len(solution.t) - 1,
+                       nje=int(solution.njev), nsolves=1)
+    return solution.sol, stats
+
+
+def _ivp_spec(method: Any) -> SolverSpec | None:
+    """The record of a ``solve_ivp`` method given by name or class; ``None`` for one not registered."""
+    return next((spec for spec in SOLVERS.values() if spec.ivp_solver is not None
+                 and ((isinstance(method, str) and method == spec.name) or method is spec.ivp_solver)), None)
+
+
 def scipy_solve_ivp(fun: Callable, t_span, y0, **keywords) -> Any:
-    """``scipy.integrate.solve_ivp(fun, t_span, y0, **keywords)``, unchanged, one LSODA at a time.
+    """``scipy.integrate.solve_ivp(fun, t_span, y0, **keywords)``, one LSODA at a time.
 
     The front door :func:`odegrad.solve_ivp` calls scipy through here: with plain inputs its
     result is scipy's, bit for bit; with traced inputs this solve finds the events, the step
-    times and ``sol``.
+    times and ``sol``. A registered method's name becomes its ``OdeSolver`` class (scipy
+    does the same for its own names).
     """
-    method = keywords.get("method", "RK45")
-    lock = _exclusive("LSODA") if method in ("LSODA", scipy.integrate.LSODA) else contextlib.nullcontext()
+    spec = _ivp_spec(keywords.get("method", "RK45"))
+    if spec is not None:
+        keywords = {**keywords, "method": spec.ivp_solver}
+    lock = _exclusive(spec.name) if spec is not None and not spec.reentrant else contextlib.nullcontext()
     with lock:
         return scipy.integrate.solve_ivp(fun, t_span, y0, **keywords)
+
+
+def _check_direction(spec: SolverSpec, t_start: float, t_end: float) -> None:
+    """Raise ``ValueError`` unless the method of ``spec`` solves from ``t_start`` towards ``t_end``."""
+    direction = "forward" if t_end > t_start else "backward"
+    if direction not in spec.directions:
+        able = tuple(name for name, other in SOLVERS.items() if direction in other.directions)
+        raise ValueError(
+            f"method {spec.name!r} only solves {' and '.join(sorted(spec.directions))} in time, but this solve "
+            f"runs {direction} from t = {t_start:.6g} to {t_end:.6g} (the forward solve runs in t's direction, "
+            "the adjoint backward, forward sensitivities forward): give a method or adjoint_method that "
+            f"solves {direction} (one of {able}), or another adjoint mode (adjoint='forward' solves forward only)."
+        )
 
 
 def solve(
@@ -581,6 +637,9 @@ def solve(
     jac: Callable[[np.ndarray, float], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, SolveStats]:
     """Integrate ``dy/dt = fun(y, t)`` from ``t[0]`` and return the states at every ``t``.
+
+    The ``run`` function of the method's record (:func:`odegrad.solver_registry.solver`) does the
+    solve; the Fortran methods run one at a time and never nested.
 
     Parameters
     ----------
@@ -593,9 +652,9 @@ def solve(
     opts : SolverOptions
         Method, tolerances and step controls.
     jac : callable or IvpJacobian, optional
-        ``jac(y, t) -> J`` with ``J[i, j] = d fun_i / d y_j``, used by LSODA's stiff phase, BDF
-        and Radau; for the :data:`IVP_METHODS` also an :class:`IvpJacobian` (scipy's own
-        ``jac``, ``jac_sparsity``, ``lband``, ``uband``).
+        ``jac(y, t) -> J`` with ``J[i, j] = d fun_i / d y_j``, used by the methods whose record
+        takes a Jacobian (LSODA's stiff phase, BDF, Radau); for the ``solve_ivp`` methods also an
+        :class:`IvpJacobian` (scipy's own ``jac``, ``jac_sparsity``, ``lband``, ``uband``).
 
     Returns
     -------
@@ -608,10 +667,12 @@ def solve(
     ODESolveError
         If the solver fails or ``fun`` returns NaN/inf.
     RuntimeError
-        If called from inside the dynamics of another solve.
+        If a Fortran solve is called from inside the dynamics of another.
     ValueError
-        If the state is empty, or an error weight ``rtol*|y0| + atol`` is 0.
+        If the method is not registered or does not solve in ``t``'s direction, the state is
+        empty, or an error weight ``rtol*|y0| + atol`` is 0 (LSODA, VODE).
     """
+    spec = solver(opts.method)
     y0 = np.asarray(y0, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
     guarded = _Guarded(fun, y0.size)
@@ -619,16 +680,11 @@ def solve(
         raise ValueError("the state is empty (y0 has no entries); give y0 at least one entry")
     if len(t) == 1 or t[0] == t[-1]:  # all output times equal (t is monotonic): nothing to integrate
         return np.repeat(y0[None, :], len(t), axis=0), SolveStats(method=opts.method, infodict=infodict_of_no_steps(t))
-    if opts.method in IVP_METHODS:
-        return _solve_ivp_method(guarded, y0, t, opts, jac)
-    _check_error_weights(y0, opts)
-    with _exclusive(opts.method, guarded):
-        if opts.method == "lsoda":
-            ys, stats = _solve_lsoda(guarded, y0, t, opts, jac)
-        elif opts.method in ("adams", "bdf"):
-            ys, stats = _solve_vode(guarded, y0, t, opts, jac)
-        else:
-            raise ValueError(f"method must be one of {METHODS + IVP_METHODS}, got {opts.method!r}")
+    _check_direction(spec, float(t[0]), float(t[-1]))
+    with contextlib.nullcontext() if spec.reentrant else _exclusive(opts.method, guarded):
+        ys, stats = spec.run(guarded, y0, t, opts, jac)
+    if guarded.error is not None:
+        raise guarded.error
     if not np.all(np.isfinite(ys)):
         raise ODESolveError(
             f"{opts.method} returned non-finite states; the solution probably blows up before "
@@ -647,8 +703,9 @@ def dense_solve(
 ) -> tuple[Callable[[float], np.ndarray], SolveStats]:
     """Integrate from ``t_start`` to ``t_end`` and return a dense interpolant of the solution.
 
-    scipy's ``solve_ivp`` does the stepping: the method itself for the :data:`IVP_METHODS`, BDF
-    for ``method="bdf"``, else LSODA (all keep their own interpolants).
+    The ``dense`` function of the method's record does the solve: for scipy's methods
+    ``solve_ivp`` steps, with the method itself for the ``solve_ivp`` methods, BDF for
+    ``method="bdf"``, else LSODA (all keep their own interpolants).
 
     Parameters
     ----------
@@ -671,31 +728,92 @@ def dense_solve(
     ------
     ODESolveError
         If the solve fails or ``fun`` returns NaN/inf.
+    ValueError
+        If the method has no dense output or does not solve in this direction.
     """
-    method = opts.method if opts.method in IVP_METHODS else ("BDF" if opts.method == "bdf" else "LSODA")
+    spec = solver(opts.method)
+    if spec.dense is None:
+        with_dense = tuple(name for name, s in SOLVERS.items() if s.dense_output)
+        raise ValueError(
+            f"method {spec.name!r} has no dense output, which the interpolating adjoint reads: give an "
+            f"adjoint_method with one (one of {with_dense}), or use adjoint='checkpoint'"
+        )
+    _check_direction(spec, float(t_start), float(t_end))
     y0 = np.asarray(y0, dtype=np.float64)
     guarded = _Guarded(fun, y0.size)
-    # The interval is one of the output intervals: a forward first_step may not fit in it.
-    # odeint's methods keep scipy's defaults here, as before the solve_ivp methods came.
-    own = opts.method in IVP_METHODS
-    keywords = _ivp_keywords(method, dataclasses.replace(opts, h0=0.0, hmin=0.0, hmax=opts.hmax if own else 0.0),
-                             jac, guarded, y0.size)
-    lock = _exclusive(opts.method, guarded) if method == "LSODA" else contextlib.nullcontext()
-    with lock, warnings.catch_warnings():
-        for message in _REPEATED_WARNINGS:
-            warnings.filterwarnings("ignore", message, UserWarning)
-        solution = scipy.integrate.solve_ivp(
-            _raising(lambda t, y: guarded(y, t), method, guarded), (t_start, t_end), y0, method=method,
-            dense_output=True, **keywords,
-        )
+    y_of_t, stats = spec.dense(guarded, y0, t_start, t_end, opts, jac)
     if guarded.error is not None:
         raise guarded.error
-    if not solution.success:
-        raise ODESolveError(
-            f"the dense solve ({method}) failed between t = {t_start:.6g} and {t_end:.6g}: "
-            f"{solution.message}. Try: loosen rtol/atol, or check the dynamics."
-        )
-    stats = SolveStats(method=method.lower(), nfe=int(solution.nfev), nst=len(solution.t) - 1,
-                       nje=int(solution.njev), nsolves=1)
-    return solution.sol, stats
+    return y_of_t, stats
 
+
+def ivp_record(name: str, ivp_solver: type, *, stiff: bool = False, takes_jacobian: bool = False,
+               min_step: bool = False, directions: frozenset = DIRECTIONS,
+               doors: frozenset = frozenset({"solve_ivp"}), reentrant: bool = True) -> SolverSpec:
+    """The record of a method that ``scipy.integrate.solve_ivp`` steps with ``ivp_solver``.
+
+    scipy's six methods are registered with it; a ``scipy.integrate.OdeSolver`` subclass of one's
+    own plugs in with ``register_solver(ivp_record("name", MySolver))``, and
+    :func:`odegrad.solve_ivp` then differentiates solves with ``method="name"`` or
+    ``method=MySolver``.
+
+    Parameters
+    ----------
+    name : str
+        The ``method`` string.
+    ivp_solver : type
+        The ``scipy.integrate.OdeSolver`` subclass.
+    stiff, takes_jacobian, directions, doors, reentrant
+        As in :class:`odegrad.solver_registry.SolverSpec`; ``takes_jacobian``: it reads
+        ``solve_ivp``'s ``jac`` (and ``jac_sparsity``, ``lband``, ``uband``).
+    min_step : bool, optional
+        Whether it reads ``solve_ivp``'s ``min_step`` (scipy's LSODA).
+
+    Returns
+    -------
+    SolverSpec
+        Not yet registered.
+    """
+    return SolverSpec(
+        name=name, family="ivp", stiff=stiff, takes_jacobian=takes_jacobian,
+        jacobian_layout="solve_ivp" if takes_jacobian else None, directions=frozenset(directions),
+        options=frozenset({"h0", "hmax"} | ({"hmin"} if min_step else set())), doors=frozenset(doors),
+        reentrant=reentrant, run=_solve_ivp_method, dense=_dense_ivp, ivp_solver=ivp_solver,
+    )
+
+
+_STEPS = frozenset({"h0", "hmax", "hmin", "mxstep", "full_output"})
+for _spec in (
+    SolverSpec("lsoda", "odeint", stiff=False, takes_jacobian=True, jacobian_layout="odeint", directions=DIRECTIONS,
+               options=_STEPS | {"ml", "mu", "tcrit", "ixpr", "mxhnil", "mxordn", "mxords", "printmessg"},
+               doors=frozenset({"odeint"}), reentrant=False, run=_solve_lsoda,
+               dense=functools.partial(_dense_ivp, stepper="LSODA")),
+    SolverSpec("adams", "vode", stiff=False, takes_jacobian=False, jacobian_layout="vode", directions=DIRECTIONS,
+               options=_STEPS, doors=frozenset({"odeint"}), reentrant=False, run=_solve_vode,
+               dense=functools.partial(_dense_ivp, stepper="LSODA")),
+    SolverSpec("bdf", "vode", stiff=True, takes_jacobian=True, jacobian_layout="vode", directions=DIRECTIONS,
+               options=_STEPS, doors=frozenset({"odeint"}), reentrant=False, run=_solve_vode,
+               dense=functools.partial(_dense_ivp, stepper="BDF")),
+    ivp_record("RK45", scipy.integrate.RK45),
+    ivp_record("RK23", scipy.integrate.RK23),
+    ivp_record("DOP853", scipy.integrate.DOP853),
+    ivp_record("Radau", scipy.integrate.Radau, stiff=True, takes_jacobian=True),
+    ivp_record("BDF", scipy.integrate.BDF, stiff=True, takes_jacobian=True),
+    ivp_record("LSODA", scipy.integrate.LSODA, takes_jacobian=True, min_step=True, reentrant=False),
+):
+    register_solver(_spec)
+
+METHODS = methods("odeint")
+"""scipy's methods of ``odeint`` (registered by this module): LSODA (``scipy.integrate.odeint``)
+and VODE's Adams and BDF. The registry (:data:`odegrad.solver_registry.SOLVERS`) is the truth;
+these tuples are computed from it at import."""
+
+IVP_METHODS = methods("solve_ivp")
+"""The methods of ``scipy.integrate.solve_ivp``, by scipy's case-sensitive names (``"BDF"`` is
+scipy's Python BDF, ``"bdf"`` VODE's)."""
+
+STIFF_METHODS = tuple(name for name, spec in SOLVERS.items() if spec.stiff)
+"""Methods that are asked for because the problem is stiff (``adjoint="auto"`` reads this)."""
+
+JACOBIAN_METHODS = tuple(name for name, spec in SOLVERS.items() if spec.takes_jacobian)
+"""Methods whose Newton iterations use a Jacobian: derived solves get an exact one by default."""

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 from autograd.tracer import getval
 
-from .solvers import DEFAULT_TOL, METHODS
+from .solver_registry import methods
+from .solvers import DEFAULT_TOL
 
 
 def as_real_array(name: str, value: Any) -> np.ndarray:
@@ -64,7 +65,8 @@ def tolerance(name: str, value: Any, shape: tuple[int, ...]) -> float | np.ndarr
         raise ValueError(f"{name} of shape {arr.shape} does not broadcast to y0's shape {shape}") from None
 
 
-def check_method(name: str, method: str) -> None:
-    """Raise ``ValueError`` unless ``method`` names one of the scipy back-ends."""
-    if method not in METHODS:
-        raise ValueError(f"{name} must be one of {METHODS}, got {method!r}")
+def check_method(name: str, method: str, door: str = "odeint") -> None:
+    """Raise ``ValueError`` unless ``method`` names a registered method that the front door ``door`` accepts."""
+    accepted = methods(door)
+    if method not in accepted:
+        raise ValueError(f"{name} must be one of {accepted}, got {method!r}")
