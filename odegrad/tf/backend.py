@@ -29,6 +29,7 @@ from .. import auto, solvers
 from ..adjoint import backward
 from ..augmented import AugmentedLayout
 from ..options import AdjointOptions
+from ..sensitivity import SensitivityLayout
 from ..stats import SolveInfo
 from .tracing import TFCallable, check_output, read_by, trainable_of, variable_ids
 
@@ -63,6 +64,19 @@ class TFOps:
     @staticmethod
     def value(x: tf.Tensor) -> np.ndarray:
         return np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float64)
+
+    @staticmethod
+    def reshape(x: tf.Tensor, shape: Sequence[int]) -> tf.Tensor:
+        return tf.reshape(x, shape)
+
+    @staticmethod
+    def einsum(spec: str, *operands: tf.Tensor) -> tf.Tensor:
+        return tf.einsum(spec, *operands)
+
+    @staticmethod
+    def constant(array: np.ndarray, like: tf.Tensor) -> tf.Tensor:
+        """``array`` (NumPy) as a constant tensor of ``like``'s dtype."""
+        return tf.constant(np.asarray(array), dtype=like.dtype)
 
 
 _compiled_cache: "weakref.WeakKeyDictionary[Any, collections.OrderedDict]" = weakref.WeakKeyDictionary()
@@ -164,7 +178,8 @@ class TFDynamics:
 
     The forward dynamics has ``rhs=None`` (it integrates ``func`` on the flat state ``y``);
     :meth:`augmented` and :meth:`adjoint_along` derive the dynamics of the backward states from
-    it, and ``augmented`` composes again for higher derivatives.
+    it, :meth:`sensitivity` those of the forward sensitivities, and ``augmented`` and
+    ``sensitivity`` compose again for higher derivatives.
 
     Attributes
     ----------
@@ -202,7 +217,7 @@ class TFDynamics:
     size : int
         Entries of that state.
     chain : tuple of str
-        How it was derived (``"augmented"``, ``"along"``), part of the cache key.
+        How it was derived (``"augmented"``, ``"along"``, ``"sensitivity"``), part of the cache key.
     y_of_t : callable, optional
         The dense forward solution read by the ``"along"`` (interpolating) adjoint.
     """
@@ -302,6 +317,36 @@ class TFDynamics:
             v_theta = (tf.concat(flat_theta, 0) if flat_theta else tf.zeros([0], a.dtype)) * scale
         return dy, v_y, v_t, v_theta
 
+    def _jacobian(self, rhs: Callable[..., tf.Tensor], y: tf.Tensor, t: tf.Tensor, args: Sequence[tf.Tensor],
+                  with_params: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
+        """``(dy, ∂rhs/∂y, ∂rhs/∂θ)``, shapes (n,), (n, n), (n, n_params); ``None`` for the last
+        without ``with_params``.
+
+        All rows from one trace of ``rhs`` and one reverse pass vectorised over the ``n`` rows
+        (``GradientTape.jacobian`` with pfor): the states that take forward sensitivities are small,
+        and on tanh MLPs of 2-8 states this was as fast as or faster than ``q`` batched JVPs
+        (``tf.vectorized_map`` over ``tf.autodiff.ForwardAccumulator``), whose count grows with the
+        parameters.
+        """
+        captures, _ = self._differentiated
+        float_args = [x for x in args if x.dtype.is_floating]
+        params = [*captures, *float_args] if with_params else []
+        with (push_forwardprop_state or contextlib.nullcontext)(), tf.GradientTape() as tape:
+            tape.watch([y, *params])
+            dy = rhs(y, t, *args)
+        variables: list[Any] = []
+        if with_params:
+            read = tape.watched_variables()
+            variables = [read_by(ids, read, source) for ids, source in zip(self._variable_ids, self.sources)]
+        J_y, *rest = tape.jacobian(dy, [y, *variables, *params], unconnected_gradients="zero",
+                                   experimental_use_pfor=True)
+        J_theta = None
+        if with_params:
+            n = int(y.shape[0])
+            columns = [tf.reshape(tf.cast(j, dy.dtype), [n, -1]) for j in rest]
+            J_theta = tf.concat(columns, 1) if columns else tf.zeros([n, 0], dy.dtype)
+        return dy, tf.cast(J_y, dy.dtype), J_theta
+
     @property
     def compiled_f(self) -> Callable[..., tf.Tensor]:
         """:func:`compile_dynamics` of this dynamics, once per trace key, shape and options."""
@@ -338,9 +383,13 @@ class TFDynamics:
         """Count the statistics of one solve."""
         self.info.record(self.stage, stats)
 
-    def _derived(self, rhs: Callable[..., tf.Tensor], layout: AugmentedLayout, step: str,
+    def _derived(self, rhs: Callable[..., tf.Tensor], layout: AugmentedLayout | SensitivityLayout, step: str,
                  y_of_t: Callable[[float], np.ndarray] | None = None) -> "TFDynamics":
-        opts = layout.solver_options(self.backward_opts, self.adjoint.seminorm)
+        """The dynamics ``rhs`` of the derived state ``layout``, solved as backward work."""
+        if isinstance(layout, SensitivityLayout):
+            opts = layout.solver_options(self.backward_opts)
+        else:
+            opts = layout.solver_options(self.backward_opts, self.adjoint.seminorm)
         return dataclasses.replace(self, opts=opts, backward_opts=opts, stage="backward", rhs=rhs,
                                    size=layout.size, chain=self.chain + (step,), y_of_t=y_of_t,
                                    key=self.key + (layout,))
@@ -357,6 +406,105 @@ class TFDynamics:
 
             self._layouts[layout] = self._derived(augmented, layout, "augmented")
         return self._layouts[layout]
+
+    def sensitivity(self, layout: SensitivityLayout) -> "TFDynamics":
+        """The dynamics of ``z = [y, S]`` (forward sensitivities), built once per layout.
+
+        ``dz/dt = [f, ∂f/∂y S + [0 | 0 | ∂f/∂θ]]`` with ``S`` (n × q) stored row by row after ``y``,
+        its columns ``∂y/∂y0``, ``∂y/∂t_0``, ``∂y/∂θ`` as the flags of ``layout`` say (``θ`` the
+        flattened :attr:`params`, as in ``a_theta``); :mod:`odegrad.sensitivity` has the equations.
+        Each evaluation is one compiled trace of ``f`` and one reverse pass vectorised over the rows
+        of the Jacobian (:meth:`_jacobian`); ``sensitivity`` and ``augmented`` compose again for
+        higher derivatives.
+
+        Raises
+        ------
+        ValueError
+            If ``layout`` is not one of a state of :attr:`n` entries and :attr:`n_params` parameters.
+        """
+        if (layout.n, layout.n_params) != (self.n, self.n_params):
+            raise ValueError(f"a sensitivity layout for n={layout.n}, n_params={layout.n_params} does not fit "
+                             f"dynamics with n={self.n}, n_params={self.n_params}")
+        if layout not in self._layouts:
+            parent, n, q = self._rhs, layout.n, layout.columns
+            p = self.n_params if layout.with_params else 0
+
+            def sensitivity(z, t, *args):
+                y, S = z[:n], tf.reshape(z[n:], [n, q])
+                dy, J_y, J_theta = self._jacobian(parent, y, t, args, p > 0)
+                JS = tf.matmul(J_y, S)
+                if p:
+                    JS = tf.concat([JS[:, :q - p], JS[:, q - p:] + J_theta], 1)
+                return tf.concat([dy, tf.reshape(JS, [-1])], 0)
+
+            self._layouts[layout] = self._derived(sensitivity, layout, "sensitivity")
+        return self._layouts[layout]
+
+    def resolve(self, y0: np.ndarray, t: np.ndarray, theta: np.ndarray | None = None) -> np.ndarray:
+        """A plain solve of this dynamics from ``y0`` at the times ``t``, with parameters ``theta``.
+
+        Not differentiated; the work counts as backward work (it serves a gradient). Variables
+        are assigned ``theta``'s entries for the solve and restored afterwards (other threads
+        using them meanwhile see the assigned values); floating ``args`` are replaced.
+
+        Parameters
+        ----------
+        y0 : ndarray, shape (n,)
+        t : ndarray, shape (T,)
+        theta : ndarray, shape (n_params,), optional
+            The flat parameters in the order of :attr:`params`; ``None``: the current ones.
+
+        Returns
+        -------
+        ndarray, shape (T, n), float64
+
+        Raises
+        ------
+        ValueError
+            If ``theta`` has another size than :attr:`n_params`.
+        NotImplementedError
+            If ``theta`` changes a tensor ``f`` captures from an enclosing scope (it cannot be
+            replaced): pass such tensors to ``odeint`` through ``args``.
+        """
+        dynamics, assigned, restore = self, [], []
+        if theta is not None:
+            dynamics, assigned = self._with_params(np.asarray(theta, dtype=np.float64).ravel())
+        try:
+            with _unrecorded():
+                for variable, value in assigned:
+                    restore.append((variable, variable.read_value()))
+                    variable.assign(value)
+            fun = dynamics.numpy_f
+            with _unrecorded():
+                ys, stats = solvers.solve(fun, np.asarray(y0, np.float64).ravel(), np.asarray(t, np.float64),
+                                          dynamics.opts)
+            self.info.record("backward", stats)
+        finally:
+            with _unrecorded():
+                for variable, value in restore:
+                    variable.assign(value)
+        return ys
+
+    def _with_params(self, theta: np.ndarray) -> tuple["TFDynamics", list[tuple[tf.Variable, tf.Tensor]]]:
+        """This dynamics with the flat parameters ``theta``: its floating args replaced, and the
+        values its variables are to be assigned."""
+        if theta.size != self.n_params:
+            raise ValueError(f"theta has {theta.size} entries; this dynamics has n_params={self.n_params}")
+        params = self.params
+        sizes = [int(np.prod(p.shape)) for p in params]
+        parts = [part.reshape(p.shape) for part, p in zip(np.split(theta, np.cumsum(sizes)[:-1]), params)]
+        n_variables, (captures, _) = len(self.variables), self._differentiated
+        for capture, part in zip(captures, parts[n_variables:]):
+            if not np.array_equal(part, capture.numpy()):
+                raise NotImplementedError(
+                    "this gradient method solves again with other parameters, and f captures a tensor from an "
+                    "enclosing scope, which cannot be replaced: pass it to odeint through args= "
+                    "(f(t, y, tensor), args=(tensor,)) instead")
+        replaced = iter(parts[n_variables + len(captures):])
+        args = tuple(tf.constant(next(replaced), dtype=a.dtype) if a.dtype.is_floating else a for a in self.args)
+        assigned = [(variable, tf.constant(part, dtype=variable.dtype))
+                    for variable, part in zip(params[:n_variables], parts)]
+        return dataclasses.replace(self, args=args), assigned
 
     def dense_forward(self, y_start: tf.Tensor, t_start: tf.Tensor, t_end: tf.Tensor) -> Callable[[float], np.ndarray]:
         """Solve forwards over ``[t_start, t_end]`` with dense output (the backward method, the

@@ -101,6 +101,26 @@ def _check_times(t: tf.Tensor) -> tf.Tensor:
         return tf.identity(t)
 
 
+def make_dynamics(f: TFCallable, y0: tf.Tensor, time_dtype: tf.DType, args: tuple[tf.Tensor, ...], options: TFOptions,
+                  variables: Sequence[tf.Variable] | None = None, jit_compile: bool = False,
+                  device: str | None = None) -> TFDynamics:
+    """The forward :class:`TFDynamics` of ``f`` for the state ``y0`` (what :func:`odeint` solves).
+
+    ``f`` is traced once (:func:`odegrad.tf.tracing.probe`) to find the variables and captures it
+    reads and the key under which its compiled computations are cached.
+    """
+    read = probe(f, tf.TensorSpec(y0.shape, y0.dtype), args, time_dtype)
+    variables, sources = differentiated_variables(variables, read.variables)
+    return TFDynamics(
+        func=f, shape=tuple(y0.shape), dtype=y0.dtype, time_dtype=time_dtype, variables=variables, sources=sources,
+        captures=read.captures, args=args,
+        opts=options.forward, backward_opts=options.backward, adjoint=options.adjoint,
+        info=new_info(options.forward.method, options.backward.method), compiled=cache_of(f),
+        key=(read.fingerprint, tuple(id(v) for v in sources), tuple(id(c) for c in read.captures)),
+        jit_compile=bool(jit_compile), device=device or default_device(y0),
+    )
+
+
 def odeint(
     f: TFCallable,
     y0: Any,
@@ -214,16 +234,7 @@ def odeint(
     if eager:
         as_real_array("y0", y0.numpy())
     t = _check_times(t)
-    read = probe(f, tf.TensorSpec(y0.shape, y0.dtype), args, t.dtype)
-    variables, sources = differentiated_variables(variables, read.variables)
-    dynamics = TFDynamics(
-        func=f, shape=tuple(y0.shape), dtype=y0.dtype, time_dtype=t.dtype, variables=variables, sources=sources,
-        captures=read.captures, args=args,
-        opts=options.forward, backward_opts=options.backward, adjoint=options.adjoint,
-        info=new_info(method, options.backward.method), compiled=cache_of(f),
-        key=(read.fingerprint, tuple(id(v) for v in sources), tuple(id(c) for c in read.captures)),
-        jit_compile=bool(jit_compile), device=device or default_device(y0),
-    )
+    dynamics = make_dynamics(f, y0, t.dtype, args, options, variables, jit_compile, device)
     k = options.adjoint.checkpoints
     t64 = tf.cast(t, tf.float64)
     times = refine_times(t64, k, TFOps) if k else t64
