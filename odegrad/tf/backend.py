@@ -1,11 +1,13 @@
 """The TensorFlow backend: dynamics as TF computations and the differentiable solve.
 
 A host-side scipy solver does the stepping; each of its evaluations is one call of a
-``tf.function``-compiled computation (forward: ``f``; backward: ``f`` and its VJP fused), one
-state in and one derivative out, placed on one device (:func:`default_device`). The adjoint is
-:func:`odegrad.adjoint.backward` run with :class:`TFOps` and a :class:`TFDynamics`: eagerly
-through ``tf.custom_gradient`` (differentiable again), or inside a ``tf.function`` through
-``tf.py_function`` (first derivatives).
+``tf.function``-compiled computation (forward: ``f``; backward: ``f`` and its VJP fused; forward
+sensitivities: ``f`` and its Jacobian), one state in and one derivative out, placed on one device
+(:func:`default_device`). The gradient is the registered gradient method that ``adjoint=`` names
+(:mod:`odegrad.methods`, the same objects as on the autograd door) given a
+:class:`odegrad.methods.GradientRequest` of :class:`TFOps`, a :class:`TFDynamics` and
+:func:`solve_eager`: eagerly through ``tf.custom_gradient`` (differentiable again), or inside a
+``tf.function`` through ``tf.py_function`` (first derivatives).
 
 Compiled computations are cached per ``f`` and reused only for the same trace of ``f``
 (:func:`odegrad.tf.tracing.probe`), so a cache never changes the answer. The cache holds ``f``
@@ -25,9 +27,10 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from .. import auto, solvers
-from ..adjoint import backward
+from .. import methods, solvers
 from ..augmented import AugmentedLayout
+from ..methods import GradientRequest, Wrt
+from ..methods.base import Vjp
 from ..options import AdjointOptions
 from ..sensitivity import SensitivityLayout
 from ..stats import SolveInfo
@@ -37,6 +40,11 @@ try:  # TensorFlow's own JVPs (tf.autodiff.ForwardAccumulator) use this to recor
     from tensorflow.python.eager.forwardprop_util import push_forwardprop_state
 except ImportError:  # pragma: no cover - a TensorFlow without it: forward mode is refused
     push_forwardprop_state = None
+
+try:  # whether a tape or accumulator records: a gradient being computed is then differentiated again
+    from tensorflow.python.eager.record import could_possibly_record
+except ImportError:  # pragma: no cover - a TensorFlow without it: every gradient counts as higher order
+    could_possibly_record = None
 
 CACHE_SIZE = 16
 """Compiled computations kept per ``f`` (least recently used ones are dropped)."""
@@ -571,59 +579,85 @@ def _unrecorded() -> Iterator[None]:
         yield
 
 
-def _forward_numpy(s0: np.ndarray, times: np.ndarray, dynamics: TFDynamics) -> np.ndarray:
+def _forward_numpy(s0: np.ndarray, times: np.ndarray, dynamics: TFDynamics) -> tuple[np.ndarray, solvers.SolveStats]:
+    """A plain solve of ``dynamics``, counted in its info; its statistics go to its gradient."""
     fun = dynamics.numpy_f
     with _unrecorded():
         ys, stats = solvers.solve(fun, s0, times, dynamics.opts)
     dynamics.record(stats)
-    return ys
+    return ys, stats
 
 
 def _host(x: tf.Tensor) -> np.ndarray:
     return np.asarray(x.numpy(), dtype=np.float64)
 
 
-def _gradients(g: tf.Tensor, ys: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics) -> list[tf.Tensor]:
-    """``[∂L/∂s0, ∂L/∂times, ∂L/∂params...]`` by :func:`odegrad.adjoint.backward`."""
+def _recording() -> bool:
+    """Whether a tape or forward accumulator may record the gradient being computed (it is then
+    differentiated again); ``True`` where TensorFlow cannot tell."""
+    return True if could_possibly_record is None else bool(could_possibly_record())
+
+
+def gradient_request(ys: tf.Tensor, s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics,
+                     stats: solvers.SolveStats | None, higher_order: bool) -> GradientRequest:
+    """The :class:`odegrad.methods.GradientRequest` of one differentiated solve on this door.
+
+    Every input is differentiated (a ``tf.custom_gradient`` cannot tell which the caller wants);
+    ``params`` is the flat parameter vector in the order of :attr:`TFDynamics.params`, in the
+    state's dtype.
+    """
+    flat = [tf.reshape(tf.cast(p, s0.dtype), [-1]) for p in dynamics.param_tensors()]
+    return GradientRequest(
+        ys=ys, y0=s0, t=times, dynamics=dynamics, solve=solve_eager, ops=TFOps, options=dynamics.adjoint,
+        forward_opts=dynamics.opts, backward_opts=dynamics.backward_opts, stats=stats, info=dynamics.info,
+        wrt=Wrt(), door="tensorflow", higher_order=higher_order, derived=dynamics.stage == "backward",
+        resolve=dynamics.resolve, params=tf.concat(flat, 0) if flat else tf.zeros([0], s0.dtype),
+        traced=lambda _: higher_order,
+    )
+
+
+def _vjp(ys: tf.Tensor, s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics, stats: solvers.SolveStats | None,
+         higher_order: bool) -> Vjp:
+    """The VJP of one solve by the registered method ``dynamics.adjoint.mode``."""
     if dynamics.y_of_t is not None:
         raise NotImplementedError(
             "adjoint='interpolate' gives first derivatives only (its dense forward solution is not "
-            "differentiated); use adjoint='checkpoint' for second and higher derivatives"
+            "differentiated); use adjoint='checkpoint' or 'forward' for second and higher derivatives"
         )
-    mode = dynamics.adjoint.mode
-    if mode != "auto":
-        g_s0, g_t, g_theta = _backward(g, ys, times, dynamics, mode)
-    else:
-        # This door's auto is the checkpoint adjoint, held to auto's drift bound; a drifted or
-        # failed backward reconstruction of y is retried by the interpolating adjoint.
-        try:
-            g_s0, g_t, g_theta = _backward(g, ys, times, dynamics, "checkpoint", auto.DRIFT_FACTOR)
-        except solvers.ODESolveError:
-            dynamics.info.gradient_methods.pop()
-            g_s0, g_t, g_theta = _backward(g, ys, times, dynamics, "interpolate")
-    return [g_s0, tf.cast(g_t, times.dtype)] + dynamics.split_params(g_theta)
+    method = methods.get(dynamics.adjoint.mode)
+    method.check(dynamics.adjoint, "tensorflow")
+    return method.vjp(gradient_request(ys, s0, times, dynamics, stats, higher_order))
 
 
-def _backward(g: tf.Tensor, ys: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics, mode: str,
-              drift_factor: float | None = None) -> tuple:
-    dynamics.info.gradient_methods.append(mode)
-    opts = dynamics.backward_opts
-    return backward(g, ys, times, dynamics, solve_eager, TFOps, mode, normalize=dynamics.adjoint.normalize,
-                    drift_tolerance=(float(np.min(opts.rtol)), opts.atol), drift_factor=drift_factor)
+def _gradients(vjp: Vjp, g: tf.Tensor, s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics) -> list[tf.Tensor]:
+    """``[∂L/∂s0, ∂L/∂times, ∂L/∂params...]`` for the cotangent ``g``, by ``vjp``."""
+    gradient = vjp(g)
+    if gradient.ran:
+        dynamics.info.gradient_methods.append(gradient.method)
+    return ([tf.cast(gradient.y0, s0.dtype), tf.cast(gradient.t, times.dtype)]
+            + dynamics.split_params(gradient.params))
 
 
 def solve_eager(s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics) -> tf.Tensor:
     """Differentiable solve in eager mode; its gradient is again differentiable.
 
-    ``times`` is float64 (the solver's times stay on the host in float64).
+    ``times`` is float64 (the solver's times stay on the host in float64). The VJP is made once per
+    solve and kind of request and serves every cotangent (``tape.jacobian`` asks for one per row),
+    so a method may keep work across them (one forward-sensitivity solve for all rows).
     """
-    holder: dict[str, tf.Tensor] = {}
+    holder: dict[Any, Any] = {}
 
     @tf.custom_gradient
     def op(s0, times, *params):
-        ys = tf.constant(_forward_numpy(_host(s0), _host(times), dynamics), dtype=s0.dtype)
+        solution, stats = _forward_numpy(_host(s0), _host(times), dynamics)
+        ys = tf.constant(solution, dtype=s0.dtype)
 
         def grad(g, variables=None):
+            if not tf.executing_eagerly():
+                raise NotImplementedError(
+                    "the gradient of odegrad.tf.odeint (called eagerly) is being traced into a graph, as "
+                    "tape.jacobian and tape.batch_jacobian do by default: its solves run on the host, one per "
+                    "cotangent; pass experimental_use_pfor=False to them")
             # The adjoint reads the op's recorded output, so that differentiating this gradient
             # again goes through the op. Forward mode (tf.autodiff.ForwardAccumulator) asks for
             # the gradient while the op is being recorded, before that output exists, and
@@ -632,7 +666,10 @@ def solve_eager(s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics) -> tf.Ten
                 raise NotImplementedError("forward mode (tf.autodiff.ForwardAccumulator) over odegrad.tf.odeint "
                                           "needs TensorFlow's forwardprop_util, missing from this version; "
                                           "use reverse mode (tf.GradientTape)")
-            return _gradients(g, holder.get("ys", ys), times, dynamics), [None] * len(variables or [])
+            key = (_recording(), "ys" in holder)
+            if key not in holder:
+                holder[key] = _vjp(holder.get("ys", ys), s0, times, dynamics, stats, higher_order=key[0])
+            return _gradients(holder[key], g, s0, times, dynamics), [None] * len(variables or [])
 
         return ys, grad
 
@@ -647,9 +684,14 @@ def _no_second_derivatives(*_: Any, **__: Any) -> Any:
         "adjoint runs eagerly inside tf.py_function, which TensorFlow cannot differentiate again): "
         "nested GradientTapes (second derivatives, Hessian-vector products) and "
         "tf.autodiff.ForwardAccumulator (forward mode) are not supported there. Compute them in eager "
-        "mode, outside the tf.function, where both work (with adjoint='checkpoint' or 'backsolve'); "
+        "mode, outside the tf.function, where both work (with adjoint='checkpoint', 'backsolve', 'forward' or "
+        "'auto'); "
         "or use the autograd door, odegrad.odeint."
     )
+
+
+_COUNTS = ("nfe", "nst", "nje", "nsolves", "method_switches")
+"""The counts of a forward solve's :class:`odegrad.solvers.SolveStats` a graph passes to its gradient."""
 
 
 def solve_graph(s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics, shape: tf.Tensor) -> tf.Tensor:
@@ -671,18 +713,22 @@ def solve_graph(s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics, shape: tf
         def forward(s0, times, shape, *args):
             concrete = dynamics.specialize(shape.numpy(), args)
             dynamics.info.restart()
-            return _forward_numpy(_host(s0), _host(times), concrete).astype(s0.dtype.as_numpy_dtype)
+            ys, stats = _forward_numpy(_host(s0), _host(times), concrete)
+            return ys.astype(s0.dtype.as_numpy_dtype), np.array([getattr(stats, k) for k in _COUNTS], np.int64)
 
-        ys = tf.py_function(forward, [s0, times, shape, *args], Tout=s0.dtype)
+        ys, counts = tf.py_function(forward, [s0, times, shape, *args], Tout=[s0.dtype, tf.int64])
         ys.set_shape([times.shape[0], s0.shape[0]])
 
         @tf.custom_gradient
         def first_derivatives(g, s0, times, *params):
-            def eager_backward(g, ys, times, shape, *args):
-                return _gradients(g, ys, times, dynamics.specialize(shape.numpy(), args[:n_args]))
+            def eager_backward(g, ys, s0, times, counts, shape, *args):
+                concrete = dynamics.specialize(shape.numpy(), args[:n_args])
+                stats = solvers.SolveStats(concrete.opts.method, **dict(zip(_COUNTS, counts.numpy().tolist())))
+                vjp = _vjp(ys, s0, times, concrete, stats, higher_order=False)
+                return _gradients(vjp, g, s0, times, concrete)
 
             tout = [s0.dtype, times.dtype] + [p.dtype for p in params]
-            grads = tf.py_function(eager_backward, [g, ys, times, shape, *args], Tout=tout)
+            grads = tf.py_function(eager_backward, [g, ys, s0, times, counts, shape, *args], Tout=tout)
             for tensor, like in zip(grads, [s0, times, *params]):
                 tensor.set_shape(like.shape)
             return grads, _no_second_derivatives
