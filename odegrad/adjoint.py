@@ -19,12 +19,15 @@ grad-of-grad come from the same code.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import numpy as np
 
 from .augmented import AugmentedLayout
 from .solvers import ODESolveError
+
+if TYPE_CHECKING:
+    from .sensitivity import SensitivityLayout
 
 BACKWARD_MODES = ("checkpoint", "backsolve", "interpolate")
 """The modes :func:`backward` implements; ``"forward"`` and ``"auto"`` are resolved by a backend."""
@@ -43,6 +46,14 @@ class Ops(Protocol):
 
     def value(self, x: Any) -> np.ndarray:
         """``x`` as a plain float64 NumPy array, not differentiated (constants and checks)."""
+        ...
+
+    def reshape(self, x: Any, shape: tuple[int, ...]) -> Any: ...
+
+    def einsum(self, spec: str, *operands: Any) -> Any: ...
+
+    def constant(self, array: np.ndarray, like: Any) -> Any:
+        """The NumPy ``array`` as a backend constant of ``like``'s dtype (not differentiated)."""
         ...
 
 
@@ -108,6 +119,11 @@ class Dynamics(Protocol):
 
     def adjoint_along(self, y_of_t: Callable[[float], Any], layout: AugmentedLayout) -> "Dynamics":
         """Dynamics of the backward state ``layout`` (without ``y``) reading ``y`` from ``y_of_t``."""
+        ...
+
+    def sensitivity(self, layout: "SensitivityLayout") -> "Dynamics":
+        """Dynamics of the forward-sensitivity state ``z = [y, S]`` of ``layout``
+        (:class:`odegrad.sensitivity.SensitivityLayout`) with the same parameters."""
         ...
 
 

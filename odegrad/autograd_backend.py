@@ -1,13 +1,14 @@
-"""The autograd backend: the ``solve`` primitive and its derivative rules.
+"""The autograd backend: the ``solve`` primitive, its derivative rules, and the problems it solves.
 
 ``solve(y0, t, theta, problem)`` is a plain scipy solve (:func:`odegrad.solvers.solve`) that
-autograd treats as a primitive. Its vector-Jacobian product is, by ``problem.adjoint.mode``,
-Algorithm 1 with Appendix C (:func:`odegrad.adjoint.backward`) run with this primitive as its
-``solve`` and ``autograd.numpy`` as its ``ops``, or the forward sensitivities of
-:mod:`odegrad.sensitivity` solved by this primitive; ``"auto"`` picks one per solve
-(:func:`odegrad.auto.choose`). Either way autograd differentiates the VJP again (Hessians,
+autograd treats as a primitive; the solve's statistics travel with its result into the derivative
+rules (:class:`Solved`). Its vector-Jacobian product is the registered gradient method named by
+``problem.adjoint.mode`` (:mod:`odegrad.methods`), given a :class:`odegrad.methods.GradientRequest`
+with this primitive as its ``solve``, :class:`AutogradOps` as its ``ops`` and
+:class:`AutogradDynamics` as its dynamics; autograd differentiates that VJP again (Hessians,
 grad-of-grad). Its Jacobian-vector product solves the forward sensitivity equations with the same
-primitive.
+primitive. :class:`Problem` builds the derived dynamics the methods solve (the adjoint's backward
+states, forward sensitivities).
 
 The front door that builds a :class:`Problem` from scipy-style arguments is
 :func:`odegrad.integrate.odeint`.
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import warnings
 from typing import Any, Callable
 
 import autograd.numpy as anp
@@ -27,10 +27,11 @@ from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
 from autograd.tracer import getval, isbox
 
 from . import auto, solvers
-from .adjoint import DriftError, backward
 from .augmented import AugmentedLayout
 from .compiled import CompiledRhs
 from .jacobian import trace_jacobian, trace_vjps
+from .methods.base import GradientRequest, Wrt
+from .methods.registry import get
 from .options import AdjointOptions
 from .pytree import take_slice
 from .reverse import trace_vjp
@@ -83,7 +84,6 @@ class Problem:
     stage: str
     make_fun: Callable[[np.ndarray], Callable[[np.ndarray, float], np.ndarray]]
     make_jac: Callable[[np.ndarray], Callable | None] = lambda theta: None
-    latest: tuple[int, solvers.SolveStats] | None = None
     _derived: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
     _compiled: CompiledRhs | None = dataclasses.field(default=None, init=False, repr=False)
 
@@ -91,11 +91,22 @@ class Problem:
         """Count the statistics of one solve of this problem."""
         self.info.record(self.stage, stats)
 
-    def stats_of(self, ys: Any) -> solvers.SolveStats | None:
-        """The statistics of the solve that returned ``ys`` (``None`` if it was not the latest)."""
-        if self.latest is not None and self.latest[0] == id(getval(ys)):
-            return self.latest[1]
-        return None
+    def plain_solve(self, y0: np.ndarray, t: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, solvers.SolveStats]:
+        """One scipy solve of this problem on plain arrays: ``(ys, stats)``, not yet recorded."""
+        return solvers.solve(self.make_fun(theta), y0, t, self.opts, self.make_jac(theta))
+
+    def resolver(self, theta: Any) -> Callable[..., np.ndarray]:
+        """``resolve(y0, t, theta=None) -> ys``: plain solves of this problem, their work counted
+        as backward work (:class:`odegrad.methods.base.Resolve`); ``None``: ``theta``'s value."""
+        current = np.asarray(getval(theta), dtype=np.float64)
+
+        def resolve(y0: np.ndarray, t: np.ndarray, theta: np.ndarray | None = None) -> np.ndarray:
+            params = current if theta is None else np.asarray(theta, dtype=np.float64)
+            ys, stats = self.plain_solve(np.asarray(y0, dtype=np.float64), np.asarray(t, dtype=np.float64), params)
+            self.info.record("backward", stats)
+            return ys
+
+        return resolve
 
     @property
     def compiled(self) -> CompiledRhs | None:
@@ -140,7 +151,7 @@ class Problem:
                 return jac
         return dataclasses.replace(
             self, rhs=rhs, n=size, opts=opts, backward_opts=opts, stage="backward",
-            make_fun=lambda theta: (lambda s, t: rhs(s, t, theta)), make_jac=make_jac, latest=None,
+            make_fun=lambda theta: (lambda s, t: rhs(s, t, theta)), make_jac=make_jac,
         )
 
     def f_jacobian(self, y: np.ndarray, t: float, theta: np.ndarray) -> np.ndarray:
@@ -359,6 +370,9 @@ class AutogradDynamics:
                       layout: AugmentedLayout) -> "AutogradDynamics":
         return AutogradDynamics(self.problem.adjoint_along(y_of_t, layout), self.theta)
 
+    def sensitivity(self, layout: SensitivityLayout) -> "AutogradDynamics":
+        return AutogradDynamics(self.problem.sensitivity(layout), self.theta)
+
 
 class AutogradOps:
     """:class:`odegrad.adjoint.Ops` from ``autograd.numpy``."""
@@ -374,160 +388,81 @@ class AutogradOps:
     def vdot(a: Any, b: Any) -> Any:
         return anp.sum(a * b)
 
+    reshape = staticmethod(anp.reshape)
+    einsum = staticmethod(anp.einsum)
+
     @staticmethod
     def value(x: Any) -> np.ndarray:
         return np.asarray(getval(x), dtype=np.float64)
 
+    @staticmethod
+    def constant(array: np.ndarray, like: Any) -> np.ndarray:
+        return np.asarray(array, dtype=np.result_type(getval(like)))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Solved:
+    """A plain scipy solve, handed to the primitive as a non-differentiated argument so that its
+    derivative rules read the solve's statistics (evaluations, LSODA's switches to BDF)."""
+
+    ys: np.ndarray
+    stats: solvers.SolveStats
+
+
+def solve_with_stats(y0: Any, t: Any, theta: Any, problem: Problem) -> tuple[Any, solvers.SolveStats]:
+    """:func:`solve` and the statistics of its scipy solve (recorded in ``problem.info``)."""
+    ys, stats = problem.plain_solve(getval(y0), getval(t), getval(theta))
+    problem.record(stats)
+    return _solved(y0, t, theta, problem, Solved(ys, stats)), stats
+
+
+def solve(y0: Any, t: Any, theta: Any, problem: Problem) -> Any:
+    """``ys[i] = y(t[i])`` for ``dy/dt = problem.rhs(y, t, theta)``, ``y(t[0]) = y0`` (flat states);
+    differentiable by autograd in ``y0``, ``t`` and ``theta``, to any order."""
+    return solve_with_stats(y0, t, theta, problem)[0]
+
 
 @primitive
-def solve(y0: np.ndarray, t: np.ndarray, theta: np.ndarray, problem: Problem) -> np.ndarray:
-    """``ys[i] = y(t[i])`` for ``dy/dt = problem.rhs(y, t, theta)``, ``y(t[0]) = y0`` (flat states)."""
-    ys, stats = solvers.solve(problem.make_fun(theta), y0, t, problem.opts, problem.make_jac(theta))
-    problem.record(stats)
-    problem.latest = (id(ys), stats)
-    return ys
+def _solved(y0: np.ndarray, t: np.ndarray, theta: np.ndarray, problem: Problem, solved: Solved) -> np.ndarray:
+    """The primitive autograd differentiates: the states of the scipy solve ``solved`` of
+    ``problem`` from ``(y0, t, theta)``."""
+    return solved.ys
 
 
 def _solve_dynamics(s0: Any, times: Any, dynamics: AutogradDynamics) -> Any:
     return solve(s0, times, dynamics.theta, dynamics.problem)
 
 
-def _is_stiff(problem: Problem, stats: solvers.SolveStats | None) -> bool:
-    """Whether the forward solve was stiff: LSODA switched to BDF, or BDF was asked for."""
-    if problem.opts.method in solvers.STIFF_METHODS:
-        return True
-    return stats is not None and stats.method_switches > 0
-
-
-def _sensitivity_vjp(argnums, ys, y0, t, theta, problem: Problem, record: bool = True):
-    """The VJP from forward sensitivities: one sensitivity solve serves every cotangent."""
-    layout = SensitivityLayout(problem.n, problem.n_params, with_y0=0 in argnums,
-                               with_t0=1 in argnums, with_params=2 in argnums)
-    solved: list[Any] = []
-
-    def vjp(g):
-        n_times = int(np.shape(getval(t))[0])
-        if n_times == 1:
-            zeros = {0: g[0], 1: anp.zeros(1), 2: anp.zeros(problem.n_params)}
-            return tuple(zeros[k] for k in argnums)
-        if not solved:
-            if record:
-                problem.info.gradient_methods.append("forward")
-            f0 = problem.rhs(y0, t[0], theta) if layout.with_t0 else None
-            solved.append(solve(layout.initial_state(y0, f0), t, theta, problem.sensitivity(layout)))
-        rates = None
-        if layout.with_t0:
-            rates = anp.stack([problem.rhs(ys[i], t[i], theta) for i in range(1, n_times)])
-        grads = dict(zip((0, 1, 2), layout.cotangents(g, solved[0], rates)))
-        return tuple(grads[k] for k in argnums)
-
-    return vjp
-
-
-def _run_backward(g, ys, t, theta, problem: Problem, mode: str, argnums, automatic: bool = False) -> tuple:
-    opts = problem.backward_opts
-    return backward(g, ys, t, AutogradDynamics(problem, theta), _solve_dynamics, AutogradOps, mode,
-                    wrt_t=1 in argnums, wrt_theta=2 in argnums, normalize=problem.adjoint.normalize,
-                    drift_tolerance=(float(np.min(opts.rtol)), opts.atol),
-                    drift_factor=auto.DRIFT_FACTOR if automatic else None)
-
-
-def _adjoint_vjp(argnums, ys, y0, t, theta, problem: Problem, mode: str, automatic: bool):
-    """The VJP from Algorithm 1 (:func:`odegrad.adjoint.backward`) in ``mode``.
-
-    Under ``adjoint="auto"`` a failed backward solve or a drifted reconstruction of ``y``
-    (:class:`odegrad.adjoint.DriftError`) is retried by a method that does not rebuild ``y``
-    backwards: forward sensitivities where they fit, else the interpolating adjoint (first
-    derivatives). Warnings of a failed attempt are dropped; those of a successful one kept.
-    """
-    def vjp(g):
-        problem.info.gradient_methods.append(mode)
-        if not automatic:
-            try:
-                grads = _run_backward(g, ys, t, theta, problem, mode, argnums)
-            except DriftError:
-                raise
-            except solvers.ODESolveError as exc:
-                if mode == "interpolate":
-                    raise
-                raise solvers.ODESolveError(
-                    f"the backward (adjoint) solve failed: {exc} For stiff problems, reconstructing y "
-                    "backwards is unstable: use adjoint='auto' (forward sensitivities or the "
-                    "interpolating adjoint for stiff problems), 'forward' or 'interpolate'."
-                ) from exc
-            return tuple(grads[k] for k in argnums)
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                grads = _run_backward(g, ys, t, theta, problem, mode, argnums, automatic=True)
-        except solvers.ODESolveError as exc:
-            return _retry(exc, g)
-        for item in caught:
-            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
-        return tuple(grads[k] for k in argnums)
-
-    def _retry(exc: solvers.ODESolveError, g):
-        columns = SensitivityLayout(problem.n, problem.n_params, with_y0=0 in argnums,
-                                    with_t0=1 in argnums, with_params=2 in argnums).columns
-        first_order = not any(isbox(x) for x in (g, ys, t, theta))
-        if auto.forward_fits(problem.n, columns, _is_stiff(problem, problem.stats_of(ys))):
-            problem.info.gradient_methods[-1] = "forward"
-            return _sensitivity_vjp(argnums, ys, y0, t, theta, problem, record=False)(g)
-        if first_order:
-            problem.info.gradient_methods[-1] = "interpolate"
-            grads = _run_backward(g, ys, t, theta, problem, "interpolate", argnums)
-            return tuple(grads[k] for k in argnums)
-        raise solvers.ODESolveError(
-            f"the backward (adjoint) solve failed: {exc} adjoint='auto' found no forward-sensitivity "
-            "state small enough, and its interpolating adjoint gives first derivatives only: give "
-            "more checkpoints (checkpoints=k), loosen the tolerances, shorten the time span, or "
-            "differentiate fewer inputs."
-        ) from exc
-
-    return vjp
-
-
 def _solve_vjp(argnums, ys, args, kwargs):
-    y0, t, theta, problem = args
-    mode = problem.adjoint.mode
-    if mode == "forward":
-        return _sensitivity_vjp(argnums, ys, y0, t, theta, problem)
-    if mode != "auto":
-        return _adjoint_vjp(argnums, ys, y0, t, theta, problem, mode, automatic=False)
-    stats = problem.stats_of(ys)
-    stiff = _is_stiff(problem, stats)
-    columns = SensitivityLayout(problem.n, problem.n_params, with_y0=0 in argnums,
-                                with_t0=1 in argnums, with_params=2 in argnums).columns
-    mode = auto.choose(
-        n=problem.n, columns=columns, n_intervals=int(np.shape(getval(t))[0]) - 1,
-        nfe=0 if stats is None else stats.nfe, rtol=problem.backward_opts.rtol, stiff=stiff,
-        higher_order=any(isbox(x) for x in (ys, y0, t, theta)), derived=problem.stage == "backward",
+    """The VJP of the registered method ``problem.adjoint.mode``, in autograd's argument order."""
+    y0, t, theta, problem, solved = args
+    method = get(problem.adjoint.mode)
+    method.check(problem.adjoint, "autograd")
+    request = GradientRequest(
+        ys=ys, y0=y0, t=t, dynamics=AutogradDynamics(problem, theta), solve=_solve_dynamics, ops=AutogradOps,
+        options=problem.adjoint, forward_opts=problem.opts, backward_opts=problem.backward_opts,
+        stats=solved.stats, info=problem.info, wrt=Wrt(y0=0 in argnums, t=1 in argnums, params=2 in argnums),
+        door="autograd", higher_order=any(isbox(x) for x in (ys, y0, t, theta)),
+        derived=problem.stage == "backward", resolve=problem.resolver(theta), params=theta, traced=isbox,
     )
-    if mode == "forward":
-        return _sensitivity_vjp(argnums, ys, y0, t, theta, problem)
-    adjoint_vjp = _adjoint_vjp(argnums, ys, y0, t, theta, problem, mode, automatic=True)
-    if not auto.forward_fits(problem.n, columns, stiff):
-        return adjoint_vjp
-    calls: list[Callable] = []
+    vjp = method.vjp(request)
 
-    def vjp(g):
-        # A second cotangent (a Jacobian or Hessian, row by row): one sensitivity solve serves
-        # this one and every later one.
-        if len(calls) == 1:
-            calls.append(_sensitivity_vjp(argnums, ys, y0, t, theta, problem))
-        elif not calls:
-            calls.append(adjoint_vjp)
-        return calls[-1](g)
+    def ordered(g):
+        gradient = vjp(g)
+        if gradient.ran:
+            problem.info.gradient_methods.append(gradient.method)
+        grads = (gradient.y0, gradient.t, gradient.params)
+        return tuple(grads[k] for k in argnums)
 
-    return vjp
+    return ordered
 
 
-defvjp_argnums(solve, _solve_vjp)
+defvjp_argnums(_solved, _solve_vjp)
 
 
 def _solve_jvp(argnums, tangents, ys, args, kwargs):
     """Forward mode: the forward sensitivity equations, solved by the same primitive."""
-    y0, t, theta, problem = args
+    y0, t, theta, problem, _ = args
     given = dict(zip(argnums, tangents))
     d_y0 = given.get(0, anp.zeros(problem.n))
     d_theta = given.get(2, anp.zeros(problem.n_params))
@@ -542,4 +477,4 @@ def _solve_jvp(argnums, tangents, ys, args, kwargs):
     return d_ys
 
 
-defjvp_argnums(solve, _solve_jvp)
+defjvp_argnums(_solved, _solve_jvp)

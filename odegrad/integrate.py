@@ -17,7 +17,7 @@ from autograd.tracer import getval, isbox
 
 from . import solvers
 from .adjoint import refine_times
-from .autograd_backend import AutogradOps, Problem, solve
+from .autograd_backend import AutogradOps, Problem, solve_with_stats
 from .options import AdjointOptions, adjoint_options
 from .pytree import as_traced, flatten_args, open_containers
 from .stats import SolveInfo, new_info
@@ -288,11 +288,12 @@ def odeint(
         stage="forward", make_fun=make_fun, make_jac=make_jac,
     )
     k = options.checkpoints
+    stats = None
     if len(t_value):
-        raw = solve(y0_flat, refine_times(t_in, k, AutogradOps) if k else t_in, theta, problem)
+        raw, stats = solve_with_stats(y0_flat, refine_times(t_in, k, AutogradOps) if k else t_in, theta, problem)
     else:  # no output times: no rows, as in scipy
         raw = anp.reshape(y0_flat, (1, -1))[:0]
     ys = anp.reshape(raw[:: k + 1] if k else raw, (len(t_value),) + shape)
     if full_output:
-        return ys, _scipy_infodict(problem.stats_of(raw), t_value, k, problem.info)
+        return ys, _scipy_infodict(stats, t_value, k, problem.info)
     return ys

@@ -14,15 +14,18 @@ from typing import Any
 
 import numpy as np
 
+from .methods.registry import get
 from .solvers import IVP_METHODS, METHODS, SolverOptions
 from .validation import tolerance
 
-ADJOINT_MODES = ("checkpoint", "backsolve", "interpolate", "forward", "auto")
-"""``auto`` (default): one of the others per solve, by :func:`odegrad.auto.choose`;
-``checkpoint``: the adjoint, restarting ``y`` from the stored forward state at every output
-time; ``backsolve``: the paper's Algorithm 1 verbatim; ``interpolate``: the adjoint reading ``y``
-from a dense forward solution (stiff problems, first derivatives); ``forward``: forward
-sensitivities solved once over all output times (:mod:`odegrad.sensitivity`)."""
+BUILTIN_MODES = ("checkpoint", "backsolve", "interpolate", "forward", "auto")
+"""The built-in gradient methods (:mod:`odegrad.methods.builtins`); any method registered with
+:func:`odegrad.methods.register` is a mode too. ``auto`` (default): one of the others per solve
+(:mod:`odegrad.methods.auto`); ``checkpoint``: the adjoint, restarting ``y`` from the stored
+forward state at every output time; ``backsolve``: the paper's Algorithm 1 verbatim;
+``interpolate``: the adjoint reading ``y`` from a dense forward solution (stiff problems, first
+derivatives); ``forward``: forward sensitivities solved once over all output times
+(:mod:`odegrad.methods.forward`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,8 +34,9 @@ class AdjointOptions:
 
     Parameters
     ----------
-    mode : {"checkpoint", "backsolve", "interpolate", "forward", "auto"}
-        How the gradient is computed; see :data:`ADJOINT_MODES`.
+    mode : {"checkpoint", "backsolve", "interpolate", "forward", "auto"} or str
+        How the gradient is computed: the name of a registered gradient method
+        (:func:`odegrad.methods.registry.names`; the built-ins: :data:`BUILTIN_MODES`).
     checkpoints : int
         Extra evenly spaced forward states stored per output interval (``checkpoint`` and
         ``backsolve`` restart ``y`` from them).
@@ -63,7 +67,9 @@ class AdjointOptions:
     ------
     ValueError
         For an unknown mode or method, a negative or fractional ``checkpoints``, bad
-        tolerances, ``checkpoints`` or ``seminorm`` with ``mode="interpolate"`` or ``"forward"``.
+        tolerances, or ``checkpoints`` or ``seminorm`` that the mode's method does not take
+        (:meth:`odegrad.methods.GradientMethod.check`: ``"interpolate"`` and ``"forward"``
+        refuse both).
     """
 
     mode: str = "auto"
@@ -76,32 +82,14 @@ class AdjointOptions:
     normalize: bool = True
 
     def __post_init__(self) -> None:
-        if self.mode not in ADJOINT_MODES:
-            raise ValueError(f"adjoint must be one of {ADJOINT_MODES}, got {self.mode!r}")
+        method = get(self.mode)
         if self.method is not None and self.method not in METHODS + IVP_METHODS:
             raise ValueError(f"adjoint_method must be one of {METHODS + IVP_METHODS}, got {self.method!r}")
         checkpoints = self.checkpoints
         if isinstance(checkpoints, bool) or int(checkpoints) != checkpoints or checkpoints < 0:
             raise ValueError(f"checkpoints must be a non-negative integer, got {checkpoints!r}")
         object.__setattr__(self, "checkpoints", int(checkpoints))
-        if self.checkpoints and self.mode in ("interpolate", "forward"):
-            instead = ("reads y from a dense forward solution" if self.mode == "interpolate"
-                       else "solves y with its sensitivities forwards")
-            raise ValueError(
-                "checkpoints only apply to adjoint='checkpoint', 'backsolve' or 'auto'; "
-                f"adjoint={self.mode!r} {instead} instead"
-            )
-        if self.seminorm and self.mode in ("forward", "interpolate"):
-            why = ("every entry of the forward sensitivities S enters the gradient, so none may leave "
-                   "the error control" if self.mode == "forward" else
-                   "its backward state holds no y, so only the adjoint a would set the steps; on stiff "
-                   "problems a decays within a few steps and the quadratures a_t, a_theta were then "
-                   "integrated with steps far too long (relative errors up to 1e-3 at tolerance 1e-8)")
-            raise ValueError(
-                f"adjoint_seminorm=True does not apply to adjoint={self.mode!r}: {why}. Use the seminorm "
-                "with adjoint='checkpoint' or 'backsolve' (y's error control keeps the steps the "
-                "quadratures need), or adjoint='auto', which applies it only when it picks one of those."
-            )
+        method.check(self)
         for name in ("rtol", "atol"):
             value = getattr(self, name)
             if value is not None:

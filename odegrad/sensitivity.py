@@ -1,4 +1,6 @@
-"""Forward sensitivities as a gradient method (``adjoint="forward"``), written with autograd.
+"""Forward sensitivities: the layout of their state, its dynamics (autograd) and the cotangents.
+
+The gradient method ``adjoint="forward"`` that uses them is :mod:`odegrad.methods.forward`.
 
 The sensitivity of the solution to what is differentiated, ``S = ∂y/∂[y0 | t0 | θ]`` (n × q),
 obeys
@@ -17,13 +19,14 @@ The cotangents of every input then follow from the sensitivities at the outputs:
 
 for any number of cotangents ``g`` from one sensitivity solve. The dynamics are written with
 ``autograd.numpy`` and solved by the backend's differentiable solve, so they are differentiated
-again for Hessians.
+again for Hessians; the initial state and the cotangents are written with a backend's ``ops``
+(:class:`odegrad.adjoint.Ops`), for either door.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import autograd.numpy as anp
 import numpy as np
@@ -33,6 +36,9 @@ from .jacobian import trace_jacobian
 from .pytree import take_slice
 from .reverse import trace_vjp
 from .solvers import SolverOptions
+
+if TYPE_CHECKING:
+    from .adjoint import Ops
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,17 +72,21 @@ class SensitivityLayout:
         """Entries of the flat state ``z``: ``n (1 + q)``."""
         return self.n * (1 + self.columns)
 
-    def initial_state(self, y0: Any, f0: Any) -> Any:
-        """``z(t_0) = [y0, S(t_0)]``; ``f0 = f(y0, t_0)`` is read only ``with_t0``."""
-        n = self.n
-        blocks = []
+    def initial_state(self, y0: Any, f0: Any, ops: "Ops") -> Any:
+        """``z(t_0) = [y0, S(t_0)]`` with ``S(t_0) = [I | -f0 | 0]``, in the backend of ``ops``.
+
+        ``f0 = f(y0, t_0)`` is read only ``with_t0``.
+        """
+        n, q = self.n, self.columns
+        start = np.zeros((n, q))
         if self.with_y0:
-            blocks.append(np.eye(n))
+            start[:, :n] = np.eye(n)
+        S = ops.constant(start, like=y0)
         if self.with_t0:
-            blocks.append(-anp.reshape(f0, (n, 1)))
-        if self.with_params:
-            blocks.append(np.zeros((n, self.n_params)))
-        return anp.concatenate([y0, anp.ravel(anp.concatenate(blocks, axis=1))])
+            column = np.zeros(q)
+            column[n * self.with_y0] = 1.0
+            S = S - ops.einsum("i,j->ij", f0, ops.constant(column, like=y0))
+        return ops.concat([y0, ops.reshape(S, (n * q,))])
 
     def dynamics(self, rhs: Callable[[Any, Any, Any], Any],
                  compiled: Callable[[Any, Any, Any], Any] | None = None) -> Callable[[Any, Any, Any], Any]:
@@ -152,24 +162,24 @@ class SensitivityLayout:
         rows = np.repeat(per_state, self.columns)
         return dataclasses.replace(opts, atol=np.concatenate([per_state, rows]))
 
-    def cotangents(self, g: Any, zs: Any, rates: Any) -> tuple[Any, Any, Any]:
+    def cotangents(self, g: Any, zs: Any, rates: Any, ops: "Ops") -> tuple[Any, Any, Any]:
         """``(∂L/∂y0, ∂L/∂t, ∂L/∂θ)`` for ``g = ∂L/∂ys`` from the sensitivity solution ``zs``.
 
         ``rates[i - 1] = f(ys[i], t[i])`` for ``i >= 1``; read only ``with_t0``. Entries that
-        are not held are ``None``.
+        are not held are ``None``. Written with ``ops``, so one formula serves both doors.
         """
         n, q = self.n, self.columns
         n_times = int(zs.shape[0])
-        S = anp.reshape(zs[1:, n:], (n_times - 1, n, q))
-        column_sums = anp.einsum("ti,tiq->q", g[1:], S)
+        S = ops.reshape(zs[1:, n:], (n_times - 1, n, q))
+        column_sums = ops.einsum("ti,tiq->q", g[1:], S)
         position = 0
         g_y0 = g_t = g_theta = None
         if self.with_y0:
             g_y0 = g[0] + column_sums[:n]
             position = n
         if self.with_t0:
-            later = anp.sum(g[1:] * rates, axis=1)
-            g_t = anp.concatenate([column_sums[position:position + 1], later])
+            later = ops.einsum("ti,ti->t", g[1:], rates)
+            g_t = ops.concat([column_sums[position:position + 1], later])
             position += 1
         if self.with_params:
             g_theta = column_sums[position:]

@@ -49,6 +49,11 @@ class Resolve(Protocol):
     def __call__(self, y0: np.ndarray, t: np.ndarray, theta: np.ndarray | None = None) -> np.ndarray: ...
 
 
+def _untraced(x: Any) -> bool:
+    """The default of :attr:`GradientRequest.traced`: nothing is traced."""
+    return False
+
+
 @dataclasses.dataclass(frozen=True)
 class GradientRequest:
     """Everything one VJP of one solve needs, from either door.
@@ -84,6 +89,12 @@ class GradientRequest:
         Whether the solve is itself part of a gradient (a derived solve being differentiated).
     resolve : Resolve
         Plain forward solves of the same problem.
+    params : array, shape (n_params,), or None
+        The flat parameter vector the dynamics are bound to (the backend's array, possibly
+        traced); ``None`` where the door keeps its parameters elsewhere (TensorFlow variables).
+    traced : callable
+        ``traced(x) -> bool``: whether the door's differentiation traces ``x`` (a cotangent
+        ``g`` that is itself differentiated, so the VJP must be differentiable in it).
     """
 
     ys: Any
@@ -102,6 +113,8 @@ class GradientRequest:
     higher_order: bool
     derived: bool
     resolve: Resolve
+    params: Any = None
+    traced: Callable[[Any], bool] = dataclasses.field(default=_untraced, repr=False)
 
     @property
     def n(self) -> int:
@@ -121,13 +134,25 @@ class GradientRequest:
 
 @dataclasses.dataclass(frozen=True)
 class Gradient:
-    """The VJP of a solve for one cotangent: ``∂L/∂y0``, ``∂L/∂t``, ``∂L/∂θ`` (``None`` where not
-    differentiated) and the name of the method that computed them (``auto``: the one it ran)."""
+    """The VJP of a solve for one cotangent.
+
+    Attributes
+    ----------
+    y0, t, params : array or None
+        ``∂L/∂y0`` (n,), ``∂L/∂t`` (T,), ``∂L/∂θ`` (n_params,); ``None`` where not differentiated.
+    method : str
+        The name of the method that computed them (under ``auto``: the one it ran).
+    ran : bool
+        Whether this cotangent ran work of its own. ``False`` where it reused an earlier
+        cotangent's solve (one forward-sensitivity solve serves every cotangent) or needed none;
+        the door lists ``method`` in :attr:`odegrad.SolveInfo.gradient_methods` only when true.
+    """
 
     y0: Any
     t: Any
     params: Any
     method: str
+    ran: bool = True
 
 
 Vjp = Callable[[Any], Gradient]
@@ -144,6 +169,8 @@ class GradientMethod(abc.ABC):
     ----------
     name : str
         The registry key, the value of ``adjoint=`` that selects it.
+    title : str
+        A few words saying what it is (in error messages).
     doors : frozenset of str
         The doors (:data:`DOORS`) that can run it.
     first_order_only : bool
@@ -152,36 +179,71 @@ class GradientMethod(abc.ABC):
         Whether it accepts ``adjoint_seminorm=True``.
     checkpoints : bool
         Whether it uses ``checkpoints`` (extra stored forward states).
+    without_seminorm : str
+        Why it refuses the seminorm (ends the refusal's first sentence).
+    seminorm_note : str
+        For a method that takes the seminorm: a note on why or when, said where another method's
+        refusal suggests it.
+    without_checkpoints : str
+        What it does instead of using checkpoints (ends the refusal).
     """
 
     name: ClassVar[str]
+    title: ClassVar[str] = "a registered gradient method"
     doors: ClassVar[frozenset[str]] = frozenset(DOORS)
     first_order_only: ClassVar[bool] = False
     seminorm: ClassVar[bool] = False
     checkpoints: ClassVar[bool] = False
+    without_seminorm: ClassVar[str] = "it has no backward solve whose error control could leave anything out"
+    seminorm_note: ClassVar[str] = ""
+    without_checkpoints: ClassVar[str] = "does not restart from stored forward states"
 
     def check(self, options: "AdjointOptions", door: str | None = None) -> None:
-        """Raise ``ValueError`` for options this method cannot honour (``door=None``: any door)."""
-        from .registry import names
+        """Raise ``ValueError`` for options this method cannot honour (``door=None``: any door).
 
-        def others(flag: str) -> str:
-            return ", ".join(repr(name) for name in names() if getattr(_registered(name), flag))
+        Parameters
+        ----------
+        options : AdjointOptions
+            The gradient options of a call (``options.mode`` names this method).
+        door : {"autograd", "tensorflow"} or None
+            The door that will run it.
+        """
+        from .registry import get, names
 
+        methods = [get(name) for name in names()]
         if door is not None and door not in self.doors:
-            raise ValueError(f"adjoint={self.name!r} is not available on the {door} door; "
-                             f"choose one of {[n for n in names() if door in _registered(n).doors]}")
-        if options.seminorm and not self.seminorm:
-            raise ValueError(f"adjoint_seminorm=True does not apply to adjoint={self.name!r}; "
-                             f"the methods that take it: {others('seminorm')}")
+            here = [m.name for m in methods if door in m.doors]
+            raise ValueError(f"adjoint={self.name!r} ({self.title}) is not available on the {door} door; "
+                             f"use {_alternatives(here)}")
         if options.checkpoints and not self.checkpoints:
-            raise ValueError(f"checkpoints only apply to {others('checkpoints')}, not adjoint={self.name!r}")
+            here = [m.name for m in methods if m.checkpoints]
+            raise ValueError(f"checkpoints only apply to {_alternatives(here)}; "
+                             f"adjoint={self.name!r} {self.without_checkpoints}")
+        if options.seminorm and not self.seminorm:
+            groups: dict[str, list[str]] = {}
+            for method in methods:
+                if method.seminorm:
+                    groups.setdefault(method.seminorm_note, []).append(method.name)
+            uses = ", or ".join(_alternatives(group) + (f" ({note})" if note else "")
+                                for note, group in groups.items())
+            raise ValueError(f"adjoint_seminorm=True does not apply to adjoint={self.name!r}: "
+                             f"{self.without_seminorm}. Use the seminorm with {uses}.")
 
     @abc.abstractmethod
     def vjp(self, request: GradientRequest) -> Vjp:
-        """The VJP of the solve described by ``request``."""
+        """The VJP of the solve described by ``request``.
+
+        Called once per differentiated solve; the returned function is called once per cotangent
+        and may keep work across cotangents. It raises :class:`odegrad.ODESolveError` (with what to
+        do) where its solves fail, and returns a :class:`Gradient` naming what ran.
+        """
 
 
-def _registered(name: str) -> GradientMethod:
-    from .registry import get
-
-    return get(name)
+def _alternatives(names: list[str]) -> str:
+    """``adjoint='a'``, ``adjoint='a' or 'b'``, ``adjoint='a', 'b' or 'c'``."""
+    quoted = [repr(name) for name in names]
+    if not quoted:
+        return "no registered method"
+    if len(quoted) == 1:
+        return f"adjoint={quoted[0]}"
+    return f"adjoint={', '.join(quoted[:-1])} or {quoted[-1]}"

@@ -1,0 +1,111 @@
+"""``adjoint="auto"``: one of the other methods per solve, and every fallback between them.
+
+The choice is the cost model of :func:`odegrad.auto.choose` (forward sensitivities for small
+states and stiff problems, the checkpoint adjoint for wide ones, the interpolating adjoint for
+first derivatives of wide stiff problems); on a door without forward sensitivities, the
+checkpoint adjoint. This method owns what happens after the choice:
+
+* the adjoint it picked is held to the stricter drift bound :data:`odegrad.auto.DRIFT_FACTOR`;
+  a drifted reconstruction of ``y`` (:class:`odegrad.adjoint.DriftError`) or a failed backward
+  solve is retried by a method that does not rebuild ``y`` backwards: forward sensitivities where
+  they fit, else the interpolating adjoint (first derivatives), else an error that says what to
+  do. Warnings of the failed attempt are dropped, those of a successful one kept;
+* a second cotangent (a Jacobian or Hessian row by row) switches from the adjoint to forward
+  sensitivities where they fit: one sensitivity solve serves that cotangent and every later one.
+
+The methods it runs are looked up by name in the registry, so a replaced built-in is the one used.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, ClassVar
+
+from .. import auto, solvers
+from .adjoint_methods import run_backward
+from .base import Gradient, GradientMethod, GradientRequest, Vjp
+from .forward import layout_of
+from .registry import get
+
+
+def is_stiff(request: GradientRequest) -> bool:
+    """Whether the forward solve was stiff: LSODA switched to BDF, or BDF was asked for."""
+    if request.forward_opts.method in solvers.STIFF_METHODS:
+        return True
+    return request.stats is not None and request.stats.method_switches > 0
+
+
+class Auto(GradientMethod):
+    """``adjoint="auto"`` (the default): the cheapest fitting method per solve, with fallbacks."""
+
+    name: ClassVar[str] = "auto"
+    title: ClassVar[str] = "a method chosen per solve"
+    seminorm: ClassVar[bool] = True
+    checkpoints: ClassVar[bool] = True
+    seminorm_note: ClassVar[str] = "which applies it only when it picks one of those"
+
+    def vjp(self, request: GradientRequest) -> Vjp:
+        forward = get("forward")
+        stiff = is_stiff(request)
+        columns = layout_of(request).columns
+        fits = request.door in forward.doors and auto.forward_fits(request.n, columns, stiff)
+        mode = self.pick(request, stiff, columns)
+        if mode == "forward":
+            return forward.vjp(request)
+        adjoint_vjp = self._adjoint(request, mode, fits)
+        if not fits:
+            return adjoint_vjp
+        calls: list[Vjp] = []
+
+        def vjp(g: Any) -> Gradient:
+            # A second cotangent (a Jacobian or Hessian, row by row): one sensitivity solve serves
+            # this one and every later one.
+            if len(calls) == 1:
+                calls.append(forward.vjp(request))
+            elif not calls:
+                calls.append(adjoint_vjp)
+            return calls[-1](g)
+
+        return vjp
+
+    @staticmethod
+    def pick(request: GradientRequest, stiff: bool, columns: int) -> str:
+        """The method for this solve: :func:`odegrad.auto.choose`, or ``"checkpoint"`` on a door
+        without forward sensitivities."""
+        if request.door not in get("forward").doors:
+            return "checkpoint"
+        stats = request.stats
+        return auto.choose(
+            n=request.n, columns=columns, n_intervals=request.n_times - 1,
+            nfe=0 if stats is None else stats.nfe, rtol=request.backward_opts.rtol, stiff=stiff,
+            higher_order=request.higher_order, derived=request.derived,
+        )
+
+    def _adjoint(self, request: GradientRequest, mode: str, fits: bool) -> Vjp:
+        """The adjoint ``mode`` under auto's drift bound, retried where it fails (module docstring)."""
+        def vjp(g: Any) -> Gradient:
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    gradient = run_backward(request, g, mode, drift_factor=auto.DRIFT_FACTOR)
+            except solvers.ODESolveError as exc:
+                return self._retry(request, g, exc, fits)
+            for item in caught:
+                warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+            return gradient
+
+        return vjp
+
+    @staticmethod
+    def _retry(request: GradientRequest, g: Any, exc: solvers.ODESolveError, fits: bool) -> Gradient:
+        """The gradient by a method that does not rebuild ``y`` backwards, after ``exc``."""
+        if fits:
+            return get("forward").vjp(request)(g)
+        if not (request.higher_order or request.traced(g)):
+            return get("interpolate").vjp(request)(g)
+        raise solvers.ODESolveError(
+            f"the backward (adjoint) solve failed: {exc} adjoint='auto' found no forward-sensitivity "
+            "state small enough, and its interpolating adjoint gives first derivatives only: give "
+            "more checkpoints (checkpoints=k), loosen the tolerances, shorten the time span, or "
+            "differentiate fewer inputs."
+        ) from exc
