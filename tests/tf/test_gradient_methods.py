@@ -4,8 +4,8 @@ The matrix: each mode × the four kinds of inputs (``y0``, the output times, a v
 argument), on ``y' = s A y`` with ``A`` a variable and ``s`` an argument, whose solution
 ``expm(s A (t - t0)) y0`` gives every gradient exactly (:func:`tests.problems.lin_exact_grads`,
 with ``∂/∂A = s ∂/∂M`` and ``∂/∂s = Σ ∂/∂M ∘ A`` for ``M = s A``). float64 solves at 1e-10 are
-compared at ``GRAD_RTOL``; float32 states solved at 1e-6 at 2e-3 (float32's evaluations carry
-~1e-7 relative noise, amplified by the solver's error control and the cotangents' sums).
+compared at ``GRAD_RTOL``; float32 states solved at 1e-6 at 2e-4 (global errors 10-100 times the
+local tolerance, :mod:`tests.helpers`; measured 2e-6 to 3e-5).
 
 Second derivatives (nested tapes) of the forward sensitivities and ``auto`` are compared with the
 logistic equation's closed form, and ``auto``'s choice is read from ``info.gradient_methods``.
@@ -53,7 +53,7 @@ def _tf_gradients(mode, dtype, tol):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("dtype, tol, rtol", [(tf.float64, TOL, GRAD_RTOL), (tf.float32, 1e-6, 2e-3)],
+@pytest.mark.parametrize("dtype, tol, rtol", [(tf.float64, TOL, GRAD_RTOL), (tf.float32, 1e-6, 2e-4)],
                          ids=["float64", "float32"])
 def test_every_method_gives_every_gradient(mode, dtype, tol, rtol):
     grads, info = _tf_gradients(mode, dtype, tol)
@@ -126,7 +126,7 @@ def test_forward_sensitivities_serve_every_row_of_a_jacobian():
     import scipy.linalg
 
     y0 = tf.constant(Y0)
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(persistent=True) as tape:
         tape.watch(y0)
         ys, info = otf.odeint(lambda _, y: S0 * tf.linalg.matvec(tf.constant(A0), y), y0, T, rtol=TOL, atol=TOL,
                               adjoint="forward", full_output=True)
