@@ -346,8 +346,9 @@ class TFDynamics:
         if with_params:
             read = tape.watched_variables()
             variables = [read_by(ids, read, source) for ids, source in zip(self._variable_ids, self.sources)]
-        J_y, *rest = tape.jacobian(dy, [y, *variables, *params], unconnected_gradients="zero",
-                                   experimental_use_pfor=True)
+        with (push_forwardprop_state or contextlib.nullcontext)():
+            J_y, *rest = tape.jacobian(dy, [y, *variables, *params], unconnected_gradients="zero",
+                                       experimental_use_pfor=True)
         J_theta = None
         if with_params:
             n = int(y.shape[0])

@@ -143,3 +143,44 @@ def test_jacobian_with_pfor_gets_a_clear_error():
         ys = otf.odeint(lambda _, y: -y, y0, T)
     with pytest.raises(NotImplementedError, match="experimental_use_pfor=False"):
         tape.jacobian(ys, y0)
+
+
+@pytest.mark.parametrize("mode", ["forward", "auto"])
+def test_forward_over_reverse_hessian_vector_product(mode):
+    """A ForwardAccumulator around a tape asks for the VJP while the solve is being recorded. The
+    Jacobians of the sensitivity dynamics, traced then, were zero (and cached): ``jvp(ys)`` was the
+    tangent of ``y0`` at every time."""
+    k = tf.Variable(1.3, dtype=tf.float64)
+    y0 = tf.constant([0.2, 0.7], tf.float64)
+    v = np.array([0.3, -1.1])
+    with tf.autodiff.ForwardAccumulator(y0, tf.constant(v)) as acc:
+        with tf.GradientTape() as tape:
+            tape.watch(y0)
+            ys = otf.odeint(lambda t, y: k * y * (1.0 - y), y0, [0.0, 0.5, 1.0], rtol=TOL, atol=TOL, adjoint=mode)
+            loss = tf.reduce_sum((ys[-1] * tf.constant([1.0, -2.0], tf.float64)) ** 2)
+        g_y0 = tape.gradient(loss, y0)
+    hvp = acc.jvp(g_y0).numpy()
+    exact = grad(lambda p: anp.sum(grad(_logistic_loss, 1)(1.3, p) * v))(np.array([0.2, 0.7]))
+    assert rel_err(hvp, exact) < 1e-6
+
+
+def test_methods_run_inside_a_tf_function():
+    """First derivatives in a graph: the forward solve's statistics reach ``auto`` through the graph."""
+    k = tf.Variable(0.7, dtype=tf.float64)
+    y0 = tf.constant([1.0, 0.5], tf.float64)
+    t = np.linspace(0.0, 2.0, 30)
+    infos = {}
+
+    @tf.function
+    def gradient(mode):
+        with tf.GradientTape() as tape:
+            ys, infos[mode] = otf.odeint(lambda _, y: -k * y, y0, t, rtol=1e-8, atol=1e-8, adjoint=mode,
+                                         full_output=True)
+            loss = tf.reduce_sum(ys)
+        return tape.gradient(loss, k)
+
+    exact = -np.sum(t * np.exp(-0.7 * t)) * 1.5
+    for mode in ("forward", "auto", "checkpoint"):
+        assert float(gradient(mode)) == pytest.approx(exact, rel=1e-6)
+        assert infos[mode].gradient_methods == ["checkpoint" if mode == "checkpoint" else "forward"]
+        assert infos[mode].forward.nfe > 0
