@@ -122,3 +122,62 @@ def test_autograd_grad_and_jacobian_use_the_registered_method():
 def test_an_unregistered_name_is_refused_with_the_registered_ones():
     with pytest.raises(ValueError, match=r"adjoint must be one of .*'checkpoint'"):
         otf.odeint(lambda _, y: -y, tf.constant(Y0), T, adjoint="no-such-method")
+
+
+class Spy(GradientMethod):
+    """The checkpoint adjoint, keeping every request it gets (what the door tells a method)."""
+
+    name = "test-spy"
+    title = "the checkpoint adjoint, watched (a test's toy)"
+    requests: list[GradientRequest] = []
+
+    def vjp(self, request: GradientRequest) -> Callable[[Any], Gradient]:
+        self.requests.append(request)
+        return odegrad.methods.get("checkpoint").vjp(request)
+
+
+@pytest.fixture
+def spy():
+    method = register(Spy())
+    yield method
+    unregister(method.name)
+    Spy.requests.clear()
+
+
+def _decay(k):
+    return lambda _, y: -k * y
+
+
+def test_the_request_carries_the_forward_solves_statistics_eagerly_and_in_a_graph(spy):
+    k = tf.Variable(0.7, dtype=tf.float64)
+    y0 = tf.constant([1.0, 2.0], tf.float64)
+
+    infos = []
+
+    def gradient():
+        with tf.GradientTape() as tape:
+            ys, info = otf.odeint(_decay(k), y0, [0.0, 0.5, 1.0], adjoint=spy.name, full_output=True)
+            loss = tf.reduce_sum(ys)
+        infos.append(info)
+        return tape.gradient(loss, k)
+
+    for run in (gradient, tf.function(gradient)):
+        g, info = run(), infos[-1]
+        assert float(g) == pytest.approx(-0.5 * np.exp(-0.35) * 3 - np.exp(-0.7) * 3, rel=1e-6)
+        request = spy.requests[-1]
+        assert request.stats is not None and request.stats.nfe == info.forward.nfe > 0
+        assert (request.door, request.higher_order, request.derived) == ("tensorflow", False, False)
+        np.testing.assert_array_equal(request.ops.value(request.params), [0.7])
+        assert info.gradient_methods == ["checkpoint"]
+
+
+def test_the_request_says_when_the_gradient_is_differentiated_again(spy):
+    k = tf.Variable(0.7, dtype=tf.float64)
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            end = otf.odeint(_decay(k), tf.constant([1.0], tf.float64), [0.0, 1.0], adjoint=spy.name)[-1, 0]
+        g = inner.gradient(end, k)
+    h = outer.gradient(g, k)
+    assert float(h) == pytest.approx(np.exp(-0.7), rel=1e-6)
+    assert spy.requests[0].higher_order and not spy.requests[0].derived
+    assert any(request.derived for request in spy.requests[1:])
