@@ -7,13 +7,19 @@ Forward sensitivities are the other gradient method, and ``adjoint="auto"`` (the
 picks between them per solve. TensorFlow dynamics live in :mod:`odegrad.tf`, imported on demand.
 
 Modules: :mod:`odegrad.integrate` (the front door, ``odeint``), :mod:`odegrad.ivp` (the second door,
-``solve_ivp``), :mod:`odegrad.options` (how the
-gradient is computed), :mod:`odegrad.adjoint` (Algorithm 1, written once),
-:mod:`odegrad.augmented` (the backward state's layout), :mod:`odegrad.sensitivity` (forward
-sensitivities), :mod:`odegrad.auto` (the rule behind ``adjoint="auto"``), :mod:`odegrad.reverse`
-(one trace, many VJPs), :mod:`odegrad.autograd_backend` (the autograd primitive and its
-derivative rules), :mod:`odegrad.solvers` (every scipy call),
-:mod:`odegrad.stats`, :mod:`odegrad.pytree`, :mod:`odegrad.validation`, :mod:`odegrad.gradcheck`.
+``solve_ivp``), :mod:`odegrad.options` (how the gradient is computed), :mod:`odegrad.methods` (the
+gradient methods ``adjoint=`` names, one registered object each: :mod:`~odegrad.methods.base` the
+interface, :mod:`~odegrad.methods.registry`, :mod:`~odegrad.methods.adjoint_methods`,
+:mod:`~odegrad.methods.forward`, :mod:`~odegrad.methods.auto`; a new method is one subclass of
+:class:`odegrad.methods.GradientMethod` and one :func:`odegrad.methods.register`),
+:mod:`odegrad.adjoint` (Algorithm 1, written once), :mod:`odegrad.augmented` (the backward state's
+layout), :mod:`odegrad.sensitivity` (the forward-sensitivity state), :mod:`odegrad.auto` (the cost
+model behind ``adjoint="auto"``), :mod:`odegrad.reverse` (one trace, many VJPs),
+:mod:`odegrad.autograd_backend` (the autograd primitive and its derivative rules),
+:mod:`odegrad.problem` (one solve as the autograd door sees it), :mod:`odegrad.derived` (the derived
+dynamics the methods solve),
+:mod:`odegrad.solvers` (every scipy call), :mod:`odegrad.stats`, :mod:`odegrad.pytree`,
+:mod:`odegrad.validation`, :mod:`odegrad.gradcheck`.
 """
 
 from .integrate import odeint

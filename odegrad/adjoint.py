@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .sensitivity import SensitivityLayout
 
 BACKWARD_MODES = ("checkpoint", "backsolve", "interpolate")
-"""The modes :func:`backward` implements; ``"forward"`` and ``"auto"`` are resolved by a backend."""
+"""The modes :func:`backward` implements (each a registered method, :mod:`odegrad.methods.adjoint_methods`)."""
 
 
 class Ops(Protocol):
@@ -68,7 +68,7 @@ system drifting by 1.2e4 kept its gradient right to 1e-8). ``backsolve`` carries
 into the next interval, where the next output's fresh cotangent is integrated along it (a
 contracting 3-state system drifting by 2.4e5 gave a gradient 1.2e-4 off at tolerance 1e-8).
 ``adjoint="auto"`` uses the stricter :data:`odegrad.auto.DRIFT_FACTOR` and retries with a method that
-does not rebuild ``y``."""
+does not rebuild ``y`` (:mod:`odegrad.methods.auto`)."""
 
 
 class DriftError(ODESolveError):

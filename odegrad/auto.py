@@ -1,4 +1,7 @@
-"""The rule behind ``adjoint="auto"``: forward sensitivities or the adjoint, per solve.
+"""The cost model behind ``adjoint="auto"``: forward sensitivities or the adjoint, per solve.
+
+The method itself, with every fallback (retries after a drifted or failed backward solve, the switch
+to forward sensitivities on a second cotangent), is :mod:`odegrad.methods.auto`.
 
 Both methods pay autograd work at every evaluation of their dynamics, and that work dominates
 (``python -m benchmarks.profile``): one trace of ``f`` and one backward pass through it per
@@ -146,8 +149,8 @@ def choose(*, n: int, columns: int, n_intervals: int, nfe: int, rtol: float, sti
 
     Notes
     -----
-    The backend also switches a solve from the adjoint to forward sensitivities when its VJP is
-    asked for a second cotangent (a Jacobian or Hessian row by row) and forward sensitivities
+    The method (:class:`odegrad.methods.auto.Auto`) also switches a solve from the adjoint to forward
+    sensitivities when its VJP is asked for a second cotangent (a Jacobian or Hessian row by row) and forward sensitivities
     fit: one sensitivity solve then serves that and every later cotangent.
     """
     if stiff:

@@ -1,10 +1,10 @@
 """The front door: ``odeint``, ``scipy.integrate.odeint`` that autograd differentiates, to any order.
 
 This module turns scipy-style arguments (any-shaped ``y0``, ``args`` as nested containers, the
-flat adjoint keywords) into one :class:`odegrad.autograd_backend.Problem` and calls the
-backend's ``solve`` primitive: a plain scipy solve forwards (:mod:`odegrad.solvers`), Algorithm 1
-with Appendix C backwards (:func:`odegrad.adjoint.backward`) or forward sensitivities
-(:mod:`odegrad.sensitivity`), per ``adjoint``.
+flat adjoint keywords) into one :class:`odegrad.problem.Problem` and calls the
+backend's ``solve`` primitive: a plain scipy solve forwards (:mod:`odegrad.solvers`), and
+backwards the gradient method that ``adjoint`` names (:mod:`odegrad.methods`: Algorithm 1 with
+Appendix C, forward sensitivities, ``auto``, or a registered method of the user's).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from autograd.tracer import getval, isbox
 
 from . import solvers
 from .adjoint import refine_times
-from .autograd_backend import AutogradOps, Problem, solve_with_stats
+from .autograd_backend import AutogradOps, solve_with_stats
 from .options import AdjointOptions, adjoint_options
+from .problem import Problem
 from .pytree import as_traced, flatten_args, open_containers
 from .stats import SolveInfo, new_info
 from .validation import ShapeError, as_real_array, check_method, check_times, tolerance
@@ -45,6 +46,68 @@ def _scipy_infodict(stats: solvers.SolveStats | None, t: np.ndarray, checkpoints
         scipy_info = {key: value[rows] if isinstance(value, np.ndarray) else value
                       for key, value in stats.infodict.items()}
     return {**scipy_info, "odegrad": info}
+
+
+def _dynamics(func: Callable[..., Any], shape: tuple[int, ...],
+              unflatten: Callable[[Any], tuple]) -> tuple[Callable, Callable]:
+    """``(rhs, make_fun)`` of :class:`odegrad.problem.Problem` for ``func(y, t, *args)``
+    on states of ``shape``: the traced flat dynamics, and plain ones that check ``func``'s output."""
+    flat_state = len(shape) == 1
+
+    def rhs(y, tt, th):
+        out = func(y if flat_state else anp.reshape(y, shape), tt, *unflatten(th))
+        if isinstance(out, (list, tuple)):
+            out = anp.array(out)
+        return out if flat_state and anp.ndim(out) == 1 else anp.ravel(out)
+
+    def make_fun(th):
+        bound = unflatten(th)
+
+        def fun(y, tt):
+            out = func(y.reshape(shape), tt, *bound)
+            if isbox(out) or (isinstance(out, (list, tuple)) and any(isbox(o) for o in out)):
+                raise _closure_error()
+            if np.shape(out) != shape and not (flat_state and np.ndim(out) < 2 and np.size(out) == shape[0]):
+                raise ShapeError(
+                    f"func returned shape {np.shape(out)} but y0 has shape {shape}; "
+                    "func(y, t, *args) must return dy/dt with y0's shape"
+                )
+            return np.ravel(out)
+
+        return fun
+
+    return rhs, make_fun
+
+
+def _jacobian(Dfun: Callable[..., Any] | None, shape: tuple[int, ...], unflatten: Callable[[Any], tuple],
+              col_deriv: int, ml: int | None, mu: int | None) -> Callable:
+    """``make_jac(theta) -> jac(y, t)`` (full, unbanded, not transposed) from scipy's ``Dfun``,
+    or ``None`` without one; checks the shape ``Dfun`` returns."""
+    flat_state = len(shape) == 1
+    n = int(np.prod(shape))
+
+    def make_jac(th):
+        if Dfun is None:
+            return None
+        bound = unflatten(th)
+        banded = ml is not None or mu is not None
+        rows = (ml or 0) + (mu or 0) + 1 if banded else n
+        expected = (n, rows) if col_deriv else (rows, n)
+
+        def jac(y, tt):
+            matrix = np.asarray(Dfun(y.reshape(shape), tt, *bound), dtype=float)
+            if flat_state and matrix.shape != expected and not (matrix.ndim < 2 and expected[0] == 1
+                                                                and matrix.size == expected[1]):
+                raise ShapeError(f"Dfun returned shape {matrix.shape}; expected {expected} "
+                                 f"({'banded, ml + mu + 1 rows' if banded else 'the full Jacobian'}"
+                                 f"{', transposed (col_deriv)' if col_deriv else ''})")
+            matrix = np.reshape(matrix, expected)
+            matrix = matrix.T if col_deriv else matrix
+            return _full_of_band(matrix, ml or 0, mu or 0) if banded else matrix
+
+        return jac
+
+    return make_jac
 
 
 def _closure_error() -> TypeError:
@@ -132,7 +195,7 @@ def odeint(
     method : {"lsoda", "adams", "bdf"}, optional
         ``"lsoda"`` (scipy's odeint), ``"adams"`` (VODE implicit Adams, the paper's choice) or
         ``"bdf"`` (VODE BDF, for stiff problems).
-    adjoint : {"auto", "checkpoint", "backsolve", "interpolate", "forward"} or AdjointOptions, optional
+    adjoint : {"auto", "checkpoint", "backsolve", "interpolate", "forward"}, str or AdjointOptions, optional
         How gradients are computed: a mode name with the flat ``checkpoints`` and
         ``adjoint_*`` keywords below, or one :class:`odegrad.AdjointOptions` holding them all.
         ``"auto"`` (default) picks one of the following per solve from the sizes, the number of
@@ -145,7 +208,8 @@ def odeint(
         from a dense forward solution instead of solving it backwards (stiff problems, first
         derivatives only); ``"forward"`` solves the forward sensitivities
         ``S' = ∂f/∂y S + ∂f/∂θ`` once over all output times (small states, many outputs, stiff
-        problems; every derivative order).
+        problems; every derivative order). The name of a method registered with
+        :func:`odegrad.methods.register` selects that method.
     checkpoints : int, optional
         Extra evenly spaced checkpoints per output interval stored by the forward solve, so the
         backward reconstruction of ``y`` restarts more often (for contracting dynamics).
@@ -229,51 +293,8 @@ def odeint(
     y0_flat = anp.ravel(y0) if isbox(y0) else y0_value.ravel()
     t_in = t if isbox(t) else t_value
 
-    flat_state = len(shape) == 1
-
-    def rhs(y, tt, th):
-        out = func(y if flat_state else anp.reshape(y, shape), tt, *unflatten(th))
-        if isinstance(out, (list, tuple)):
-            out = anp.array(out)
-        return out if flat_state and anp.ndim(out) == 1 else anp.ravel(out)
-
-    def make_fun(th):
-        bound = unflatten(th)
-
-        def fun(y, tt):
-            out = func(y.reshape(shape), tt, *bound)
-            if isbox(out) or (isinstance(out, (list, tuple)) and any(isbox(o) for o in out)):
-                raise _closure_error()
-            if np.shape(out) != shape and not (flat_state and np.ndim(out) < 2 and np.size(out) == shape[0]):
-                raise ShapeError(
-                    f"func returned shape {np.shape(out)} but y0 has shape {shape}; "
-                    "func(y, t, *args) must return dy/dt with y0's shape"
-                )
-            return np.ravel(out)
-
-        return fun
-
-    def make_jac(th):
-        if Dfun is None:
-            return None
-        bound = unflatten(th)
-        n = y0_value.size
-        banded = ml is not None or mu is not None
-        rows = (ml or 0) + (mu or 0) + 1 if banded else n
-        expected = (n, rows) if col_deriv else (rows, n)
-
-        def jac(y, tt):
-            matrix = np.asarray(Dfun(y.reshape(shape), tt, *bound), dtype=float)
-            if flat_state and matrix.shape != expected and not (matrix.ndim < 2 and expected[0] == 1
-                                                                and matrix.size == expected[1]):
-                raise ShapeError(f"Dfun returned shape {matrix.shape}; expected {expected} "
-                                 f"({'banded, ml + mu + 1 rows' if banded else 'the full Jacobian'}"
-                                 f"{', transposed (col_deriv)' if col_deriv else ''})")
-            matrix = np.reshape(matrix, expected)
-            matrix = matrix.T if col_deriv else matrix
-            return _full_of_band(matrix, ml or 0, mu or 0) if banded else matrix
-
-        return jac
+    rhs, make_fun = _dynamics(func, shape, unflatten)
+    make_jac = _jacobian(Dfun, shape, unflatten, col_deriv, ml, mu)
 
     rtol_v = tolerance("rtol", rtol, shape)
     atol_v = tolerance("atol", atol, shape)

@@ -5,7 +5,7 @@ With plain numpy inputs :func:`solve_ivp` is scipy's ``solve_ivp``, called direc
 
 1. runs scipy's ``solve_ivp`` on the plain values, with every option the caller gave: this solve
    finds the events, the step times (``t_eval=None``), ``sol`` and the counts;
-2. builds one :class:`odegrad.autograd_backend.Problem` (as :func:`odegrad.odeint` does) whose
+2. builds one :class:`odegrad.problem.Problem` (as :func:`odegrad.odeint` does) whose
    method is the ``solve_ivp`` method (:data:`odegrad.solvers.IVP_METHODS`), and calls the
    backend's ``solve`` primitive once at every time it returns a state for: ``t_eval`` (or the
    step times), the event times. Its derivatives are odegrad's own: the adjoint (Algorithm 1)
@@ -30,8 +30,9 @@ from autograd import grad as ag_grad
 from autograd.tracer import getval, isbox
 
 from . import solvers
-from .autograd_backend import Problem, solve
+from .autograd_backend import solve
 from .options import AdjointOptions, adjoint_options
+from .problem import Problem
 from .pytree import as_traced, flatten_args, holds_box, open_containers
 from .stats import new_info
 from .validation import as_real_array, tolerance
@@ -245,7 +246,8 @@ def solve_ivp(
         lists, tuples or dicts of them; float leaves are differentiated.
     adjoint : str or AdjointOptions, optional
         How gradients are computed, as in :func:`odegrad.odeint` (``"auto"``, ``"checkpoint"``,
-        ``"backsolve"``, ``"interpolate"``, ``"forward"``).
+        ``"backsolve"``, ``"interpolate"``, ``"forward"``, or a method registered with
+        :func:`odegrad.methods.register`).
     **options
         scipy's solver options. ``rtol``, ``atol`` (scalars or arrays) and ``max_step`` apply to
         the forward and the derived solves (the derived solves take the smallest ``rtol``);

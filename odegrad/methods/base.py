@@ -229,6 +229,17 @@ class GradientMethod(abc.ABC):
             raise ValueError(f"adjoint_seminorm=True does not apply to adjoint={self.name!r}: "
                              f"{self.without_seminorm}. Use the seminorm with {uses}.")
 
+    def check_request(self, request: GradientRequest) -> None:
+        """Raise ``NotImplementedError`` where the VJP would be differentiated again
+        (``request.higher_order``) and this method gives first derivatives only."""
+        from .registry import get, names
+
+        if self.first_order_only and request.higher_order:
+            here = [name for name in names() if request.door in get(name).doors and not get(name).first_order_only]
+            raise NotImplementedError(
+                f"adjoint={self.name!r} gives first derivatives only; use {_alternatives(here)} for "
+                "Hessians, grad-of-grad and other higher derivatives")
+
     @abc.abstractmethod
     def vjp(self, request: GradientRequest) -> Vjp:
         """The VJP of the solve described by ``request``.

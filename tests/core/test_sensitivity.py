@@ -16,6 +16,7 @@ from autograd import grad, hessian, jacobian, make_jvp
 
 from odegrad import ODESolveError, auto, odeint, record_stats
 from odegrad.augmented import AugmentedLayout
+from odegrad.autograd_backend import AutogradOps
 from odegrad.sensitivity import SensitivityLayout
 from tests.helpers import (
     FD_RTOL,
@@ -189,6 +190,32 @@ def test_sensitivity_layout_and_block_jacobian():
     # d vec(J S)/d vec(S) (S stored row by row) is J ⊗ I_q.
     assert onp.allclose(block[2:, 2:] @ S.ravel(), (J @ S).ravel())
     assert onp.allclose(block[:2, :2], J) and not block[2:, :2].any() and not block[:2, 2:].any()
+
+
+@pytest.mark.parametrize("with_y0,with_t0,with_params", [(True, True, True), (False, True, False), (True, False, True)])
+def test_sensitivity_state_and_cotangents_through_ops(with_y0, with_t0, with_params):
+    """The initial state ``[y0, I | -f0 | 0]`` and the cotangents ``Σ_i S(t_i)ᵀ g_i``, written with a
+    backend's ops, against the same formulas in plain NumPy."""
+    n, p, T = 2, 3, 4
+    layout = SensitivityLayout(n, p, with_y0=with_y0, with_t0=with_t0, with_params=with_params)
+    rng = onp.random.default_rng(5)
+    y0, f0 = rng.standard_normal(n), rng.standard_normal(n)
+    blocks = ([onp.eye(n)] if with_y0 else []) + ([-f0[:, None]] if with_t0 else []) + \
+        ([onp.zeros((n, p))] if with_params else [])
+    z0 = layout.initial_state(y0, f0, AutogradOps)
+    assert onp.array_equal(z0, onp.concatenate([y0, onp.concatenate(blocks, axis=1).ravel()]))
+    zs = rng.standard_normal((T, layout.size))
+    g, rates = rng.standard_normal((T, n)), rng.standard_normal((T - 1, n))
+    S = zs[1:, n:].reshape(T - 1, n, layout.columns)
+    sums = sum(S[i].T @ g[i + 1] for i in range(T - 1))
+    g_y0, g_t, g_theta = layout.cotangents(g, zs, rates, AutogradOps)
+    assert (g_y0 is None) != with_y0 and (g_t is None) != with_t0 and (g_theta is None) != with_params
+    if with_y0:
+        assert onp.allclose(g_y0, g[0] + sums[:n])
+    if with_t0:
+        assert onp.allclose(g_t, onp.concatenate([[sums[n * with_y0]], (g[1:] * rates).sum(axis=1)]))
+    if with_params:
+        assert onp.allclose(g_theta, sums[-p:])
 
 
 LOG_K_STIFF = onp.log([100.0, 50.0, 1.0])
