@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from .. import methods, solvers
 from ..augmented import AugmentedLayout
-from ..methods import GradientRequest, Wrt
+from ..methods import Gradient, GradientRequest, Wrt
 from ..methods.base import Vjp
 from ..options import AdjointOptions
 from ..sensitivity import SensitivityLayout
@@ -619,15 +619,43 @@ def gradient_request(ys: tf.Tensor, s0: tf.Tensor, times: tf.Tensor, dynamics: T
 
 def _vjp(ys: tf.Tensor, s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics, stats: solvers.SolveStats | None,
          higher_order: bool) -> Vjp:
-    """The VJP of one solve by the registered method ``dynamics.adjoint.mode``."""
-    if dynamics.y_of_t is not None:
-        raise NotImplementedError(
-            "adjoint='interpolate' gives first derivatives only (its dense forward solution is not "
-            "differentiated); use adjoint='checkpoint' or 'forward' for second and higher derivatives"
-        )
+    """The VJP of one solve by the registered method ``dynamics.adjoint.mode``.
+
+    TensorFlow only tells that a tape or accumulator *may* record the gradient (``higher_order``),
+    not that it will be differentiated: a method that refuses higher derivatives
+    (:meth:`odegrad.methods.GradientMethod.check_request`) then gives its first derivatives, and
+    differentiating them raises its refusal.
+    """
     method = methods.get(dynamics.adjoint.mode)
     method.check(dynamics.adjoint, "tensorflow")
-    return method.vjp(gradient_request(ys, s0, times, dynamics, stats, higher_order))
+    request = gradient_request(ys, s0, times, dynamics, stats, higher_order)
+    try:
+        method.check_request(request)
+    except NotImplementedError as exc:
+        if not higher_order:
+            raise
+        refusal = exc
+    else:
+        return method.vjp(request)
+    first_order = method.vjp(dataclasses.replace(request, higher_order=False, traced=lambda _: False))
+    return lambda g: _refused_beyond(first_order(g), refusal, (g, request.ys, s0, times, request.params))
+
+
+def _refused_beyond(gradient: Gradient, refusal: NotImplementedError, inputs: Sequence[tf.Tensor]) -> Gradient:
+    """``gradient`` with each part an identity whose own gradient raises ``refusal``.
+
+    The identities also take the solve's ``inputs``, so that a tape recording any of them records
+    the identities, even where a part is a constant (a method that re-solves on the host).
+    """
+    @tf.custom_gradient
+    def refuse(x, *_):
+        def grad(*__):
+            raise NotImplementedError(str(refusal)) from refusal
+
+        return tf.identity(x), grad
+
+    return dataclasses.replace(gradient, **{part: None if getattr(gradient, part) is None else
+                                            refuse(getattr(gradient, part), *inputs) for part in ("y0", "t", "params")})
 
 
 def _gradients(vjp: Vjp, g: tf.Tensor, s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics) -> list[tf.Tensor]:

@@ -181,3 +181,18 @@ def test_the_request_says_when_the_gradient_is_differentiated_again(spy):
     assert float(h) == pytest.approx(np.exp(-0.7), rel=1e-6)
     assert spy.requests[0].higher_order and not spy.requests[0].derived
     assert any(request.derived for request in spy.requests[1:])
+
+
+def test_a_first_order_method_refuses_when_its_gradient_is_differentiated():
+    """TensorFlow only tells that an outer tape may record: the inner gradient is given, and the
+    refusal comes when the outer tape differentiates it (the toy's gradients are constants, which
+    would otherwise give a silent None)."""
+    k = tf.Variable(0.7, dtype=tf.float64)
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            end = otf.odeint(_decay(k), tf.constant([1.0], tf.float64), [0.0, 1.0], rtol=FD_TOL, atol=FD_TOL,
+                             adjoint=NAME)[-1, 0]
+        g = inner.gradient(end, k)
+    assert float(g) == pytest.approx(-np.exp(-0.7), rel=RTOL)
+    with pytest.raises(NotImplementedError, match=f"adjoint='{NAME}' gives first derivatives only; use .*'checkpoint'"):
+        outer.gradient(g, k)
