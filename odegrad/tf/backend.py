@@ -606,6 +606,23 @@ def gradient_request(ys: tf.Tensor, s0: tf.Tensor, times: tf.Tensor, dynamics: T
     Every input is differentiated (a ``tf.custom_gradient`` cannot tell which the caller wants);
     ``params`` is the flat parameter vector in the order of :attr:`TFDynamics.params`, in the
     state's dtype.
+
+    Parameters
+    ----------
+    ys : tf.Tensor, shape (T, n)
+        The solve's output (the recorded one, where it exists, so that the VJP differentiates again).
+    s0 : tf.Tensor, shape (n,)
+    times : tf.Tensor, shape (T,), float64
+    dynamics : TFDynamics
+        The dynamics that was solved.
+    stats : SolveStats or None
+        The statistics of that solve.
+    higher_order : bool
+        Whether a tape or forward accumulator may record the VJP (:func:`_recording`).
+
+    Returns
+    -------
+    GradientRequest
     """
     flat = [tf.reshape(tf.cast(p, s0.dtype), [-1]) for p in dynamics.param_tensors()]
     return GradientRequest(

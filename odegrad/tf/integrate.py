@@ -105,6 +105,30 @@ def make_dynamics(f: TFCallable, y0: tf.Tensor, time_dtype: tf.DType, args: tupl
 
     ``f`` is traced once (:func:`odegrad.tf.tracing.probe`) to find the variables and captures it
     reads and the key under which its compiled computations are cached.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(t, y, *args)``, as in :func:`odeint`.
+    y0 : tf.Tensor
+        The initial state (its shape and dtype are the state's).
+    time_dtype : tf.DType
+        The dtype of the time ``f`` receives.
+    args : tuple of tf.Tensor
+        The extra arguments of ``f``.
+    options : TFOptions
+        From :func:`tf_options`.
+    variables, jit_compile, device
+        As in :func:`odeint`.
+
+    Returns
+    -------
+    TFDynamics
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`odeint`, for what ``f`` reads or returns.
     """
     read = probe(f, tf.TensorSpec(y0.shape, y0.dtype), args, time_dtype)
     variables, sources = differentiated_variables(variables, read.variables)
