@@ -1,9 +1,10 @@
 """TensorFlow dynamics: ``odeint`` for TF tensors and the Keras :class:`ODEBlock`.
 
 As in the paper's experiments, a host-side scipy solver does the stepping while the dynamics and
-their vector-Jacobian products run in TensorFlow (on the GPU when one is visible). The adjoint
-is :func:`odegrad.adjoint.backward` — the same Algorithm 1 as the autograd front door — run with
-TensorFlow operations, so nested ``tf.GradientTape``\\ s give higher derivatives in eager mode.
+their vector-Jacobian products run in TensorFlow (on the GPU when one is visible). The gradient
+methods are the autograd front door's (:mod:`odegrad.methods`: the adjoint of Algorithm 1 in its
+modes, forward sensitivities, ``auto`` and any registered method) run with TensorFlow operations,
+so nested ``tf.GradientTape``\\ s give higher derivatives in eager mode.
 
 Modules: :mod:`odegrad.tf.integrate` (``odeint``), :mod:`odegrad.tf.layers` (``ODEBlock``),
 :mod:`odegrad.tf.backend` (the TF dynamics, their compilation and placement, the differentiable

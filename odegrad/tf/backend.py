@@ -1,11 +1,13 @@
 """The TensorFlow backend: dynamics as TF computations and the differentiable solve.
 
 A host-side scipy solver does the stepping; each of its evaluations is one call of a
-``tf.function``-compiled computation (forward: ``f``; backward: ``f`` and its VJP fused), one
-state in and one derivative out, placed on one device (:func:`default_device`). The adjoint is
-:func:`odegrad.adjoint.backward` run with :class:`TFOps` and a :class:`TFDynamics`: eagerly
-through ``tf.custom_gradient`` (differentiable again), or inside a ``tf.function`` through
-``tf.py_function`` (first derivatives).
+``tf.function``-compiled computation (forward: ``f``; backward: ``f`` and its VJP fused; forward
+sensitivities: ``f`` and its Jacobian), one state in and one derivative out, placed on one device
+(:func:`default_device`). The gradient is the registered gradient method that ``adjoint=`` names
+(:mod:`odegrad.methods`, the same objects as on the autograd door) given a
+:class:`odegrad.methods.GradientRequest` of :class:`TFOps`, a :class:`TFDynamics` and
+:func:`solve_eager`: eagerly through ``tf.custom_gradient`` (differentiable again), or inside a
+``tf.function`` through ``tf.py_function`` (first derivatives).
 
 Compiled computations are cached per ``f`` and reused only for the same trace of ``f``
 (:func:`odegrad.tf.tracing.probe`), so a cache never changes the answer. The cache holds ``f``
@@ -25,10 +27,12 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from .. import auto, solvers
-from ..adjoint import backward
+from .. import methods, solvers
 from ..augmented import AugmentedLayout
+from ..methods import Gradient, GradientRequest, Wrt
+from ..methods.base import Vjp
 from ..options import AdjointOptions
+from ..sensitivity import SensitivityLayout
 from ..stats import SolveInfo
 from .tracing import TFCallable, check_output, read_by, trainable_of, variable_ids
 
@@ -36,6 +40,11 @@ try:  # TensorFlow's own JVPs (tf.autodiff.ForwardAccumulator) use this to recor
     from tensorflow.python.eager.forwardprop_util import push_forwardprop_state
 except ImportError:  # pragma: no cover - a TensorFlow without it: forward mode is refused
     push_forwardprop_state = None
+
+try:  # whether a tape or accumulator records: a gradient being computed is then differentiated again
+    from tensorflow.python.eager.record import could_possibly_record
+except ImportError:  # pragma: no cover - a TensorFlow without it: every gradient counts as higher order
+    could_possibly_record = None
 
 CACHE_SIZE = 16
 """Compiled computations kept per ``f`` (least recently used ones are dropped)."""
@@ -63,6 +72,19 @@ class TFOps:
     @staticmethod
     def value(x: tf.Tensor) -> np.ndarray:
         return np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float64)
+
+    @staticmethod
+    def reshape(x: tf.Tensor, shape: Sequence[int]) -> tf.Tensor:
+        return tf.reshape(x, shape)
+
+    @staticmethod
+    def einsum(spec: str, *operands: tf.Tensor) -> tf.Tensor:
+        return tf.einsum(spec, *operands)
+
+    @staticmethod
+    def constant(array: np.ndarray, like: tf.Tensor) -> tf.Tensor:
+        """``array`` (NumPy) as a constant tensor of ``like``'s dtype."""
+        return tf.constant(np.asarray(array), dtype=like.dtype)
 
 
 _compiled_cache: "weakref.WeakKeyDictionary[Any, collections.OrderedDict]" = weakref.WeakKeyDictionary()
@@ -164,7 +186,8 @@ class TFDynamics:
 
     The forward dynamics has ``rhs=None`` (it integrates ``func`` on the flat state ``y``);
     :meth:`augmented` and :meth:`adjoint_along` derive the dynamics of the backward states from
-    it, and ``augmented`` composes again for higher derivatives.
+    it, :meth:`sensitivity` those of the forward sensitivities, and ``augmented`` and
+    ``sensitivity`` compose again for higher derivatives.
 
     Attributes
     ----------
@@ -202,7 +225,7 @@ class TFDynamics:
     size : int
         Entries of that state.
     chain : tuple of str
-        How it was derived (``"augmented"``, ``"along"``), part of the cache key.
+        How it was derived (``"augmented"``, ``"along"``, ``"sensitivity"``), part of the cache key.
     y_of_t : callable, optional
         The dense forward solution read by the ``"along"`` (interpolating) adjoint.
     """
@@ -302,6 +325,37 @@ class TFDynamics:
             v_theta = (tf.concat(flat_theta, 0) if flat_theta else tf.zeros([0], a.dtype)) * scale
         return dy, v_y, v_t, v_theta
 
+    def _jacobian(self, rhs: Callable[..., tf.Tensor], y: tf.Tensor, t: tf.Tensor, args: Sequence[tf.Tensor],
+                  with_params: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
+        """``(dy, ∂rhs/∂y, ∂rhs/∂θ)``, shapes (n,), (n, n), (n, n_params); ``None`` for the last
+        without ``with_params``.
+
+        All rows from one trace of ``rhs`` and one reverse pass vectorised over the ``n`` rows
+        (``GradientTape.jacobian`` with pfor): the states that take forward sensitivities are small,
+        and on tanh MLPs of 2-8 states this was as fast as or faster than ``q`` batched JVPs
+        (``tf.vectorized_map`` over ``tf.autodiff.ForwardAccumulator``), whose count grows with the
+        parameters.
+        """
+        captures, _ = self._differentiated
+        float_args = [x for x in args if x.dtype.is_floating]
+        params = [*captures, *float_args] if with_params else []
+        with (push_forwardprop_state or contextlib.nullcontext)(), tf.GradientTape() as tape:
+            tape.watch([y, *params])
+            dy = rhs(y, t, *args)
+        variables: list[Any] = []
+        if with_params:
+            read = tape.watched_variables()
+            variables = [read_by(ids, read, source) for ids, source in zip(self._variable_ids, self.sources)]
+        with (push_forwardprop_state or contextlib.nullcontext)():
+            J_y, *rest = tape.jacobian(dy, [y, *variables, *params], unconnected_gradients="zero",
+                                       experimental_use_pfor=True)
+        J_theta = None
+        if with_params:
+            n = int(y.shape[0])
+            columns = [tf.reshape(tf.cast(j, dy.dtype), [n, -1]) for j in rest]
+            J_theta = tf.concat(columns, 1) if columns else tf.zeros([n, 0], dy.dtype)
+        return dy, tf.cast(J_y, dy.dtype), J_theta
+
     @property
     def compiled_f(self) -> Callable[..., tf.Tensor]:
         """:func:`compile_dynamics` of this dynamics, once per trace key, shape and options."""
@@ -338,9 +392,13 @@ class TFDynamics:
         """Count the statistics of one solve."""
         self.info.record(self.stage, stats)
 
-    def _derived(self, rhs: Callable[..., tf.Tensor], layout: AugmentedLayout, step: str,
+    def _derived(self, rhs: Callable[..., tf.Tensor], layout: AugmentedLayout | SensitivityLayout, step: str,
                  y_of_t: Callable[[float], np.ndarray] | None = None) -> "TFDynamics":
-        opts = layout.solver_options(self.backward_opts, self.adjoint.seminorm)
+        """The dynamics ``rhs`` of the derived state ``layout``, solved as backward work."""
+        if isinstance(layout, SensitivityLayout):
+            opts = layout.solver_options(self.backward_opts)
+        else:
+            opts = layout.solver_options(self.backward_opts, self.adjoint.seminorm)
         return dataclasses.replace(self, opts=opts, backward_opts=opts, stage="backward", rhs=rhs,
                                    size=layout.size, chain=self.chain + (step,), y_of_t=y_of_t,
                                    key=self.key + (layout,))
@@ -357,6 +415,105 @@ class TFDynamics:
 
             self._layouts[layout] = self._derived(augmented, layout, "augmented")
         return self._layouts[layout]
+
+    def sensitivity(self, layout: SensitivityLayout) -> "TFDynamics":
+        """The dynamics of ``z = [y, S]`` (forward sensitivities), built once per layout.
+
+        ``dz/dt = [f, ∂f/∂y S + [0 | 0 | ∂f/∂θ]]`` with ``S`` (n × q) stored row by row after ``y``,
+        its columns ``∂y/∂y0``, ``∂y/∂t_0``, ``∂y/∂θ`` as the flags of ``layout`` say (``θ`` the
+        flattened :attr:`params`, as in ``a_theta``); :mod:`odegrad.sensitivity` has the equations.
+        Each evaluation is one compiled trace of ``f`` and one reverse pass vectorised over the rows
+        of the Jacobian (:meth:`_jacobian`); ``sensitivity`` and ``augmented`` compose again for
+        higher derivatives.
+
+        Raises
+        ------
+        ValueError
+            If ``layout`` is not one of a state of :attr:`n` entries and :attr:`n_params` parameters.
+        """
+        if (layout.n, layout.n_params) != (self.n, self.n_params):
+            raise ValueError(f"a sensitivity layout for n={layout.n}, n_params={layout.n_params} does not fit "
+                             f"dynamics with n={self.n}, n_params={self.n_params}")
+        if layout not in self._layouts:
+            parent, n, q = self._rhs, layout.n, layout.columns
+            p = self.n_params if layout.with_params else 0
+
+            def sensitivity(z, t, *args):
+                y, S = z[:n], tf.reshape(z[n:], [n, q])
+                dy, J_y, J_theta = self._jacobian(parent, y, t, args, p > 0)
+                JS = tf.matmul(J_y, S)
+                if p:
+                    JS = tf.concat([JS[:, :q - p], JS[:, q - p:] + J_theta], 1)
+                return tf.concat([dy, tf.reshape(JS, [-1])], 0)
+
+            self._layouts[layout] = self._derived(sensitivity, layout, "sensitivity")
+        return self._layouts[layout]
+
+    def resolve(self, y0: np.ndarray, t: np.ndarray, theta: np.ndarray | None = None) -> np.ndarray:
+        """A plain solve of this dynamics from ``y0`` at the times ``t``, with parameters ``theta``.
+
+        Not differentiated; the work counts as backward work (it serves a gradient). Variables
+        are assigned ``theta``'s entries for the solve and restored afterwards (other threads
+        using them meanwhile see the assigned values); floating ``args`` are replaced.
+
+        Parameters
+        ----------
+        y0 : ndarray, shape (n,)
+        t : ndarray, shape (T,)
+        theta : ndarray, shape (n_params,), optional
+            The flat parameters in the order of :attr:`params`; ``None``: the current ones.
+
+        Returns
+        -------
+        ndarray, shape (T, n), float64
+
+        Raises
+        ------
+        ValueError
+            If ``theta`` has another size than :attr:`n_params`.
+        NotImplementedError
+            If ``theta`` changes a tensor ``f`` captures from an enclosing scope (it cannot be
+            replaced): pass such tensors to ``odeint`` through ``args``.
+        """
+        dynamics, assigned, restore = self, [], []
+        if theta is not None:
+            dynamics, assigned = self._with_params(np.asarray(theta, dtype=np.float64).ravel())
+        try:
+            with _unrecorded():
+                for variable, value in assigned:
+                    restore.append((variable, variable.read_value()))
+                    variable.assign(value)
+            fun = dynamics.numpy_f
+            with _unrecorded():
+                ys, stats = solvers.solve(fun, np.asarray(y0, np.float64).ravel(), np.asarray(t, np.float64),
+                                          dynamics.opts)
+            self.info.record("backward", stats)
+        finally:
+            with _unrecorded():
+                for variable, value in restore:
+                    variable.assign(value)
+        return ys
+
+    def _with_params(self, theta: np.ndarray) -> tuple["TFDynamics", list[tuple[tf.Variable, tf.Tensor]]]:
+        """This dynamics with the flat parameters ``theta``: its floating args replaced, and the
+        values its variables are to be assigned."""
+        if theta.size != self.n_params:
+            raise ValueError(f"theta has {theta.size} entries; this dynamics has n_params={self.n_params}")
+        params = self.params
+        sizes = [int(np.prod(p.shape)) for p in params]
+        parts = [part.reshape(p.shape) for part, p in zip(np.split(theta, np.cumsum(sizes)[:-1]), params)]
+        n_variables, (captures, _) = len(self.variables), self._differentiated
+        for capture, part in zip(captures, parts[n_variables:]):
+            if not np.array_equal(part, capture.numpy()):
+                raise NotImplementedError(
+                    "this gradient method solves again with other parameters, and f captures a tensor from an "
+                    "enclosing scope, which cannot be replaced: pass it to odeint through args= "
+                    "(f(t, y, tensor), args=(tensor,)) instead")
+        replaced = iter(parts[n_variables + len(captures):])
+        args = tuple(tf.constant(next(replaced), dtype=a.dtype) if a.dtype.is_floating else a for a in self.args)
+        assigned = [(variable, tf.constant(part, dtype=variable.dtype))
+                    for variable, part in zip(params[:n_variables], parts)]
+        return dataclasses.replace(self, args=args), assigned
 
     def dense_forward(self, y_start: tf.Tensor, t_start: tf.Tensor, t_end: tf.Tensor) -> Callable[[float], np.ndarray]:
         """Solve forwards over ``[t_start, t_end]`` with dense output (the backward method, the
@@ -423,59 +580,130 @@ def _unrecorded() -> Iterator[None]:
         yield
 
 
-def _forward_numpy(s0: np.ndarray, times: np.ndarray, dynamics: TFDynamics) -> np.ndarray:
+def _forward_numpy(s0: np.ndarray, times: np.ndarray, dynamics: TFDynamics) -> tuple[np.ndarray, solvers.SolveStats]:
+    """A plain solve of ``dynamics``, counted in its info; its statistics go to its gradient."""
     fun = dynamics.numpy_f
     with _unrecorded():
         ys, stats = solvers.solve(fun, s0, times, dynamics.opts)
     dynamics.record(stats)
-    return ys
+    return ys, stats
 
 
 def _host(x: tf.Tensor) -> np.ndarray:
     return np.asarray(x.numpy(), dtype=np.float64)
 
 
-def _gradients(g: tf.Tensor, ys: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics) -> list[tf.Tensor]:
-    """``[∂L/∂s0, ∂L/∂times, ∂L/∂params...]`` by :func:`odegrad.adjoint.backward`."""
-    if dynamics.y_of_t is not None:
-        raise NotImplementedError(
-            "adjoint='interpolate' gives first derivatives only (its dense forward solution is not "
-            "differentiated); use adjoint='checkpoint' for second and higher derivatives"
-        )
-    mode = dynamics.adjoint.mode
-    if mode != "auto":
-        g_s0, g_t, g_theta = _backward(g, ys, times, dynamics, mode)
+def _recording() -> bool:
+    """Whether a tape or forward accumulator may record the gradient being computed (it is then
+    differentiated again); ``True`` where TensorFlow cannot tell."""
+    return True if could_possibly_record is None else bool(could_possibly_record())
+
+
+def gradient_request(ys: tf.Tensor, s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics,
+                     stats: solvers.SolveStats | None, higher_order: bool) -> GradientRequest:
+    """The :class:`odegrad.methods.GradientRequest` of one differentiated solve on this door.
+
+    Every input is differentiated (a ``tf.custom_gradient`` cannot tell which the caller wants);
+    ``params`` is the flat parameter vector in the order of :attr:`TFDynamics.params`, in the
+    state's dtype.
+
+    Parameters
+    ----------
+    ys : tf.Tensor, shape (T, n)
+        The solve's output (the recorded one, where it exists, so that the VJP differentiates again).
+    s0 : tf.Tensor, shape (n,)
+    times : tf.Tensor, shape (T,), float64
+    dynamics : TFDynamics
+        The dynamics that was solved.
+    stats : SolveStats or None
+        The statistics of that solve.
+    higher_order : bool
+        Whether a tape or forward accumulator may record the VJP (:func:`_recording`).
+
+    Returns
+    -------
+    GradientRequest
+    """
+    flat = [tf.reshape(tf.cast(p, s0.dtype), [-1]) for p in dynamics.param_tensors()]
+    return GradientRequest(
+        ys=ys, y0=s0, t=times, dynamics=dynamics, solve=solve_eager, ops=TFOps, options=dynamics.adjoint,
+        forward_opts=dynamics.opts, backward_opts=dynamics.backward_opts, stats=stats, info=dynamics.info,
+        wrt=Wrt(), door="tensorflow", higher_order=higher_order, derived=dynamics.stage == "backward",
+        resolve=dynamics.resolve, params=tf.concat(flat, 0) if flat else tf.zeros([0], s0.dtype),
+        traced=lambda _: higher_order,
+    )
+
+
+def _vjp(ys: tf.Tensor, s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics, stats: solvers.SolveStats | None,
+         higher_order: bool) -> Vjp:
+    """The VJP of one solve by the registered method ``dynamics.adjoint.mode``.
+
+    TensorFlow only tells that a tape or accumulator *may* record the gradient (``higher_order``),
+    not that it will be differentiated: a method that refuses higher derivatives
+    (:meth:`odegrad.methods.GradientMethod.check_request`) then gives its first derivatives, and
+    differentiating them raises its refusal.
+    """
+    method = methods.get(dynamics.adjoint.mode)
+    method.check(dynamics.adjoint, "tensorflow")
+    request = gradient_request(ys, s0, times, dynamics, stats, higher_order)
+    try:
+        method.check_request(request)
+    except NotImplementedError as exc:
+        if not higher_order:
+            raise
+        refusal = exc
     else:
-        # This door's auto is the checkpoint adjoint, held to auto's drift bound; a drifted or
-        # failed backward reconstruction of y is retried by the interpolating adjoint.
-        try:
-            g_s0, g_t, g_theta = _backward(g, ys, times, dynamics, "checkpoint", auto.DRIFT_FACTOR)
-        except solvers.ODESolveError:
-            dynamics.info.gradient_methods.pop()
-            g_s0, g_t, g_theta = _backward(g, ys, times, dynamics, "interpolate")
-    return [g_s0, tf.cast(g_t, times.dtype)] + dynamics.split_params(g_theta)
+        return method.vjp(request)
+    first_order = method.vjp(dataclasses.replace(request, higher_order=False, traced=lambda _: False))
+    return lambda g: _refused_beyond(first_order(g), refusal, (g, request.ys, s0, times, request.params))
 
 
-def _backward(g: tf.Tensor, ys: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics, mode: str,
-              drift_factor: float | None = None) -> tuple:
-    dynamics.info.gradient_methods.append(mode)
-    opts = dynamics.backward_opts
-    return backward(g, ys, times, dynamics, solve_eager, TFOps, mode, normalize=dynamics.adjoint.normalize,
-                    drift_tolerance=(float(np.min(opts.rtol)), opts.atol), drift_factor=drift_factor)
+def _refused_beyond(gradient: Gradient, refusal: NotImplementedError, inputs: Sequence[tf.Tensor]) -> Gradient:
+    """``gradient`` with each part an identity whose own gradient raises ``refusal``.
+
+    The identities also take the solve's ``inputs``, so that a tape recording any of them records
+    the identities, even where a part is a constant (a method that re-solves on the host).
+    """
+    @tf.custom_gradient
+    def refuse(x, *_):
+        def grad(*__):
+            raise NotImplementedError(str(refusal)) from refusal
+
+        return tf.identity(x), grad
+
+    return dataclasses.replace(gradient, **{part: None if getattr(gradient, part) is None else
+                                            refuse(getattr(gradient, part), *inputs) for part in ("y0", "t", "params")})
+
+
+def _gradients(vjp: Vjp, g: tf.Tensor, s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics) -> list[tf.Tensor]:
+    """``[∂L/∂s0, ∂L/∂times, ∂L/∂params...]`` for the cotangent ``g``, by ``vjp``."""
+    gradient = vjp(g)
+    if gradient.ran:
+        dynamics.info.gradient_methods.append(gradient.method)
+    return ([tf.cast(gradient.y0, s0.dtype), tf.cast(gradient.t, times.dtype)]
+            + dynamics.split_params(gradient.params))
 
 
 def solve_eager(s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics) -> tf.Tensor:
     """Differentiable solve in eager mode; its gradient is again differentiable.
 
-    ``times`` is float64 (the solver's times stay on the host in float64).
+    ``times`` is float64 (the solver's times stay on the host in float64). The VJP is made once per
+    solve and kind of request and serves every cotangent (``tape.jacobian`` asks for one per row),
+    so a method may keep work across them (one forward-sensitivity solve for all rows).
     """
-    holder: dict[str, tf.Tensor] = {}
+    holder: dict[Any, Any] = {}
 
     @tf.custom_gradient
     def op(s0, times, *params):
-        ys = tf.constant(_forward_numpy(_host(s0), _host(times), dynamics), dtype=s0.dtype)
+        solution, stats = _forward_numpy(_host(s0), _host(times), dynamics)
+        ys = tf.constant(solution, dtype=s0.dtype)
 
         def grad(g, variables=None):
+            if not tf.executing_eagerly():
+                raise NotImplementedError(
+                    "the gradient of odegrad.tf.odeint (called eagerly) is being traced into a graph, as "
+                    "tape.jacobian and tape.batch_jacobian do by default: its solves run on the host, one per "
+                    "cotangent; pass experimental_use_pfor=False to them")
             # The adjoint reads the op's recorded output, so that differentiating this gradient
             # again goes through the op. Forward mode (tf.autodiff.ForwardAccumulator) asks for
             # the gradient while the op is being recorded, before that output exists, and
@@ -484,7 +712,10 @@ def solve_eager(s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics) -> tf.Ten
                 raise NotImplementedError("forward mode (tf.autodiff.ForwardAccumulator) over odegrad.tf.odeint "
                                           "needs TensorFlow's forwardprop_util, missing from this version; "
                                           "use reverse mode (tf.GradientTape)")
-            return _gradients(g, holder.get("ys", ys), times, dynamics), [None] * len(variables or [])
+            key = (_recording(), "ys" in holder)
+            if key not in holder:
+                holder[key] = _vjp(holder.get("ys", ys), s0, times, dynamics, stats, higher_order=key[0])
+            return _gradients(holder[key], g, s0, times, dynamics), [None] * len(variables or [])
 
         return ys, grad
 
@@ -499,9 +730,14 @@ def _no_second_derivatives(*_: Any, **__: Any) -> Any:
         "adjoint runs eagerly inside tf.py_function, which TensorFlow cannot differentiate again): "
         "nested GradientTapes (second derivatives, Hessian-vector products) and "
         "tf.autodiff.ForwardAccumulator (forward mode) are not supported there. Compute them in eager "
-        "mode, outside the tf.function, where both work (with adjoint='checkpoint' or 'backsolve'); "
+        "mode, outside the tf.function, where both work (with adjoint='checkpoint', 'backsolve', 'forward' or "
+        "'auto'); "
         "or use the autograd door, odegrad.odeint."
     )
+
+
+_COUNTS = ("nfe", "nst", "nje", "nsolves", "method_switches")
+"""The counts of a forward solve's :class:`odegrad.solvers.SolveStats` a graph passes to its gradient."""
 
 
 def solve_graph(s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics, shape: tf.Tensor) -> tf.Tensor:
@@ -523,18 +759,22 @@ def solve_graph(s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics, shape: tf
         def forward(s0, times, shape, *args):
             concrete = dynamics.specialize(shape.numpy(), args)
             dynamics.info.restart()
-            return _forward_numpy(_host(s0), _host(times), concrete).astype(s0.dtype.as_numpy_dtype)
+            ys, stats = _forward_numpy(_host(s0), _host(times), concrete)
+            return ys.astype(s0.dtype.as_numpy_dtype), np.array([getattr(stats, k) for k in _COUNTS], np.int64)
 
-        ys = tf.py_function(forward, [s0, times, shape, *args], Tout=s0.dtype)
+        ys, counts = tf.py_function(forward, [s0, times, shape, *args], Tout=[s0.dtype, tf.int64])
         ys.set_shape([times.shape[0], s0.shape[0]])
 
         @tf.custom_gradient
         def first_derivatives(g, s0, times, *params):
-            def eager_backward(g, ys, times, shape, *args):
-                return _gradients(g, ys, times, dynamics.specialize(shape.numpy(), args[:n_args]))
+            def eager_backward(g, ys, s0, times, counts, shape, *args):
+                concrete = dynamics.specialize(shape.numpy(), args[:n_args])
+                stats = solvers.SolveStats(concrete.opts.method, **dict(zip(_COUNTS, counts.numpy().tolist())))
+                vjp = _vjp(ys, s0, times, concrete, stats, higher_order=False)
+                return _gradients(vjp, g, s0, times, concrete)
 
             tout = [s0.dtype, times.dtype] + [p.dtype for p in params]
-            grads = tf.py_function(eager_backward, [g, ys, times, shape, *args], Tout=tout)
+            grads = tf.py_function(eager_backward, [g, ys, s0, times, counts, shape, *args], Tout=tout)
             for tensor, like in zip(grads, [s0, times, *params]):
                 tensor.set_shape(like.shape)
             return grads, _no_second_derivatives

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
-from .. import solvers
+from .. import methods, solvers
 from ..adjoint import refine_times
 from ..options import AdjointOptions, adjoint_options
 from ..stats import SolveInfo, new_info
@@ -36,25 +36,22 @@ def tf_options(rtol: float | None = None, atol: float | None = None, method: str
     Raises
     ------
     ValueError
-        For an unknown method or adjoint mode, bad tolerances or checkpoints,
-        ``adjoint="forward"`` or ``adjoint_jacobian`` (the TF door has neither forward
-        sensitivities nor an exact Jacobian of the augmented dynamics). ``"auto"`` is the
-        checkpoint adjoint here, held to ``auto``'s drift bound and retried by the interpolating
-        adjoint when ``y`` rebuilt backwards drifts or its solve fails.
+        For an unknown method or adjoint mode (any method registered in :mod:`odegrad.methods` is
+        one), options the mode's method does not take on this door, bad tolerances or
+        checkpoints, or ``adjoint_jacobian`` (the derived solves of this door get no exact
+        Jacobian: see the message).
     """
     check_method("method", method)
     options = adjoint_options(adjoint, checkpoints=checkpoints, adjoint_method=adjoint_method,
                               adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
                               adjoint_seminorm=adjoint_seminorm, adjoint_normalize=adjoint_normalize)
-    if options.mode == "forward":
-        raise ValueError(
-            "adjoint='forward' (forward sensitivities) is not available in odegrad.tf.odeint; "
-            "use adjoint='checkpoint' (the default here), or odegrad.odeint"
-        )
+    methods.get(options.mode).check(options, "tensorflow")
     if options.jacobian:
         raise ValueError(
-            "adjoint_jacobian=True is not available in odegrad.tf.odeint (an exact Jacobian of TF "
-            "dynamics of this size would not fit); leave adjoint_jacobian unset"
+            "adjoint_jacobian=True is not available in odegrad.tf.odeint: its derived (adjoint, "
+            "sensitivity) dynamics are compiled TF computations of f and its VJP or Jacobian, and no "
+            "Jacobian of those is computed (LSODA and BDF estimate one by finite differences where "
+            "they need it); leave adjoint_jacobian unset, or use odegrad.odeint, which computes it exactly"
         )
     for name, value in (("rtol", rtol), ("atol", atol)):
         if value is not None and np.ndim(value):
@@ -99,6 +96,50 @@ def _check_times(t: tf.Tensor) -> tf.Tensor:
     checked = tf.numpy_function(check, [t], tf.bool, stateful=True, name="check_output_times")
     with tf.control_dependencies([checked]):
         return tf.identity(t)
+
+
+def make_dynamics(f: TFCallable, y0: tf.Tensor, time_dtype: tf.DType, args: tuple[tf.Tensor, ...], options: TFOptions,
+                  variables: Sequence[tf.Variable] | None = None, jit_compile: bool = False,
+                  device: str | None = None) -> TFDynamics:
+    """The forward :class:`TFDynamics` of ``f`` for the state ``y0`` (what :func:`odeint` solves).
+
+    ``f`` is traced once (:func:`odegrad.tf.tracing.probe`) to find the variables and captures it
+    reads and the key under which its compiled computations are cached.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(t, y, *args)``, as in :func:`odeint`.
+    y0 : tf.Tensor
+        The initial state (its shape and dtype are the state's).
+    time_dtype : tf.DType
+        The dtype of the time ``f`` receives.
+    args : tuple of tf.Tensor
+        The extra arguments of ``f``.
+    options : TFOptions
+        From :func:`tf_options`.
+    variables, jit_compile, device
+        As in :func:`odeint`.
+
+    Returns
+    -------
+    TFDynamics
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`odeint`, for what ``f`` reads or returns.
+    """
+    read = probe(f, tf.TensorSpec(y0.shape, y0.dtype), args, time_dtype)
+    variables, sources = differentiated_variables(variables, read.variables)
+    return TFDynamics(
+        func=f, shape=tuple(y0.shape), dtype=y0.dtype, time_dtype=time_dtype, variables=variables, sources=sources,
+        captures=read.captures, args=args,
+        opts=options.forward, backward_opts=options.backward, adjoint=options.adjoint,
+        info=new_info(options.forward.method, options.backward.method), compiled=cache_of(f),
+        key=(read.fingerprint, tuple(id(v) for v in sources), tuple(id(c) for c in read.captures)),
+        jit_compile=bool(jit_compile), device=device or default_device(y0),
+    )
 
 
 def odeint(
@@ -150,12 +191,16 @@ def odeint(
         Tolerances of the forward solve (default 1.49012e-8, as scipy's odeint).
     method : {"lsoda", "adams", "bdf"}, optional
         The scipy back-end; ``"adams"`` is the paper's implicit Adams (VODE).
-    adjoint : {"checkpoint", "backsolve", "interpolate", "auto"} or AdjointOptions, optional
-        As in :func:`odegrad.odeint` (the same implementation, :func:`odegrad.adjoint.backward`);
-        ``"interpolate"`` gives first derivatives only. Default ``"checkpoint"``, the paper's
-        Algorithm 1; ``"auto"`` is the checkpoint adjoint here (forward sensitivities and
-        ``adjoint_jacobian`` are autograd-only), retried by the interpolating adjoint when the
-        ``y`` it rebuilds backwards drifts from the stored forward states (first derivatives).
+    adjoint : {"checkpoint", "backsolve", "interpolate", "forward", "auto"}, str or AdjointOptions, optional
+        The gradient method, as in :func:`odegrad.odeint`: the same method objects
+        (:mod:`odegrad.methods`, where a method registered with :func:`odegrad.methods.register`
+        is available by its name too), run with TensorFlow operations. Default ``"checkpoint"``,
+        the paper's Algorithm 1 with stored forward states. ``"forward"``: forward sensitivities,
+        one solve over all output times that serves every cotangent (all rows of a
+        ``tape.jacobian``), for small states. ``"auto"``: the autograd door's rule, forward
+        sensitivities or the adjoint per solve from the state's size, the outputs and the forward
+        solve's cost, with its fallbacks; which one ran is listed in ``info.gradient_methods``
+        (``full_output=True``). ``"interpolate"`` gives first derivatives only.
     checkpoints : int, optional
         Extra forward states stored per output interval, as in :func:`odegrad.odeint`.
     adjoint_method, adjoint_rtol, adjoint_atol, adjoint_seminorm
@@ -192,9 +237,10 @@ def odeint(
         ``t``, ``args`` and ``variables``; memory does not grow with the number of solver steps.
         Forward mode (``tf.autodiff.ForwardAccumulator``) gives Jacobian-vector products; nested
         tapes, or an accumulator around a tape (Hessian-vector products), give second derivatives.
-        Both need eager mode (and ``adjoint="checkpoint"`` or ``"backsolve"``): inside a
+        Both need eager mode (and a method other than ``"interpolate"``): inside a
         ``tf.function`` only reverse-mode first derivatives are available, and the others raise
-        ``NotImplementedError``.
+        ``NotImplementedError``. ``tape.jacobian`` needs ``experimental_use_pfor=False`` (the
+        solves run on the host).
 
     Raises
     ------
@@ -214,16 +260,7 @@ def odeint(
     if eager:
         as_real_array("y0", y0.numpy())
     t = _check_times(t)
-    read = probe(f, tf.TensorSpec(y0.shape, y0.dtype), args, t.dtype)
-    variables, sources = differentiated_variables(variables, read.variables)
-    dynamics = TFDynamics(
-        func=f, shape=tuple(y0.shape), dtype=y0.dtype, time_dtype=t.dtype, variables=variables, sources=sources,
-        captures=read.captures, args=args,
-        opts=options.forward, backward_opts=options.backward, adjoint=options.adjoint,
-        info=new_info(method, options.backward.method), compiled=cache_of(f),
-        key=(read.fingerprint, tuple(id(v) for v in sources), tuple(id(c) for c in read.captures)),
-        jit_compile=bool(jit_compile), device=device or default_device(y0),
-    )
+    dynamics = make_dynamics(f, y0, t.dtype, args, options, variables, jit_compile, device)
     k = options.adjoint.checkpoints
     t64 = tf.cast(t, tf.float64)
     times = refine_times(t64, k, TFOps) if k else t64

@@ -44,9 +44,10 @@ class ODEBlock(tf.keras.layers.Layer):
         Forward tolerances (default 1e-3, the paper's MNIST setting).
     method : {"adams", "lsoda", "bdf"}, optional
         Default ``"adams"``: VODE's implicit Adams, as in the paper.
-    adjoint : {"checkpoint", "backsolve", "interpolate", "auto"} or AdjointOptions, optional
-        How the gradient is computed (:func:`odegrad.tf.odeint`); default ``"checkpoint"``
-        (``"auto"`` is the same on this door).
+    adjoint : {"checkpoint", "backsolve", "interpolate", "forward", "auto"}, str or AdjointOptions, optional
+        How the gradient is computed (:func:`odegrad.tf.odeint`); default ``"checkpoint"``, the
+        paper's adjoint, which suits the wide states of neural ODEs (``"auto"`` picks it for them;
+        ``"forward"`` is for small states).
     checkpoints, adjoint_method, adjoint_rtol, adjoint_atol, adjoint_seminorm, adjoint_normalize : optional
         Options of the backward solves (default: as the forward solve; ``adjoint_normalize=True``,
         see :func:`odegrad.tf.odeint`).

@@ -177,22 +177,37 @@ def test_bad_input_is_rejected():
         otf.odeint(lambda t, y: -y, tf.ones([2]), [0.0, 1.0], method="rk45")
     with pytest.raises(ValueError, match="interval"):
         otf.ODEBlock(SmallDynamics(), t=(1.0, 1.0))
-    with pytest.raises(ValueError, match=r"adjoint='forward' \(forward sensitivities\) is not available"):
-        otf.odeint(lambda t, y: -y, tf.ones([2]), [0.0, 1.0], adjoint="forward")
+    with pytest.raises(ValueError, match=r"adjoint_jacobian=True is not available.*odegrad.odeint"):
+        otf.odeint(lambda t, y: -y, tf.ones([2]), [0.0, 1.0], adjoint=odegrad.AdjointOptions(jacobian=True))
+    with pytest.raises(ValueError, match=r"adjoint_seminorm=True does not apply to adjoint='forward'"):
+        otf.odeint(lambda t, y: -y, tf.ones([2]), [0.0, 1.0], adjoint="forward", adjoint_seminorm=True)
 
 
-def test_auto_is_the_checkpoint_adjoint_here():
+@pytest.mark.parametrize("n, n_times", [(1, 3), (3000, 2)])
+def test_auto_makes_the_autograd_doors_choice(n, n_times):
+    """One rule, one object: forward sensitivities for one state and three outputs, the checkpoint
+    adjoint for 3,000 states, on both doors."""
     k = tf.Variable(0.7, dtype=tf.float64)
-    grads = {}
-    for adjoint in ("auto", "checkpoint"):
-        with tf.GradientTape() as tape:
-            ys, info = otf.odeint(lambda t, y: -k * y, tf.constant([1.0], tf.float64), [0.0, 0.5, 1.0],
-                                  adjoint=adjoint, full_output=True)
-            loss = tf.reduce_sum(ys)
-        grads[adjoint] = float(tape.gradient(loss, k))
-        assert info.backward.nsolves == 2  # one restarted backward interval per output interval
-        assert info.gradient_methods == ["checkpoint"]
-    assert grads["auto"] == grads["checkpoint"]
+    y0, t = np.linspace(0.5, 1.5, n), np.linspace(0.0, 1.0, n_times)
+    with tf.GradientTape() as tape:
+        ys, info = otf.odeint(lambda _, y: -k * y, tf.constant(y0), t, rtol=1e-8, atol=1e-8, adjoint="auto",
+                              full_output=True)
+        loss = tf.reduce_sum(ys)
+    g_tf = float(tape.gradient(loss, k))
+
+    infos = []
+
+    def loss_ag(k):
+        ys, infodict = odegrad.odeint(lambda y, _, k: -k * y, y0, t, args=(k,), rtol=1e-8, atol=1e-8, adjoint="auto",
+                                      full_output=True)
+        infos.append(infodict["odegrad"])
+        return anp.sum(ys)
+
+    g_ag = grad(loss_ag)(0.7)
+    assert info.gradient_methods == infos[0].gradient_methods == [("forward" if n == 1 else "checkpoint")]
+    assert info.forward.nfe == infos[0].forward.nfe
+    assert g_tf == pytest.approx(g_ag, rel=1e-6)
+    assert g_tf == pytest.approx(-np.sum(t[1:] * np.exp(-0.7 * t[1:])) * y0.sum(), rel=1e-6)
 
 
 def test_xla_and_graph_dynamics_agree(mlp):
