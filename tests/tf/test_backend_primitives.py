@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from scipy.integrate import odeint as scipy_odeint
 
+from odegrad.gradcheck import central_differences, relative_error
 from odegrad.sensitivity import SensitivityLayout
-from tests.helpers import FD_RTOL, FD_SOLVE_TOL, rel_err
+from tests.tolerances import FD, FD_RTOL, FD_SOLVE_TOL
 
 tf = pytest.importorskip("tensorflow")
 otf = pytest.importorskip("odegrad.tf")
@@ -56,8 +57,7 @@ def _fd_sensitivities():
     def run(x):
         return _numpy_solve(x[:2], np.concatenate([[x[2]], T[1:]]), x[3:])
 
-    h = 1e-4
-    return np.stack([(run(x + h * e) - run(x - h * e)) / (2 * h) for e in np.eye(len(x))], -1)
+    return central_differences(run, x, **FD)
 
 
 def _sensitivities(dynamics, layout, tol):
@@ -76,7 +76,7 @@ def test_sensitivities_match_finite_differences(dtype, tol, rtol):
     dynamics, _ = _dynamics(dtype, tol)
     assert dynamics.n_params == 7
     S = _sensitivities(dynamics, SensitivityLayout(2, 7), tol)
-    assert rel_err(S[1:], _fd_sensitivities()[1:]) < rtol
+    assert relative_error(S[1:], _fd_sensitivities()[1:]) < rtol
     assert dynamics.info.backward.nfe > 0 and dynamics.info.forward.nfe == 0
 
 
@@ -89,7 +89,7 @@ def test_sensitivity_columns_follow_the_layout(flags):
     wanted = [i for flag, block in zip(flags, columns) if flag for i in block]
     S = _sensitivities(dynamics, layout, 1e-11)
     assert S.shape[-1] == layout.columns == len(wanted)
-    assert rel_err(S[1:], _fd_sensitivities()[1:, :, wanted]) < FD_RTOL
+    assert relative_error(S[1:], _fd_sensitivities()[1:, :, wanted]) < FD_RTOL
 
 
 def test_sensitivity_dynamics_are_built_once_per_layout_and_checked():

@@ -2,10 +2,10 @@
 
 The matrix: each mode × the four kinds of inputs (``y0``, the output times, a variable, an
 argument), on ``y' = s A y`` with ``A`` a variable and ``s`` an argument, whose solution
-``expm(s A (t - t0)) y0`` gives every gradient exactly (:func:`tests.problems.lin_exact_grads`,
+``expm(s A (t - t0)) y0`` gives every gradient exactly (:func:`odegrad.gradcheck.problems.linear_gradients`,
 with ``∂/∂A = s ∂/∂M`` and ``∂/∂s = Σ ∂/∂M ∘ A`` for ``M = s A``). float64 solves at 1e-10 are
 compared at ``GRAD_RTOL``; float32 states solved at 1e-6 at 2e-4 (global errors 10-100 times the
-local tolerance, :mod:`tests.helpers`; measured 2e-6 to 3e-5).
+local tolerance, :mod:`tests.tolerances`; measured 2e-6 to 3e-5).
 
 Second derivatives (nested tapes) of the forward sensitivities and ``auto`` are compared with the
 logistic equation's closed form, and ``auto``'s choice is read from ``info.gradient_methods``.
@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from autograd import grad
 
-from tests.helpers import GRAD_RTOL, TOL, rel_err
-from tests.problems import lin_exact_grads
+from odegrad.gradcheck import relative_error
+from odegrad.gradcheck.problems import linear_gradients
+from tests.tolerances import GRAD_RTOL, TOL
 
 tf = pytest.importorskip("tensorflow")
 otf = pytest.importorskip("odegrad.tf")
@@ -31,7 +32,7 @@ W = np.array([[0.5, -1.0], [1.0, 0.2], [-0.3, 0.7], [0.9, 1.1]])
 
 
 def _exact():
-    g_m, g_y0, g_t = lin_exact_grads(S0 * A0, Y0, T, W)
+    g_m, g_y0, g_t = linear_gradients(S0 * A0, Y0, T, W)
     return g_y0, g_t, S0 * g_m, float(np.sum(g_m * A0))
 
 
@@ -58,7 +59,7 @@ def _tf_gradients(mode, dtype, tol):
 def test_every_method_gives_every_gradient(mode, dtype, tol, rtol):
     grads, info = _tf_gradients(mode, dtype, tol)
     for name, got, exact in zip(["y0", "t", "A", "s"], grads, _exact()):
-        assert rel_err(got, exact) < rtol, name
+        assert relative_error(got, exact) < rtol, name
     ran = info.gradient_methods
     assert len(ran) == 1 and (ran[0] == mode or mode == "auto"), ran
     assert info.backward.nfe > 0
@@ -90,7 +91,7 @@ def test_second_derivatives_through_nested_tapes(mode):
         return anp.sum(grad(_logistic_loss, 1)(p[0], p[1:]) * np.array([1.0, 3.0]))
 
     exact = grad(exact_first)(np.array([1.3, 0.2, 0.7]))
-    assert rel_err(d_y0.numpy(), exact[1:]) < 1e-6 and abs(float(d_k) - exact[0]) < 1e-6 * abs(exact[0])
+    assert relative_error(d_y0.numpy(), exact[1:]) < 1e-6 and abs(float(d_k) - exact[0]) < 1e-6 * abs(exact[0])
     if mode != "checkpoint":
         assert info.gradient_methods[0] == "forward"
 
@@ -132,7 +133,7 @@ def test_forward_sensitivities_serve_every_row_of_a_jacobian():
                               adjoint="forward", full_output=True)
     J = tape.jacobian(ys, y0, experimental_use_pfor=False).numpy()
     exact = np.stack([scipy.linalg.expm(S0 * A0 * (tt - T[0])) for tt in T])
-    assert rel_err(J, exact) < GRAD_RTOL
+    assert relative_error(J, exact) < GRAD_RTOL
     assert info.gradient_methods == ["forward"]
 
 
@@ -161,7 +162,7 @@ def test_forward_over_reverse_hessian_vector_product(mode):
         g_y0 = tape.gradient(loss, y0)
     hvp = acc.jvp(g_y0).numpy()
     exact = grad(lambda p: anp.sum(grad(_logistic_loss, 1)(1.3, p) * v))(np.array([0.2, 0.7]))
-    assert rel_err(hvp, exact) < 1e-6
+    assert relative_error(hvp, exact) < 1e-6
 
 
 def test_methods_run_inside_a_tf_function():

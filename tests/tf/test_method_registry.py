@@ -4,7 +4,7 @@ The toy method here, central differences of plain re-solves (``request.resolve``
 this module alone against the public interface (:mod:`odegrad.methods`); registering it makes
 ``adjoint="<its name>"`` work in ``odegrad.odeint`` (autograd's ``grad`` and ``jacobian``) and in
 ``odegrad.tf.odeint`` (``tape.gradient`` and ``tape.jacobian``). References: ``y' = A y``, whose
-gradients are closed forms (:func:`tests.problems.lin_exact_grads`). The re-solves run at 1e-12
+gradients are closed forms (:func:`odegrad.gradcheck.problems.linear_gradients`). The re-solves run at 1e-12
 with steps 1e-5 (relative): truncation ~1e-10, noise ~1e-7, so the comparisons use 1e-5.
 """
 
@@ -19,8 +19,8 @@ import scipy.linalg
 from autograd import grad, jacobian
 
 import odegrad
+from odegrad.gradcheck.problems import linear, linear_gradients
 from odegrad.methods import Gradient, GradientMethod, GradientRequest, register, unregister
-from tests.problems import lin_exact_grads, linear
 
 tf = pytest.importorskip("tensorflow")
 otf = pytest.importorskip("odegrad.tf")
@@ -89,7 +89,7 @@ def test_tape_gradient_uses_the_registered_method():
                               full_output=True)
         loss = tf.reduce_sum(tf.constant(W) * ys)
     g_y0, g_t, g_a = tape.gradient(loss, [y0, t, A])
-    exact_a, exact_y0, exact_t = lin_exact_grads(A0, Y0, T, W)
+    exact_a, exact_y0, exact_t = linear_gradients(A0, Y0, T, W)
     np.testing.assert_allclose(g_y0.numpy(), exact_y0, rtol=RTOL)
     np.testing.assert_allclose(g_t.numpy(), exact_t, rtol=RTOL)
     np.testing.assert_allclose(g_a.numpy(), exact_a, rtol=RTOL)
@@ -112,7 +112,7 @@ def test_autograd_grad_and_jacobian_use_the_registered_method():
     def loss(y0, t, A):
         return anp.sum(W * odegrad.odeint(linear, y0, t, args=(A,), rtol=FD_TOL, atol=FD_TOL, adjoint=NAME))
 
-    exact_a, exact_y0, exact_t = lin_exact_grads(A0, Y0, T, W)
+    exact_a, exact_y0, exact_t = linear_gradients(A0, Y0, T, W)
     for k, exact in enumerate([exact_y0, exact_t, exact_a]):
         np.testing.assert_allclose(grad(loss, k)(Y0, T, A0), exact, rtol=RTOL)
     J = jacobian(lambda y0: odegrad.odeint(linear, y0, T, args=(A0,), rtol=FD_TOL, atol=FD_TOL, adjoint=NAME)[-1])(Y0)
