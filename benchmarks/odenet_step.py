@@ -2,9 +2,9 @@
 
 ``python -m benchmarks.odenet_step [--repeats N] [--batch 128] [--tol 1e-3] [--out FILE]``
 
-The step is :func:`experiments.training.make_step` on :func:`experiments.models.build_model`
+The step is :func:`experiments.mnist.training.make_step` on :func:`experiments.mnist.models.build_model`
 ``("odenet")`` (batch 128 of MNIST-sized inputs, implicit Adams at rtol = atol = ``tol``),
-under :func:`experiments.training.deterministic_ops` as in training. Four variants, each on its
+under :func:`experiments.mnist.training.deterministic_ops` as in training. Four variants, each on its
 own model built from the same seed (identical weights), with the learning rate 0 so that every
 repetition solves the same problem:
 
@@ -46,8 +46,8 @@ def measure(batch: int, tol: float, repeats: int) -> dict[str, dict[str, float]]
     import numpy as np
     import tensorflow as tf
 
-    from experiments.models import build_model
-    from experiments.training import deterministic_ops, make_step
+    from experiments.mnist.models import build_model
+    from experiments.mnist.training import deterministic_ops, make_step
 
     rng = np.random.default_rng(0)
     x = tf.constant(rng.random((batch, 28, 28, 1), dtype=np.float32))

@@ -4,7 +4,7 @@
 
 The block is the paper's MNIST ODE block: a batch of 64×6×6 feature maps (float32) and the
 dynamics GroupNorm, ReLU, 3×3 convolution with time concatenated, twice, then GroupNorm
-(:class:`experiments.models.ODEFunc`). Reported, as medians:
+(:class:`experiments.mnist.models.ODEFunc`). Reported, as medians:
 
 * one evaluation of the dynamics as a compiled TensorFlow function (tensors in and out), with
   XLA (``jit_compile=True``, the default) and as a plain graph;
@@ -19,7 +19,7 @@ dynamics GroupNorm, ReLU, 3×3 convolution with time concatenated, twice, then G
 Repetitions are interleaved across the implementations, and CPU times are given beside wall
 times: on a shared machine only figures of one run compare.
 
-Peak memory against the number of solver steps is measured by ``python -m experiments.memory``.
+Peak memory against the number of solver steps is measured by ``python -m experiments.mnist.memory``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def odegrad_case(batch: int, tol: float, seminorm: bool = False, jit_compile: bo
     """The TF block with odegrad: evaluation, bridge, forward and forward+backward callables."""
     import tensorflow as tf
 
-    from experiments.models import ODEFunc
+    from experiments.mnist.models import ODEFunc
     from odegrad.tf import compile_dynamics, odeint
 
     tf.keras.utils.set_random_seed(0)

@@ -1,26 +1,20 @@
-"""Experiments of Chen et al. (2018).
+"""Reproductions of the experiments of Chen et al. (2018), "Neural Ordinary Differential Equations".
 
-The MNIST experiments (Table 1 and Figure 3) are these modules:
+Subpackages, by what they reproduce:
 
-mnist
-    Reading (and, on request only, downloading) the four MNIST IDX files.
-models
-    Keras models: MLP, ResNet, RK-Net and ODE-Net, as in torchdiffeq's ``odenet_mnist.py``.
-training
-    The training loop with per-epoch checkpoints and exact resume.
-table1
-    Entry point that trains the models and writes ``table1.md``.
-memory
-    Peak memory and wall time of one training step as depth grows.
-figure3
-    The four NFE panels of Figure 3 from a trained ODE-Net run.
-smoke
-    A few-minute end-to-end run of all of the above on a slice of MNIST.
+:mod:`experiments.mnist`
+    The TensorFlow/MNIST experiments: Table 1 (MLP, ResNet, RK-Net, ODE-Net), Figure 3 (NFE against
+    error, time, depth and training), and the memory and backward-NFE studies behind them.
+:mod:`experiments.systems`
+    The paper's other systems, on odegrad's autograd door: continuous normalizing flows (§4), the
+    latent ODE (§5) and neural ODEs fitted to trajectories.
 
-Shared by all of them: ``cli`` (what ``python -m experiments.X`` does before TensorFlow starts:
-the check for the optional packages and quiet TensorFlow logs) and ``atomic`` (atomic writes).
+Shared by both: :mod:`experiments.cli` (what ``python -m experiments.<sub>.<name>`` does before
+the command starts: the check for the optional packages it needs and quiet TensorFlow logs),
+:mod:`experiments.imports` (those needs, read from the commands' import statements) and
+:mod:`experiments.atomic` (atomic writes).  Results and their commands are in
+``experiments/results/`` and the README.
+
+Importing this package or any module in it runs no command, sets no environment variable and
+touches no file; the commands do that in :func:`experiments.cli.run_command`.
 """
-
-from experiments.cli import prepare_command_line
-
-prepare_command_line()

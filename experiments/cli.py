@@ -1,12 +1,13 @@
-"""What every ``python -m experiments.<name>`` command does before TensorFlow starts.
+"""What every ``python -m experiments.<sub>.<name>`` command does before it starts: :func:`run_command`.
 
-``python -m experiments.table1`` imports the package ``experiments`` before it runs the module,
-and ``experiments/__init__.py`` calls :func:`prepare_command_line` then.  Only in that case (the
-package being imported to run one of its modules with ``-m``) it
+An entry module ends with ``if __name__ == "__main__": run_command(__spec__.name, main)``, so this
+runs only when the module runs as a program, never when it is imported.  :func:`run_command`
 
-* checks that the optional packages the command needs are installed, and otherwise exits with
-  the install command (``pip install -e ".[experiments]"``) instead of a ``ModuleNotFoundError``
-  from deep inside an import;
+* checks that the packages the command needs (:func:`experiments.imports.needs`, read from the
+  import statements of the module and of the first-party modules it reaches) are installed, and
+  otherwise exits with the install command (``pip install -e ".[experiments]"``) instead of a
+  ``ModuleNotFoundError`` from deep inside an import; for that, an entry module imports none of
+  its optional packages at module level (tests/experiments/test_cli.py checks it);
 * unless ``--verbose`` is on the command line, quiets TensorFlow: its C++ start-up and warning
   lines (``TF_CPP_MIN_LOG_LEVEL=2``; an explicit setting in the environment wins) and its Python
   loggers ``tensorflow`` (which carries AutoGraph's "could not transform ..." warnings and
@@ -16,38 +17,29 @@ package being imported to run one of its modules with ``-m``) it
   and, on CPUs where TensorFlow turns its oneDNN operations on by default, e.g. those with
   AVX-512 VNNI or AMX, "oneDNN custom operations are on ...").
 
-Importing ``experiments`` in any other way (tests, notebooks, ``from experiments import ...``)
-changes nothing.
+Calling an entry point's ``main(argv)`` from Python (tests, notebooks, another command) does none
+of this.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import logging
 import os
 import re
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from experiments.imports import needs
+
+T = TypeVar("T")
 
 EXTRAS_INSTALL = '`pip install -e ".[experiments]"` in a clone of odegrad (or `pip install "odegrad[experiments]"`)'
 """How to install the optional packages of the experiments (setup.cfg's ``experiments`` extra)."""
-
-TENSORFLOW = ("tensorflow", "keras")
-NEEDS: dict[str, tuple[str, ...]] = {
-    "table1": TENSORFLOW,
-    "training": TENSORFLOW,
-    "models": TENSORFLOW,
-    "memory": TENSORFLOW,
-    "backward_nfe": TENSORFLOW,
-    "figure3": (*TENSORFLOW, "matplotlib"),
-    "smoke": (*TENSORFLOW, "matplotlib"),
-    "cnf": ("matplotlib",),
-    "latent_ode": ("matplotlib",),
-    "learn_dynamics": ("matplotlib",),
-}
-"""Optional top-level packages each entry point imports (``mnist`` needs none)."""
 
 TF_LOG_LEVEL = "2"
 """``TF_CPP_MIN_LOG_LEVEL`` set by default: TensorFlow's C++ info and warning lines hidden, errors shown."""
@@ -92,7 +84,7 @@ def require(command: str, names: Sequence[str]) -> None:
     Parameters
     ----------
     command : str
-        What needs them, for the message (e.g. ``python -m experiments.table1``).
+        What needs them, for the message (e.g. ``python -m experiments.mnist.table1``).
     names : sequence of str
         Top-level package names.
 
@@ -137,7 +129,8 @@ def import_tensorflow_quietly() -> None:
         os.dup2(captured.fileno(), 2)
         failed = True
         try:
-            import tensorflow  # noqa: F401
+            # By name: the commands that need TensorFlow import it themselves (experiments.imports reads that).
+            importlib.import_module("tensorflow")
             failed = False
         finally:
             sys.stderr.flush()
@@ -149,68 +142,42 @@ def import_tensorflow_quietly() -> None:
             sys.stderr.flush()
 
 
-def running_module(argv: Sequence[str] | None = None, orig_argv: Sequence[str] | None = None) -> str | None:
-    """The ``X`` of ``python -m experiments.X`` while the package is imported to run it, else ``None``.
+def run_command(module: str, main: Callable[[], T]) -> T:
+    """Run ``main()`` as the command ``python -m <module>`` (see the module docstring).
 
     Parameters
     ----------
-    argv : sequence of str, optional
-        Default :data:`sys.argv`; its first entry is ``"-m"`` exactly while ``-m`` locates a module.
-    orig_argv : sequence of str, optional
-        Default :data:`sys.orig_argv`, the interpreter's own command line.
+    module : str
+        The entry module's name (``__spec__.name``), e.g. ``experiments.mnist.table1``.
+    main : callable
+        Its ``main``; called without arguments, so it reads :data:`sys.argv`.
 
     Returns
     -------
-    str or None
-    """
-    argv = sys.argv if argv is None else argv
-    orig_argv = getattr(sys, "orig_argv", ()) if orig_argv is None else orig_argv
-    if list(argv[:1]) != ["-m"]:
-        return None
-    for i, arg in enumerate(orig_argv):
-        if arg == "-m" and i + 1 < len(orig_argv):
-            module = orig_argv[i + 1]
-        elif arg.startswith("-m") and len(arg) > 2:
-            module = arg[2:]
-        else:
-            continue
-        package, _, name = module.partition(".")
-        return name if package == "experiments" and name else None
-    return None
-
-
-def prepare_command_line(argv: Sequence[str] | None = None, orig_argv: Sequence[str] | None = None) -> None:
-    """Check the extras and quiet TensorFlow for ``python -m experiments.X`` (see the module docstring).
-
-    Parameters
-    ----------
-    argv, orig_argv : sequence of str, optional
-        As for :func:`running_module` (defaults: the interpreter's).
+    object
+        What ``main()`` returns.
 
     Raises
     ------
     SystemExit
         With status 1 and the install command on stderr if a package the command needs is missing.
     """
-    argv = sys.argv if argv is None else argv
-    name = running_module(argv, orig_argv)
-    if name is None:
-        return
-    verbose = "--verbose" in argv[1:]
+    verbose = "--verbose" in sys.argv[1:]
     if not verbose:
         quiet_tensorflow()
-    needs = NEEDS.get(name, ())
+    needed = needs(module)
     try:
-        require(f"python -m experiments.{name}", needs)
+        require(f"python -m {module}", needed)
     except MissingExtrasError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    if not verbose and "tensorflow" in needs:
+    if not verbose and "tensorflow" in needed:
         import_tensorflow_quietly()
+    return main()
 
 
 def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
-    """Add ``--verbose`` (TensorFlow's log lines back on; read by :func:`prepare_command_line`)."""
+    """Add ``--verbose`` (TensorFlow's log lines back on; read by :func:`run_command`)."""
     parser.add_argument(
         "--verbose", action="store_true",
         help="show TensorFlow's start-up, warning and AutoGraph log lines (hidden by default)",

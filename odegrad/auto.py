@@ -31,10 +31,9 @@ With compiled derivative evaluations (:mod:`odegrad.compiled`, JAX installed) an
 either method's dynamics is one direct evaluation of ``f`` and one XLA call whose cost hardly
 grows with the rows of a small Jacobian, so forward sensitivities gain at least as much as the
 adjoint and every choice above stands; the constants stay those measured with autograd's
-evaluations, which a process uses until a structure of ``f`` is compiled. Measured with
-``python -m benchmarks.peers --quick --problems kinetics spiral-mlp --impls odegrad:lsoda
-odegrad:lsoda+checkpoint`` (load average 4.5-6 on 2 cores, compiled): kinetics 32 ms forward
-sensitivities against 192 ms checkpoint adjoint, spiral-mlp 13 ms against 785 ms.
+evaluations, which a process uses until a structure of ``f`` is compiled (``python -m
+benchmarks.peers --problems kinetics spiral-mlp --impls odegrad:lsoda odegrad:lsoda+checkpoint``
+compares the two choices; results in ``benchmarks/results_peers.md``).
 
 Stiffness (LSODA switched to BDF in the forward solve, or ``method="bdf"``) rules out solving
 ``y`` backwards: then forward sensitivities with the exact Jacobian of their dynamics while that
@@ -66,7 +65,7 @@ rows share the pass's bookkeeping and add only their arithmetic)."""
 FORWARD_MAX_BYTES = 256 * 2 ** 20
 """Largest LSODA work array (:func:`lsoda_work_bytes`) of a forward-sensitivity solve in ``auto``: a
 memory guard, not a cost (the costs decide below it). A state of 5,700 entries fits. (A fixed cap
-of 2,000 entries made ``auto`` take the adjoint at 10× the cost on n = 60, 200 outputs.)"""
+on the state's size made ``auto`` take the far costlier adjoint on small states with many outputs.)"""
 
 
 def lsoda_work_bytes(size: int) -> int:

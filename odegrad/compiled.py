@@ -60,8 +60,8 @@ MAX_RETRACES = 8
 
 COMPILE_AFTER = int(os.environ.get("ODEGRAD_COMPILE_AFTER", "1000"))
 """Derived evaluations of one structure of trace (in this process) made by autograd before it is
-compiled. Compiling costs about a second for the first structure (importing JAX and starting XLA)
-and 0.1-0.5 s per later one, about what 1,000-3,000 autograd evaluations of a small ``f`` cost:
+compiled. Compiling the first structure imports JAX and starts XLA, and each later one costs about
+what a thousand or more autograd evaluations of a small ``f`` cost (``python -m benchmarks.profile``):
 a one-off gradient stays on autograd, a fit compiles within its first few gradients. Set it to 0
 (or ``ODEGRAD_COMPILE_AFTER=0`` in the environment) to compile at once, as benchmarks of
 steady-state speed do."""

@@ -130,20 +130,31 @@ def compiled_adjoint(problem: Problem, layout: AugmentedLayout) -> Callable[[Any
     return fused
 
 
+def _backward_rhs(problem: Problem, layout: AugmentedLayout,
+                  y_of_t: Callable[[float], np.ndarray] | None = None) -> Callable[[Any, Any, Any], Any]:
+    """``rhs(s, t, theta)`` of the backward state ``layout``: ``[f, -a·∂f/∂y, -a·∂f/∂t, -a·∂f/∂θ]``
+    (the parts the layout holds), ``y`` read from the state or, without it, from ``y_of_t``; one
+    compiled evaluation where available, else one trace of ``f`` and one backward pass."""
+    traced, fused = vjp_of_rhs(problem, layout), compiled_adjoint(problem, layout)
+
+    def rhs(s, t, theta):
+        y, a, _, _ = layout.split(s)
+        if y_of_t is not None:
+            y = y_of_t(t)
+        out = fused(y, t, theta, a)
+        if out is not None:
+            return out
+        dy, v_y, v_t, v_theta = traced(y, t, theta, a)
+        return layout.join(anp.concatenate, dy if layout.with_state else None, -v_y,
+                           None if v_t is None else -v_t, None if v_theta is None else -v_theta)
+
+    return rhs
+
+
 def augmented(problem: Problem, layout: AugmentedLayout) -> Problem:
     """The problem of the backward state ``layout`` (``[y, a, a_t, a_theta]``), built once."""
     if layout not in problem.derived:
-        traced, fused = vjp_of_rhs(problem, layout), compiled_adjoint(problem, layout)
-
-        def aug_rhs(s, t, theta):
-            y, a, _, _ = layout.split(s)
-            out = fused(y, t, theta, a)
-            if out is not None:
-                return out
-            dy, v_y, v_t, v_theta = traced(y, t, theta, a)
-            return layout.join(anp.concatenate, dy, -v_y, None if v_t is None else -v_t,
-                               None if v_theta is None else -v_theta)
-
+        aug_rhs = _backward_rhs(problem, layout)
         opts = layout.solver_options(problem.backward_opts, problem.adjoint.seminorm)
         problem.derived[layout] = derived_problem(problem, aug_rhs, layout.size, opts,
                                                   exact_jac=compiled_augmented_jacobian(problem, layout))
@@ -183,18 +194,8 @@ def adjoint_along(problem: Problem, y_of_t: Callable[[float], np.ndarray], layou
     Its dynamics are linear in ``a``: the exact Jacobian is ``-[∂f/∂y | ∂f/∂t | ∂f/∂θ]ᵀ``
     in the first ``n`` columns, zeros elsewhere.
     """
-    traced, fused = vjp_of_rhs(problem, layout), compiled_adjoint(problem, layout)
     n, p = problem.n, problem.n_params
-
-    def adj_rhs(s, t, theta):
-        _, a, _, _ = layout.split(s)
-        y = y_of_t(t)
-        out = fused(y, t, theta, a)
-        if out is not None:
-            return out
-        _, v_y, v_t, v_theta = traced(y, t, theta, a)
-        return layout.join(anp.concatenate, None, -v_y, None if v_t is None else -v_t,
-                           None if v_theta is None else -v_theta)
+    adj_rhs = _backward_rhs(problem, layout, y_of_t)
 
     def structured_jac(theta):
         def jac(s, t):

@@ -3,8 +3,8 @@
 Forward sensitivities need the whole Jacobian ``∂f/∂[y, θ]`` at every evaluation of their
 dynamics, and the stiff solvers' Newton iterations need ``∂f/∂y``. autograd gets a Jacobian
 from one trace and one backward pass per row, and on small dynamics both are dominated by
-autograd's bookkeeping per node (~20 µs), not by arithmetic: a 3-state kinetics model costs
-~0.5 ms per trace and ~0.4 ms per backward pass against ~20 µs for the dynamics themselves.
+autograd's bookkeeping per node, not by arithmetic: a trace and a backward pass of a 3-state
+kinetics model each cost many times an evaluation of the dynamics (``python -m benchmarks.profile``).
 
 :func:`trace_vjps` records the trace without building autograd's VJP closures and then runs
 *one* backward pass that carries all ``k`` cotangents at once, as arrays with a leading axis of

@@ -157,8 +157,9 @@ def compile_dynamics(flat_f: Callable[..., tf.Tensor], n: int, dtype: tf.DType, 
         The dtype ``flat_f`` computes in.
     jit_compile : bool
         Compile with XLA (``tf.function(jit_compile=True)``). On the Table 1 block this takes
-        about 40% less CPU time per evaluation than a plain graph (GroupNorm fuses into a few
-        kernels; ``python -m benchmarks.tf_block``), at seconds of compilation per shape.
+        less CPU time per evaluation than a plain graph (GroupNorm fuses into a few kernels;
+        ``python -m benchmarks.tf_block``, ``benchmarks/results_tf_block.md``), at seconds of
+        compilation per shape.
     device : str, optional
         Device scope of every operation of the computation (default: :func:`default_device`).
     extra_specs : sequence of tf.TensorSpec

@@ -215,7 +215,7 @@ def odeint(
         Compile the evaluations the solver makes (``f``, and ``f`` fused with its VJP for the
         backward solves) with XLA. Default ``False``: a plain ``tf.function`` graph, no compile
         latency and any TF op. XLA pays off when evaluations are expensive and many (the Table 1
-        block: about 40% less CPU time per evaluation, ``python -m benchmarks.tf_block``) and
+        block: less CPU time per evaluation, ``benchmarks/results_tf_block.md``) and
         costs seconds of compilation per new state shape.
     device : str, optional
         Device of the compiled dynamics, e.g. ``"/GPU:0"``. Default: the device of ``y0`` when

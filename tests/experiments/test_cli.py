@@ -1,4 +1,4 @@
-"""What ``python -m experiments.X`` does before TensorFlow starts, help texts, and atomic writes."""
+"""What ``python -m experiments.<sub>.<name>`` does before it starts, its derived needs, help texts, atomic writes."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pytest
 
 from experiments import atomic, cli
 from experiments.atomic import write_atomic
+from experiments.imports import entry_points, module_imports, needs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,39 +47,157 @@ def run_without(tmp_path: Path, blocked: str, *args: str) -> subprocess.Complete
                           timeout=120, check=False)
 
 
+ENTRY_MODULES = entry_points()
+OPTIONAL = "tensorflow,keras,matplotlib"
+
+
+def test_the_entry_points_are_found() -> None:
+    assert {"experiments.mnist.table1", "experiments.mnist.data", "experiments.systems.cnf"} <= set(ENTRY_MODULES)
+    assert "experiments.mnist.training" not in ENTRY_MODULES and "experiments.cli" not in ENTRY_MODULES
+
+
 @pytest.mark.parametrize(
     "module, missing",
-    [("table1", "tensorflow, keras"), ("smoke", "tensorflow, keras, matplotlib"), ("figure3", "tensorflow, keras, matplotlib"),
-     ("memory", "tensorflow, keras"), ("models", "tensorflow, keras"), ("training", "tensorflow, keras"),
-     ("backward_nfe", "tensorflow, keras"),
-     ("cnf", "matplotlib")],
+    [("mnist.table1", "keras, tensorflow"), ("mnist.smoke", "keras, matplotlib, tensorflow"),
+     ("mnist.figure3", "keras, matplotlib, tensorflow"), ("mnist.backward_nfe", "keras, tensorflow"),
+     ("systems.cnf", "matplotlib")],
 )
 def test_missing_extras_give_the_install_command(module: str, missing: str, tmp_path: Path) -> None:
-    proc = run_without(tmp_path, "tensorflow,keras,matplotlib", "-m", f"experiments.{module}", "--help")
+    proc = run_without(tmp_path, OPTIONAL, "-m", f"experiments.{module}", "--help")
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr and "ModuleNotFoundError" not in proc.stderr
-    assert f"error: python -m experiments.{module} needs {missing}" in proc.stderr
+    assert f"error: python -m experiments.{module} needs {missing}, which " in proc.stderr
     assert 'pip install -e ".[experiments]"' in proc.stderr and 'pip install "odegrad[experiments]"' in proc.stderr
 
 
 def test_commands_without_extras_still_run(tmp_path: Path) -> None:
-    proc = run_without(tmp_path, "tensorflow,keras,matplotlib", "-m", "experiments.mnist", "--help")
+    proc = run_without(tmp_path, OPTIONAL, "-m", "experiments.mnist.data", "--help")
     assert proc.returncode == 0 and "--download" in proc.stdout
+
+
+def test_entry_points_import_without_their_extras(tmp_path: Path) -> None:
+    """The extras check runs after the entry module's own imports, so those must not need the extras."""
+    script = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
+    proc = run_without(tmp_path, OPTIONAL, "-c", script, *ENTRY_MODULES)
+    assert proc.returncode == 0, proc.stderr
+
+
+IMPORT_EVERYTHING = textwrap.dedent(
+    """
+    import builtins, importlib, json, logging, os, pkgutil, sys
+    import matplotlib, tensorflow  # their own import-time settings are not ours
+    import experiments
+    from experiments.imports import is_first_party
+
+    executed = {}
+    real_import = builtins.__import__
+
+    def recording(name, globals=None, locals=None, fromlist=(), level=0):
+        importer, top = (globals or {}).get("__name__", ""), name.partition(".")[0]
+        if level == 0 and importer.startswith("experiments") and top not in sys.stdlib_module_names and not is_first_party(top):
+            executed.setdefault(importer, set()).add(top)
+        return real_import(name, globals, locals, fromlist, level)
+
+    def state():
+        return dict(os.environ), {n: logging.getLogger(n).level for n in ("tensorflow", "absl", "matplotlib")}
+
+    before = state()
+    builtins.__import__ = recording
+    names = [m.name for m in pkgutil.walk_packages(experiments.__path__, "experiments.")]
+    for name in names:
+        importlib.import_module(name)
+    builtins.__import__ = real_import
+    print(json.dumps({"names": names, "same": before == state(), "files": os.listdir("."),
+                      "executed": {k: sorted(v) for k, v in executed.items()}}))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def import_everything(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Import every module of ``experiments`` in a fresh process, in an empty directory; report what happened."""
+    cwd = tmp_path_factory.mktemp("import-everything")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", IMPORT_EVERYTHING], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_importing_changes_nothing(import_everything: dict) -> None:
+    """Importing every experiments module sets no environment variable or logger level and writes no file."""
+    assert set(ENTRY_MODULES) <= set(import_everything["names"])
+    assert "experiments.mnist.training" in import_everything["names"]
+    assert import_everything["same"] and import_everything["files"] == []
+
+
+def test_derived_needs_hold_the_imports_that_run(import_everything: dict) -> None:
+    """Every third-party import statement a module executes on import is among its derived needs."""
+    executed = import_everything["executed"]
+    assert {"keras", "tensorflow"} <= set(executed["experiments.mnist.models"])
+    assert "numpy" in executed["experiments.systems.cnf_models"]
+    for module, packages in executed.items():
+        assert set(packages) <= set(needs(module)), module
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+def test_needs_follow_first_party_imports_and_skip_optional_ones(tmp_path: Path) -> None:
+    _write(tmp_path, {
+        "app/__init__.py": "import json\n",
+        "app/entry.py": """
+            import numpy as np
+            from . import helper
+            from app.sub import deep, CONSTANT
+            from lib import thing
+
+            def plot():
+                import matplotlib.pyplot as plt
+                try:
+                    import torch
+                except ImportError:
+                    torch = None
+
+            if __name__ == "__main__":
+                plot()
+            """,
+        "app/helper.py": "from typing import Any\nimport yaml\n",
+        "app/sub/__init__.py": "import requests\nCONSTANT = 1\n",
+        "app/sub/deep.py": """
+            from ..helper import Any
+            try:
+                import jax
+            except (ModuleNotFoundError, AttributeError):
+                pass
+            """,
+        "app/unused.py": "import pandas\n",
+        "lib/__init__.py": "import scipy.linalg\nthing = 1\n",
+    })
+    assert needs("app.entry", tmp_path) == ("matplotlib", "numpy", "requests", "scipy", "yaml")
+    assert needs("app.helper", tmp_path) == ("yaml",)
+    assert entry_points("app", tmp_path) == ["app.entry"]
+    assert "app.sub.deep" in module_imports("app.entry", tmp_path)
+
+
+def test_run_command_checks_the_needs_before_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setattr(sys, "argv", ["cnf.py", "--help"])
+    with pytest.raises(SystemExit) as info:
+        cli.run_command("experiments.systems.cnf", lambda: pytest.fail("main ran without matplotlib"))
+    assert info.value.code == 1
+    assert "error: python -m experiments.systems.cnf needs matplotlib, which is not installed" in capsys.readouterr().err
 
 
 def test_missing_modules_sees_a_blocked_import(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "keras", None)
     assert cli.missing_modules(["keras", "numpy", "no_such_package_here"]) == ["keras", "no_such_package_here"]
     with pytest.raises(cli.MissingExtrasError, match=r'needs keras, which is not installed .*pip install -e "\.\[experiments\]"'):
-        cli.require("python -m experiments.table1", ["numpy", "keras"])
-
-
-def test_running_module_only_for_python_m_experiments() -> None:
-    assert cli.running_module(["-m", "--smoke"], ["py", "-X", "dev", "-m", "experiments.table1", "--smoke"]) == "table1"
-    assert cli.running_module(["-m"], ["py", "-mexperiments.smoke"]) == "smoke"
-    assert cli.running_module(["-m"], ["py", "-m", "benchmarks.peers"]) is None
-    assert cli.running_module(["/x/table1.py"], ["py", "-m", "experiments.table1"]) is None
-    assert cli.running_module(["-c"], ["py", "-c", "import experiments"]) is None
+        cli.require("python -m experiments.mnist.table1", ["numpy", "keras"])
 
 
 @pytest.fixture()
@@ -91,26 +210,25 @@ def restore_loggers():
     absl_logging.set_verbosity(absl_level)
 
 
-def test_prepare_quiets_tensorflow_unless_verbose(monkeypatch: pytest.MonkeyPatch, restore_loggers: None) -> None:
-    orig = ["py", "-m", "experiments.table1"]
+def test_run_command_quiets_tensorflow_unless_verbose(monkeypatch: pytest.MonkeyPatch, restore_loggers: None) -> None:
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
     logging.getLogger("tensorflow").setLevel(logging.INFO)
-    cli.prepare_command_line(["-m", "--smoke", "--verbose"], orig)
+    monkeypatch.setattr(sys, "argv", ["data.py", "--verbose"])
+    assert cli.run_command("experiments.mnist.data", lambda: "ran") == "ran"
     assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ and logging.getLogger("tensorflow").level == logging.INFO
-    cli.prepare_command_line(["/not/-m.py"], orig)
-    assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
-    cli.prepare_command_line(["-m", "--smoke"], orig)
+    monkeypatch.setattr(sys, "argv", ["data.py"])
+    cli.run_command("experiments.mnist.data", lambda: None)
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == cli.TF_LOG_LEVEL
     assert logging.getLogger("tensorflow").level == logging.ERROR
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
-    cli.prepare_command_line(["-m"], orig)
+    cli.run_command("experiments.mnist.data", lambda: None)
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
 
 
 def test_tensorflow_start_up_lines_are_hidden() -> None:
     """``table1 --help`` imports TensorFlow; none of its C++ log lines reach the terminal."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    proc = subprocess.run([sys.executable, "-m", "experiments.table1", "--help"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "experiments.mnist.table1", "--help"], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=300, check=False)
     assert proc.returncode == 0 and "--verbose" in proc.stdout
     assert "absl::InitializeLog" not in proc.stderr
@@ -122,12 +240,9 @@ class _Parsed(Exception):
         self.parser = parser
 
 
-ENTRY_POINTS = [
-    ("experiments.table1", "main"), ("experiments.smoke", "main"), ("experiments.figure3", "main"),
-    ("experiments.memory", "main"), ("experiments.mnist", "main"), ("experiments.models", "main"),
-    ("experiments.cnf", "main"), ("experiments.latent_ode", "main"), ("experiments.learn_dynamics", "main"),
-    ("experiments.backward_nfe", "main"), ("benchmarks.peers", "run"), ("benchmarks.profile", "main"),
-    ("benchmarks.tf_block", "main"), ("benchmarks.odenet_step", "main"), ("benchmarks.quickstart", "main"),
+ENTRY_POINTS = [(module, "main") for module in ENTRY_MODULES] + [
+    ("benchmarks.peers", "run"), ("benchmarks.profile", "main"), ("benchmarks.tf_block", "main"),
+    ("benchmarks.odenet_step", "main"), ("benchmarks.quickstart", "main"),
 ]
 
 

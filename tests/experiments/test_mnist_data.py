@@ -1,4 +1,4 @@
-"""MNIST IDX loading of experiments.mnist on tiny synthetic files (never downloads)."""
+"""MNIST IDX loading of experiments.mnist.data on tiny synthetic files (never downloads)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import mnist
-from experiments.mnist import MNISTDataError, load_mnist, resolve_data_dir
+from experiments.mnist import data as mnist
+from experiments.mnist.data import MNISTDataError, load_mnist, resolve_data_dir
 
 
 def write_idx(path: Path, array: np.ndarray, magic: int | None = None, count: int | None = None) -> None:
@@ -150,14 +150,14 @@ def test_download_writes_each_file_whole(tmp_path: Path, monkeypatch: pytest.Mon
     assert load_mnist(target).x_train.shape == (60000, 28, 28)
 
 
-@pytest.mark.parametrize("command", ["smoke", "table1", "mnist"])
+@pytest.mark.parametrize("command", ["smoke", "table1", "data"])
 def test_commands_take_download(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``--download`` exists where the error messages tell users to pass it, and fetches first."""
     import importlib
 
     fetched, ran = [], []
     monkeypatch.setattr(mnist, "download_mnist", lambda directory: fetched.append(directory) or directory)
-    module = importlib.import_module(f"experiments.{command}")
+    module = importlib.import_module(f"experiments.mnist.{command}")
     if command == "smoke":
         monkeypatch.setattr(module, "run_smoke", lambda data_dir, *args: ran.append(data_dir))
     elif command == "table1":

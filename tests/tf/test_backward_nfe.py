@@ -13,7 +13,7 @@ for every loss scale, with or without the seminorm, and at most the forward NFE.
 ``c·|a|`` reaches ``atol`` does the loss scale ``c`` raise the backward NFE, and only there does
 the seminorm save steps. Below ``atol`` the backward NFE follows the backward solve's own
 tolerance (``adjoint_rtol``/``adjoint_atol``), not the forward one. ``python -m
-experiments.backward_nfe`` measures the same on the Table 1 block.
+experiments.mnist.backward_nfe`` measures the same on the Table 1 block.
 """
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Tests of the latent ODE experiment (experiments/latent_ode.py, latent_ode_data.py, latent_ode_plots.py)."""
+"""Tests of the latent ODE experiment (experiments/systems/latent_ode.py, latent_ode_data.py, latent_ode_plots.py)."""
 
 import json
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from autograd import grad, value_and_grad
 
-from experiments import latent_ode as lo
-from experiments import latent_ode_data as ld
-from experiments.latent_ode_plots import linear_probe
-from experiments.paper_utils import Packer
+from experiments.systems import latent_ode as lo
+from experiments.systems import latent_ode_data as ld
+from experiments.systems.common import Packer
+from experiments.systems.latent_ode_plots import linear_probe
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +215,7 @@ def test_quick_command_writes_table2_protocol_and_figures(tmp_path):
     table = json.loads((tmp_path / "table2.json").read_text())
     assert set(table) == {"latent_ode", "rnn"} and all(len(table[m]["30"]) == 1 for m in table)
     assert all(r["status"] == "finished" for r in protocol["runs"])
-    assert protocol["command"].startswith("python -m experiments.latent_ode --seeds 0 --n-obs 30 --iters 4")
+    assert protocol["command"].startswith("python -m experiments.systems.latent_ode --seeds 0 --n-obs 30 --iters 4")
     saved = json.loads((tmp_path / "table2_protocol.json").read_text())
     assert saved["poisson_fig7"]["steps"] == 4 and "probe_test_corr_with_direction" in saved["figures_8_9"]
     for name in ("fig7_poisson.png", "fig8_spirals.png", "fig9_latent_direction.png"):

@@ -1,12 +1,12 @@
-"""Tests of the learned-dynamics experiment (experiments/learn_dynamics.py)."""
+"""Tests of the learned-dynamics experiment (experiments/systems/learn_dynamics.py)."""
 
 import numpy as np
 import pytest
 import scipy.linalg
 from autograd import value_and_grad
 
-from experiments import learn_dynamics as ld
-from experiments.paper_utils import Packer
+from experiments.systems import learn_dynamics as ld
+from experiments.systems.common import Packer
 from odegrad import odeint
 
 

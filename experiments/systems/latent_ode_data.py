@@ -40,8 +40,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .atomic import write_atomic
-from .paper_utils import Adam
+from experiments.atomic import write_atomic
+
+from .common import Adam
 
 SPIRAL = {"n_total": 500, "n_window": 100, "t_stop": 6 * np.pi, "a": 0.0, "b": 0.3, "noise": 0.3}
 CENTRE = 5.0

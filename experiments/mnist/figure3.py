@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m experiments.figure3 --run runs/table1/odenet [--data-dir D] [--images 128]
+    python -m experiments.mnist.figure3 --run runs/table1/odenet [--data-dir D] [--images 128]
 
 From the checkpoint in ``--run`` the trained ODE-Net is rebuilt; the ODE block is re-solved
 on the features of ``--images`` test images at each tolerance of ``--tols`` (``rtol = atol``),
@@ -36,8 +36,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from experiments.atomic import write_atomic
-from experiments.cli import add_verbose_argument
-from experiments.mnist import add_data_arguments, data_dir_from_args
+from experiments.cli import add_verbose_argument, run_command
+from experiments.mnist.data import add_data_arguments, data_dir_from_args
 
 DEFAULT_TOLS = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5)
 
@@ -55,7 +55,7 @@ def tolerance_sweep(
 
     Parameters
     ----------
-    model : experiments.models.Classifier
+    model : experiments.mnist.models.Classifier
         A trained ODE-Net (its ``ode_block`` keeps its dynamics as ``func``).
     images, labels : numpy.ndarray
         ``uint8`` ``(n, 28, 28)`` images and their labels.
@@ -81,8 +81,8 @@ def tolerance_sweep(
     import keras
     import tensorflow as tf
 
-    from experiments.models import INTEGRATION_TIME
-    from experiments.training import to_input
+    from experiments.mnist.models import INTEGRATION_TIME
+    from experiments.mnist.training import to_input
     from odegrad.tf import ODEBlock
 
     block = model.ode_block
@@ -137,7 +137,7 @@ def training_nfe(log: Sequence[dict]) -> dict[str, list[float]]:
     Parameters
     ----------
     log : sequence of dict
-        Epoch entries of :func:`experiments.training.train`.
+        Epoch entries of :func:`experiments.mnist.training.train`.
 
     Returns
     -------
@@ -220,7 +220,7 @@ def figure_title(protocol: dict, images: int, epochs_done: int | None = None) ->
     Parameters
     ----------
     protocol : dict
-        The run's protocol (:meth:`experiments.training.Protocol.to_json`).
+        The run's protocol (:meth:`experiments.mnist.protocol.Protocol.to_json`).
     images : int
         Test images of the tolerance sweep.
     epochs_done : int, optional
@@ -258,7 +258,7 @@ def require_checkpoint(run_dir: str | os.PathLike[str]) -> Path:
     FileNotFoundError
         If there is no checkpoint; the message gives the training command for this directory.
     """
-    from experiments.training import CHECKPOINT
+    from experiments.mnist.protocol import CHECKPOINT
 
     run_dir = Path(run_dir)
     path = run_dir / CHECKPOINT
@@ -267,9 +267,9 @@ def require_checkpoint(run_dir: str | os.PathLike[str]) -> Path:
     out = run_dir.parent if run_dir.name == "odenet" else run_dir
     raise FileNotFoundError(
         f"no {CHECKPOINT} in {run_dir}: figure 3 needs a trained ODE-Net. Train one with "
-        f"`python -m experiments.table1 --model odenet --quick --out {out}` (--smoke instead of --quick for a "
+        f"`python -m experiments.mnist.table1 --model odenet --quick --out {out}` (--smoke instead of --quick for a "
         f"pipeline check of a few minutes), which writes {out / 'odenet' / CHECKPOINT}, "
-        f"then run `python -m experiments.figure3 --run {out / 'odenet'}`"
+        f"then run `python -m experiments.mnist.figure3 --run {out / 'odenet'}`"
     )
 
 
@@ -332,12 +332,12 @@ def make_figure(
     ------
     FileNotFoundError
         If ``run_dir`` holds no checkpoint; the message names the command that makes one.
-    experiments.training.CheckpointError
+    experiments.mnist.training.CheckpointError
         If the checkpoint cannot be read.
     ValueError
         If the run is not an ODE-Net.
     """
-    from experiments.training import load_checkpoint_state, restore_model
+    from experiments.mnist.training import load_checkpoint_state, restore_model
 
     require_checkpoint(run_dir)
     state = load_checkpoint_state(run_dir)
@@ -373,14 +373,14 @@ def make_figure(
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
-    """Entry point of ``python -m experiments.figure3``."""
-    from experiments.mnist import load_mnist
+    """Entry point of ``python -m experiments.mnist.figure3``."""
+    from experiments.mnist.data import load_mnist
 
-    parser = argparse.ArgumentParser(prog="python -m experiments.figure3",
+    parser = argparse.ArgumentParser(prog="python -m experiments.mnist.figure3",
                                      description="Figure 3 (NFE statistics) of a trained ODE-Net")
     parser.add_argument("--run", required=True,
                         help="ODE-Net run directory holding checkpoint.npz, e.g. runs/table1/odenet "
-                             "(made by `python -m experiments.table1 --model odenet`)")
+                             "(made by `python -m experiments.mnist.table1 --model odenet`)")
     add_data_arguments(parser)
     parser.add_argument("--images", type=int, default=128, help="test images in the evaluation batch (default: %(default)s)")
     parser.add_argument("--tols", type=float, nargs="+", default=list(DEFAULT_TOLS),
@@ -401,4 +401,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(__spec__.name, main)

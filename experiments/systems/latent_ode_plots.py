@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .paper_utils import pyplot
+from .common import pyplot
 
 
 def linear_probe(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray

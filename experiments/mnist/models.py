@@ -15,15 +15,15 @@ released with the paper, ``--downsampling-method conv``), in NHWC layout:
   GroupNorm; the time is concatenated as an extra input channel); RK-Net = the same
   dynamics integrated on ``[0, 1]`` by :class:`RKBlock`, by default the **adaptive
   Dormand-Prince 5(4)** solver at the ODE-Net's tolerance written in TensorFlow
-  (:mod:`experiments.runge_kutta`), gradients backpropagated directly through all its
+  (:mod:`experiments.mnist.runge_kutta`), gradients backpropagated directly through all its
   steps (as the paper's RK-Net); fixed-step classical RK4 is an option;
 * head: GroupNorm, ReLU, global average pooling, ``Dense(10)``.
 
 GroupNorm is :class:`keras.layers.GroupNormalization` with ``min(32, channels)`` groups and
 ``epsilon=1e-5`` (PyTorch's default), which has the same ``2 * channels`` parameters as
 ``torch.nn.GroupNorm``.  The parameter counts therefore equal torchdiffeq's exactly:
-576,778 (ResNet) and 208,266 (ODE-Net and RK-Net); :func:`parameter_table` prints them
-beside the paper's.  The paper's Table 1 gives 0.60M and 0.22M and does not say which
+576,778 (ResNet) and 208,266 (ODE-Net and RK-Net); ``python -m experiments.mnist.parameters``
+prints them beside the paper's.  The paper's Table 1 gives 0.60M and 0.22M and does not say which
 variant it counted: torchdiffeq's other downsampling (``--downsampling-method res``, two
 strided residual blocks with 1x1 projections) adds 24,704 parameters, giving 601,482
 (0.60M) for the ResNet but 232,970 (0.23M) for the ODE-Net, so neither released variant
@@ -35,22 +35,14 @@ The MLP is LeCun et al. (1998)'s one-hidden-layer network: 784 -> 300 (ReLU) -> 
 
 from __future__ import annotations
 
-import argparse
 from typing import Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from experiments.runge_kutta import dopri5, rk4
-
-MODEL_NAMES = ("mlp", "resnet", "rknet", "odenet")
-
-PAPER_PARAMS = {"mlp": 0.24e6, "resnet": 0.60e6, "rknet": 0.22e6, "odenet": 0.22e6}
-"""Parameter counts printed in Table 1 of Chen et al. (2018)."""
-
-TORCHDIFFEQ_PARAMS = {"mlp": None, "resnet": 576_778, "rknet": 208_266, "odenet": 208_266}
-"""Exact counts of torchdiffeq's ``odenet_mnist.py`` (RK-Net shares the ODE-Net model)."""
+from experiments.mnist.protocol import MODEL_NAMES, RK_METHODS
+from experiments.mnist.runge_kutta import dopri5, rk4
 
 WIDTH = 64
 IMAGE_SHAPE = (28, 28, 1)
@@ -154,14 +146,10 @@ class ODEFunc(keras.layers.Layer):
         return self.norm3(out)
 
 
-RK_METHODS = ("dopri5", "rk4")
-"""Solvers of the RK-Net: adaptive Dormand-Prince 5(4) (the paper's) or fixed-step RK4."""
-
-
 class RKBlock(keras.layers.Layer):
     """RK-Net feature block: a Runge-Kutta solve on ``[t0, t1]``, backpropagated directly.
 
-    The solver (:mod:`experiments.runge_kutta`) is written in TensorFlow, so the gradient is
+    The solver (:mod:`experiments.mnist.runge_kutta`) is written in TensorFlow, so the gradient is
     ordinary reverse-mode differentiation through every stage: the memory of a training
     step grows linearly with the number of dynamics evaluations L~ (the paper's O(L~)),
     unlike the adjoint ODE block.
@@ -414,39 +402,3 @@ def count_parameters(model: keras.Model) -> int:
     int
     """
     return int(sum(np.prod(v.shape) for v in model.trainable_weights))
-
-
-def parameter_table(names: Sequence[str] = MODEL_NAMES) -> str:
-    """Markdown table of this implementation's parameter counts beside the references.
-
-    Parameters
-    ----------
-    names : sequence of str
-        Models to build and count.
-
-    Returns
-    -------
-    str
-    """
-    lines = [
-        "| model | this implementation | torchdiffeq odenet_mnist.py | paper (Table 1) |",
-        "|---|---|---|---|",
-    ]
-    for name in names:
-        ours = count_parameters(build_model(name, seed=0))
-        ref = TORCHDIFFEQ_PARAMS[name]
-        ref_text = f"{ref:,} ({ref / 1e6:.3f}M)" if ref else "-"
-        lines.append(f"| {name} | {ours:,} ({ours / 1e6:.3f}M) | {ref_text} | {PAPER_PARAMS[name] / 1e6:.2f}M |")
-    return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Print the parameter-count table."""
-    parser = argparse.ArgumentParser(prog="python -m experiments.models", description="Parameter counts of the Table 1 models")
-    parser.add_argument("--model", choices=[*MODEL_NAMES, "all"], default="all", help="model to count (default: all)")
-    args = parser.parse_args(argv)
-    print(parameter_table(MODEL_NAMES if args.model == "all" else (args.model,)))
-
-
-if __name__ == "__main__":
-    main()

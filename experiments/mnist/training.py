@@ -1,6 +1,6 @@
 """Training loop of the Table 1 models with per-epoch checkpoints and exact resume.
 
-Protocol (torchdiffeq ``odenet_mnist.py`` defaults, see :data:`PROTOCOLS`): SGD with momentum
+Protocol (torchdiffeq ``odenet_mnist.py`` defaults, see :data:`experiments.mnist.protocol.PROTOCOLS`): SGD with momentum
 0.9, learning rate ``0.1 * batch_size / 128`` multiplied by 0.1 at epochs 60, 100 and 140,
 160 epochs, batches of 128 (last incomplete batch dropped), cross-entropy on logits, no
 weight decay; augmentation = random 28x28 crop of the image zero-padded by 4 pixels
@@ -20,8 +20,8 @@ an uninterrupted one.  Long epochs are also checkpointed inside the epoch every
 the per-step logs so far), so an interrupted ODE-Net epoch loses at most that.
 ``results.json`` beside it is rewritten (atomically, as the checkpoint) each epoch.  A
 checkpoint that cannot be read raises :class:`CheckpointError` naming the file;
-:func:`move_aside` starts a run over without deleting the old one (``--fresh`` of
-:mod:`experiments.table1`).
+:func:`experiments.mnist.protocol.move_aside` starts a run over without deleting the old one (``--fresh`` of
+:mod:`experiments.mnist.table1`).
 
 Progress: a Keras progress bar when stdout is a terminal; otherwise (a log file, a pipe)
 plain lines without terminal escapes, at most every :data:`PROGRESS_SECONDS` seconds and at the
@@ -31,7 +31,6 @@ end of each epoch.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import os
@@ -47,96 +46,16 @@ import numpy as np
 import tensorflow as tf
 
 from experiments.atomic import write_atomic
-from experiments.mnist import MNIST
-from experiments.models import MODEL_NAMES, build_model, count_parameters
+from experiments.mnist.data import MNIST
+from experiments.mnist.models import build_model, count_parameters
+from experiments.mnist.protocol import CHECKPOINT, MODEL_NAMES, RESULTS, Protocol
 
-CHECKPOINT = "checkpoint.npz"
-RESULTS = "results.json"
 PROGRESS_SECONDS = 30.0
 """Seconds between two plain progress lines when stdout is not a terminal."""
 
 
 class CheckpointError(ValueError):
     """A run directory's checkpoint cannot be read, or does not fit the run asked for."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Protocol:
-    """A training budget.
-
-    Attributes
-    ----------
-    name : str
-        ``paper``, ``quick``, ``smoke`` or a custom label.
-    epochs : int
-        Number of epochs.
-    batch_size : int
-        Training batch size (the learning rate scales with ``batch_size / 128``).
-    base_lr : float
-        Learning rate at batch size 128.
-    momentum : float
-        SGD momentum.
-    decay_epochs : tuple of int
-        Epochs at which the learning rate is multiplied by ``decay_rate``.
-    decay_rate : float
-        Learning-rate factor at each of ``decay_epochs``.
-    augment : bool
-        Random crop 28 with padding 4.
-    train_size, test_size : int or None
-        Use a fixed random subset of this many training images / the first ``test_size``
-        test images; ``None`` = all.
-    seed : int
-        Seed of the initial weights, the subset, the batch order and the crops.
-    """
-
-    name: str
-    epochs: int
-    batch_size: int = 128
-    base_lr: float = 0.1
-    momentum: float = 0.9
-    decay_epochs: tuple[int, ...] = (60, 100, 140)
-    decay_rate: float = 0.1
-    augment: bool = True
-    train_size: int | None = None
-    test_size: int | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be positive, got {self.epochs}, {self.batch_size}")
-        object.__setattr__(self, "decay_epochs", tuple(int(e) for e in self.decay_epochs))
-
-    def learning_rate(self, epoch: int) -> float:
-        """Learning rate during ``epoch`` (0-based).
-
-        Parameters
-        ----------
-        epoch : int
-
-        Returns
-        -------
-        float
-        """
-        drops = sum(epoch >= boundary for boundary in self.decay_epochs)
-        return self.base_lr * self.batch_size / 128 * self.decay_rate**drops
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the protocol as a JSON-serialisable dict."""
-        return dataclasses.asdict(self)
-
-
-PROTOCOLS: dict[str, Protocol] = {
-    "paper": Protocol("paper", epochs=160),
-    "full": Protocol("full", epochs=12, decay_epochs=(6, 9)),
-    "quick": Protocol("quick", epochs=3, decay_epochs=(2,), train_size=8_000),
-    "smoke": Protocol("smoke", epochs=1, train_size=1_024, test_size=1_000),
-}
-"""``paper``: torchdiffeq's protocol on all 60k images.  ``full``: the same data, optimiser and
-augmentation on a budget that fits 2 CPU cores: 12 epochs, learning rate 0.1, then 0.01 from
-epoch 7 and 0.001 from epoch 10.  ``quick``: 3 epochs on a fixed random
-8k-image subset, learning rate 0.1 then 0.01 in the last epoch, full 10k test set (all four
-models together in well under an hour on 2 CPU cores).  ``smoke``: one epoch of 8 batches
-(1,024 images), evaluated on the first 1,000 test images."""
 
 
 @contextlib.contextmanager
@@ -193,21 +112,6 @@ def random_crop(images: np.ndarray, rng: np.random.Generator, padding: int = 4) 
     rows = dy[:, None] + np.arange(height)[None, :]
     cols = dx[:, None] + np.arange(width)[None, :]
     return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
-
-
-def protocol_for(model_name: str, protocol: Protocol) -> Protocol:
-    """The protocol ``model_name`` trains with: the MLP is LeCun et al.'s, trained without crops.
-
-    Parameters
-    ----------
-    model_name : str
-    protocol : Protocol
-
-    Returns
-    -------
-    Protocol
-    """
-    return dataclasses.replace(protocol, augment=False) if model_name == "mlp" else protocol
 
 
 def to_input(images: np.ndarray) -> tf.Tensor:
@@ -304,30 +208,6 @@ def _load_checkpoint(path: Path, model: keras.Model, optimizer: keras.optimizers
     for i, variable in enumerate(optimizer.variables):
         variable.assign(arrays[f"optimizer/{i}"])
     return state
-
-
-def move_aside(run_dir: str | os.PathLike[str]) -> Path | None:
-    """Rename a run directory to ``<run_dir>.old-<n>`` (first free ``n``) so that a run starts over.
-
-    Nothing is deleted: the old checkpoint and results stay in the renamed directory.
-
-    Parameters
-    ----------
-    run_dir : str or path-like
-
-    Returns
-    -------
-    pathlib.Path or None
-        The new name, or ``None`` if ``run_dir`` did not exist.
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.exists():
-        return None
-    n = 1
-    while (target := run_dir.with_name(f"{run_dir.name}.old-{n}")).exists():
-        n += 1
-    os.replace(run_dir, target)
-    return target
 
 
 def load_checkpoint_state(run_dir: str | os.PathLike[str]) -> dict:
@@ -464,7 +344,7 @@ def make_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, jit: bo
     Parameters
     ----------
     model : keras.Model
-        A Table 1 model (:func:`experiments.models.build_model`).
+        A Table 1 model (:func:`experiments.mnist.models.build_model`).
     optimizer : keras.optimizers.Optimizer
         Applies the gradients of the cross-entropy loss.
     jit : bool
@@ -588,7 +468,7 @@ def train_deterministic(
     run_dir : str or path-like
         Holds ``checkpoint.npz`` and ``results.json``.
     model_config : dict, optional
-        Keyword arguments of :func:`experiments.models.build_model` (``rk_steps``, ``tol``...).
+        Keyword arguments of :func:`experiments.mnist.models.build_model` (``rk_steps``, ``tol``...).
     resume : bool
         Continue from an existing checkpoint (its protocol and model must match; only
         ``epochs`` may differ).  A finished run is not retrained, its results are rewritten.

@@ -1,6 +1,6 @@
 """Latent ODEs for irregularly sampled time series (Chen et al. 2018, section 5): Table 2, Figures 7-9.
 
-Data (:mod:`experiments.latent_ode_data`)
+Data (:mod:`experiments.systems.latent_ode_data`)
     The authors' spiral generator (torchdiffeq ``examples/latent_ode.py``): 1,000 Archimedean
     spirals, clockwise (``r = 0.3 * 50 / z`` about ``(-5, 0)``) or counter-clockwise
     (``r = 0.3 theta`` about ``(5, 0)``), 100 consecutive points observed with noise 0.3, of
@@ -40,7 +40,6 @@ checkpoints alone.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +47,11 @@ import autograd.numpy as anp
 import numpy as np
 from autograd import value_and_grad
 
+from experiments.cli import run_command
 from odegrad import odeint
 
 from . import latent_ode_data as ld
-from .paper_utils import Packer, init_linear, save_json
+from .common import Packer, init_linear, save_json
 
 PAPER_TABLE2 = {"rnn": {30: 0.3937, 50: 0.3202, 100: 0.1813},
                 "latent_ode": {30: 0.1642, 50: 0.1502, 100: 0.1346}}
@@ -62,7 +62,7 @@ TRAIN_TOL = {"rtol": 1e-4, "atol": 1e-5, "method": "adams", "adjoint_seminorm": 
 EVAL_TOL = {"rtol": 1e-6, "atol": 1e-7, "method": "adams"}
 MODELS = ("latent_ode", "rnn")
 PROTOCOL = 2
-RESULTS = Path(__file__).resolve().parent / "results" / "latent_ode"
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "latent_ode"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ class Run:
     ----------
     model : {"latent_ode", "rnn"}
     data : dict
-        :func:`experiments.latent_ode_data.make_spirals` of this seed.
+        :func:`experiments.systems.latent_ode_data.make_spirals` of this seed.
     n_obs, seed, n_train : int
     lr : float
     out : Path
@@ -363,7 +363,7 @@ def command(args: argparse.Namespace) -> str:
         out = args.out.resolve().relative_to(Path.cwd())
     except ValueError:
         out = args.out
-    return (f"python -m experiments.latent_ode --seeds {' '.join(map(str, args.seeds))} "
+    return (f"python -m experiments.systems.latent_ode --seeds {' '.join(map(str, args.seeds))} "
             f"--n-obs {' '.join(map(str, args.n_obs))} --iters {args.iters} --lr {args.lr} "
             f"--n-spirals {args.n_spirals} --n-train {args.n_train} --poisson-max-iters {args.poisson_max_iters} "
             f"--every {args.every} --out {out}")
@@ -458,7 +458,7 @@ def figures(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line of :func:`main`."""
-    ap = argparse.ArgumentParser(prog="python -m experiments.latent_ode", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m experiments.systems.latent_ode", description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds, one run each (default: 0 1 2)")
     ap.add_argument("--n-obs", type=int, nargs="+", default=[30, 50, 100],
                     help="observed points per spiral, one Table 2 row each; figures use the first (default: 30 50 100)")
@@ -508,4 +508,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_command(__spec__.name, main)

@@ -1,4 +1,4 @@
-"""Table 1 models of experiments.models: shapes, parameter counts, the RK-Net block (dopri5 and RK4)."""
+"""Table 1 models of experiments.mnist.models: shapes, parameter counts, the RK-Net block (dopri5 and RK4)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from experiments.models import (
-    MODEL_NAMES,
-    TORCHDIFFEQ_PARAMS,
-    ConcatConv2d,
-    ODEFunc,
-    RKBlock,
-    build_model,
-    count_parameters,
-    parameter_table,
-)
+from experiments.mnist.models import ConcatConv2d, ODEFunc, RKBlock, build_model, count_parameters
+from experiments.mnist.parameters import TORCHDIFFEQ_PARAMS
+from experiments.mnist.protocol import MODEL_NAMES
 
 EXPECTED_PARAMS = {"mlp": 238_510, "resnet": 576_778, "rknet": 208_266, "odenet": 208_266}
 
@@ -159,8 +152,3 @@ def test_odefunc_preserves_shape() -> None:
 def test_unknown_model() -> None:
     with pytest.raises(ValueError, match="unknown model"):
         build_model("vgg")
-
-
-def test_parameter_table_lists_references() -> None:
-    table = parameter_table(("mlp", "resnet"))
-    assert "576,778" in table and "0.60M" in table and "238,510" in table

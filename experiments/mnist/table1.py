@@ -2,12 +2,13 @@
 
 Usage::
 
-    python -m experiments.table1 --model all                 # paper protocol (160 epochs)
-    python -m experiments.table1 --model all --quick         # < 1 hour on 2 CPU cores
-    python -m experiments.table1 --model all --smoke         # minutes
-    python -m experiments.table1 --model odenet --epochs 10 --data-dir /path/to/mnist
+    python -m experiments.mnist.table1 --model all                 # paper protocol (160 epochs)
+    python -m experiments.mnist.table1 --model all --full          # all images, 12 epochs
+    python -m experiments.mnist.table1 --model all --quick         # 3 epochs on 8k images
+    python -m experiments.mnist.table1 --model all --smoke         # 1 epoch of 8 batches
+    python -m experiments.mnist.table1 --model odenet --epochs 10 --data-dir /path/to/mnist
 
-Protocols (see :data:`experiments.training.PROTOCOLS`):
+Protocols (see :data:`experiments.mnist.protocol.PROTOCOLS`):
 
 * default (``paper``): torchdiffeq ``odenet_mnist.py`` -- SGD momentum 0.9, learning rate
   ``0.1 * batch / 128`` decayed by 0.1 at epochs 60, 100, 140; 160 epochs; batch 128;
@@ -18,7 +19,7 @@ Protocols (see :data:`experiments.training.PROTOCOLS`):
 * ``--smoke``: 1 epoch of 8 batches (1,024 images), first 1,000 test images.
 * ``--full``: all 60k images, 12 epochs, learning rate 0.1 / 0.01 / 0.001.
 
-Measured durations on a 2-core AMD EPYC (AVX2): see :data:`DURATIONS`.
+What each protocol costs, measured with the command beside it, is in the README's table of runs.
 
 ``--epochs N`` overrides the number of epochs of any protocol (the decay epochs are kept).
 The RK-Net integrates the same dynamics as the ODE-Net with an adaptive Dormand-Prince 5(4)
@@ -29,7 +30,7 @@ instead (``4 N`` evaluations).
 
 Each model trains in ``OUT/<model>/`` (``checkpoint.npz`` every epoch, automatic exact
 resume; ``results.json``; ``--fresh`` moves an existing ``OUT/<model>`` aside to
-``OUT/<model>.old-<n>`` and starts over).  Then :mod:`experiments.memory` measures peak memory and time of
+``OUT/<model>.old-<n>`` and starts over).  Then :mod:`experiments.mnist.memory` measures peak memory and time of
 one training step against depth (``OUT/memory.json``, skipped if present unless
 ``--remeasure``), and ``OUT/table1.md`` is written from whatever results exist, with the
 command at the top and the paper's numbers beside ours.
@@ -46,19 +47,11 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from experiments import memory
 from experiments.atomic import write_atomic
-from experiments.cli import add_verbose_argument
-from experiments.mnist import add_data_arguments, data_dir_from_args
-from experiments.models import MODEL_NAMES, RK_METHODS
-from experiments.training import (
-    PROTOCOLS,
-    RESULTS,
-    Protocol,
-    move_aside,
-    protocol_for,
-    train,
-)
+from experiments.cli import add_verbose_argument, run_command
+from experiments.mnist import memory
+from experiments.mnist.data import add_data_arguments, data_dir_from_args
+from experiments.mnist.protocol import MODEL_NAMES, PROTOCOLS, RESULTS, RK_METHODS, Protocol, move_aside, protocol_for
 
 PAPER_TABLE1 = {
     "mlp": {"label": "1-Layer MLP", "error": "1.60%", "params": "0.24M", "memory": "-", "time": "-"},
@@ -67,23 +60,6 @@ PAPER_TABLE1 = {
     "odenet": {"label": "ODE-Net", "error": "0.42%", "params": "0.22M", "memory": "O(1)", "time": "O(L~)"},
 }
 """Table 1 of the paper (L = layers, L~ = solver evaluations)."""
-
-DURATIONS = {
-    "smoke": "5.3 CPU-minutes; 11 min wall measured on 2 cores shared with other jobs",
-    "quick": "about 15 min on 2 cores (13.5 min in the README's measurement), longer on shared ones",
-    "full": (
-        "measured with --no-memory, one thread per model, the runs sharing 2 cores: "
-        "MLP 38 s, ResNet 4.1 h, RK-Net 5.4 h, ODE-Net 6.9 h"
-    ),
-}
-"""Cost of ``--model all`` per budget on a 2-core AMD EPYC (AVX2), memory sweep included.
-
-smoke: ``python -m experiments.smoke`` (all four models, memory sweep, Figure 3) used 298 s
-user + 20 s system CPU and 654 s wall while five other CPU-bound jobs shared the two cores;
-quick: 13.5 min wall as measured for the README (experiments/results/quick/); full: 12 epochs of 468
-steps per model at the quick run's step times (ResNet 0.21 s, RK-Net 0.45 s, ODE-Net 1.6 s)
-give about 4 h of training, more as the ODE-Net's NFE grows."""
-
 
 def make_protocol(quick: bool = False, smoke: bool = False, epochs: int | None = None,
                   batch_size: int = 128, seed: int = 0, full: bool = False) -> Protocol:
@@ -118,7 +94,7 @@ def make_protocol(quick: bool = False, smoke: bool = False, epochs: int | None =
 
 
 def model_config(name: str, tol: float, rk_method: str = "dopri5", rk_steps: int | None = None) -> dict[str, Any]:
-    """Keyword arguments of :func:`experiments.models.build_model` for ``name``.
+    """Keyword arguments of :func:`experiments.mnist.models.build_model` for ``name``.
 
     Parameters
     ----------
@@ -281,7 +257,7 @@ def write_table(out: str | Path, command: str, names: Sequence[str] = MODEL_NAME
     if mem is not None:
         lines.append(
             f"- memory: peak of TensorFlow's CPU allocator during one eager training step (batch {mem['batch_size']}) "
-            "above the memory live before it, one fresh process per configuration (`python -m experiments.memory`); "
+            "above the memory live before it, one fresh process per configuration (`python -m experiments.mnist.memory`); "
             "slopes are least-squares fits against residual blocks (ResNet) or the forward NFE obtained by varying "
             "the tolerance (RK-Net's dopri5, ODE-Net)."
         )
@@ -334,7 +310,7 @@ def run(
     models : sequence of str
     protocol : Protocol
     data_dir : str, optional
-        MNIST directory (see :func:`experiments.mnist.resolve_data_dir`).
+        MNIST directory (see :func:`experiments.mnist.data.resolve_data_dir`).
     out : str or path-like
     tol : float
         ``rtol = atol`` of the ODE-Net's solver and of the RK-Net's dopri5.
@@ -346,7 +322,7 @@ def run(
         Resume from existing checkpoints.
     fresh : bool
         Start every model in ``models`` over: an existing ``OUT/<model>`` is renamed to
-        ``OUT/<model>.old-<n>`` (see :func:`experiments.training.move_aside`) first.
+        ``OUT/<model>.old-<n>`` (see :func:`experiments.mnist.protocol.move_aside`) first.
     measure_memory : bool
         Run the memory/time sweep if ``OUT/memory.json`` is missing.
     remeasure : bool
@@ -360,7 +336,8 @@ def run(
     pathlib.Path
         ``OUT/table1.md``.
     """
-    from experiments.mnist import load_mnist
+    from experiments.mnist.data import load_mnist
+    from experiments.mnist.training import train
 
     out = Path(out)
     data = load_mnist(data_dir)
@@ -386,8 +363,8 @@ def run(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command-line parser of ``python -m experiments.table1``."""
-    parser = argparse.ArgumentParser(prog="python -m experiments.table1",
+    """The command-line parser of ``python -m experiments.mnist.table1``."""
+    parser = argparse.ArgumentParser(prog="python -m experiments.mnist.table1",
                                      description="Reproduce Table 1 (MNIST) of Chen et al. 2018")
     parser.add_argument("--model", choices=[*MODEL_NAMES, "all"], default="all",
                         help="model to train, or all of them in turn (default: %(default)s)")
@@ -396,12 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="training batch size; the learning rate scales with it / 128 (default: %(default)s)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--full", action="store_true",
-                        help=f"all 60k images, 12 epochs, lr 0.1/0.01/0.001 ({DURATIONS['full']})")
+                        help="all 60k images, 12 epochs, lr 0.1/0.01/0.001")
     budget.add_argument("--quick", action="store_true",
-                        help=f"3 epochs on 8k images, full test set ({DURATIONS['quick']})")
+                        help="3 epochs on 8k images, full test set")
     budget.add_argument("--smoke", action="store_true",
-                        help="1 epoch of 8 batches on 1,024 images: minutes (`python -m experiments.smoke`, which "
-                             f"adds Figure 3: {DURATIONS['smoke']})")
+                        help="1 epoch of 8 batches on 1,024 images: a pipeline check (`python -m experiments.mnist.smoke` "
+                             "adds Figure 3)")
     add_data_arguments(parser)
     parser.add_argument("--out", default="runs/table1",
                         help="run directory: OUT/<model>/ checkpoints, OUT/memory.json, OUT/table1.md (default: %(default)s)")
@@ -429,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
-    """Entry point of ``python -m experiments.table1``."""
+    """Entry point of ``python -m experiments.mnist.table1``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -442,11 +419,11 @@ def main(argv: Sequence[str] | None = None) -> Path:
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     protocol = make_protocol(args.quick, args.smoke, args.epochs, args.batch_size, args.seed, args.full)
     models = MODEL_NAMES if args.model == "all" else (args.model,)
-    command = "python -m experiments.table1 " + shlex.join(argv)
+    command = "python -m experiments.mnist.table1 " + shlex.join(argv)
     return run(models, protocol, data_dir_from_args(args), args.out, tol=args.tol, rk_method=args.rk_method,
                rk_steps=args.rk_steps, resume=args.resume, fresh=args.fresh, measure_memory=not args.no_memory,
                remeasure=args.remeasure, command=command.strip())
 
 
 if __name__ == "__main__":
-    main()
+    run_command(__spec__.name, main)

@@ -1,4 +1,4 @@
-"""The TensorFlow Runge-Kutta solvers of the RK-Net (experiments.runge_kutta) against exact solutions."""
+"""The TensorFlow Runge-Kutta solvers of the RK-Net (experiments.mnist.runge_kutta) against exact solutions."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from scipy.integrate import solve_ivp
 
-from experiments.runge_kutta import dopri5, rk4
+from experiments.mnist.runge_kutta import dopri5, rk4
 from odegrad.gradcheck import central_differences
 from odegrad.gradcheck.problems import linear_gradients, linear_solution
 from tests.tolerances import FD, FD_RTOL, FD_SOLVE_TOL, GRAD_RTOL, TOL

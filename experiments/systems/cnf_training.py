@@ -24,11 +24,11 @@ import autograd.numpy as anp
 import numpy as np
 from autograd import value_and_grad
 
+from experiments.atomic import write_atomic
 from odegrad import ODESolveError
 
 from . import cnf_models as cm
-from .atomic import write_atomic
-from .paper_utils import Adam
+from .common import Adam
 
 EVAL_SEED = 12345
 

@@ -8,7 +8,7 @@ otherwise) is trained on random mini-batches of short segments, integrated as on
 state by :func:`odegrad.odeint`. The reported error is the RMSE of the whole trajectory
 integrated from ``y0`` by the learned model against the truth.
 
-Run ``python -m experiments.learn_dynamics`` (``--quick`` for a smoke run, ``--iters`` to change
+Run ``python -m experiments.systems.learn_dynamics`` (``--quick`` for a smoke run, ``--iters`` to change
 the budget). Writes ``learn_dynamics.png`` and ``learn_dynamics.json`` to ``--out``.
 """
 
@@ -24,9 +24,10 @@ import autograd.numpy as anp
 import numpy as np
 from autograd import value_and_grad
 
+from experiments.cli import run_command
 from odegrad import odeint
 
-from .paper_utils import DEFAULT_OUT, Packer, init_linear, pyplot, save_json, train
+from .common import DEFAULT_OUT, Packer, init_linear, pyplot, save_json, train
 
 SPIRAL_A = np.array([[-0.1, 2.0], [-2.0, -0.1]])
 
@@ -185,7 +186,7 @@ def plot(systems: list[System], results: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     """Command-line entry point; returns the JSON summary."""
-    ap = argparse.ArgumentParser(prog="python -m experiments.learn_dynamics", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m experiments.systems.learn_dynamics", description=__doc__.split("\n")[0])
     ap.add_argument("--iters", type=int, default=400, help="Adam steps per system")
     ap.add_argument("--quick", action="store_true", help="smoke run (40 steps per system)")
     ap.add_argument("--batch-size", type=int, default=16,
@@ -215,4 +216,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(__spec__.name, main)

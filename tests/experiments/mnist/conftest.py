@@ -1,4 +1,5 @@
-"""The Table 1 / Figure 3 tests need Keras and TensorFlow (``pip install -e ".[experiments]"``)."""
+"""The tests of experiments.mnist need Keras and TensorFlow (``pip install -e ".[experiments]"``); those of
+experiments.mnist.data, which does not, are in tests/experiments/test_mnist_data.py."""
 
 import pytest
 

@@ -1,5 +1,5 @@
-"""Tests of the CNF experiment: models (experiments/cnf_models.py), resumable training
-(experiments/cnf_training.py) and the protocol and figures (experiments/cnf.py)."""
+"""Tests of the CNF experiment: models (experiments/systems/cnf_models.py), resumable training
+(experiments/systems/cnf_training.py) and the protocol and figures (experiments/systems/cnf.py)."""
 
 import dataclasses
 import json
@@ -10,9 +10,9 @@ import pytest
 import scipy.linalg
 from autograd import grad, jacobian, make_vjp, value_and_grad
 
-from experiments import cnf
-from experiments import cnf_models as cm
-from experiments import cnf_training as ct
+from experiments.systems import cnf
+from experiments.systems import cnf_models as cm
+from experiments.systems import cnf_training as ct
 from odegrad import odeint
 
 TIGHT = {"rtol": 1e-10, "atol": 1e-10}

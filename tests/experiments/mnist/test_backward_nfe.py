@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from experiments.backward_nfe import Setting, render, settings, study
-from experiments.models import build_model
+from experiments.mnist.backward_nfe import Setting, render, settings, study
+from experiments.mnist.models import build_model
 
 
 def test_study_rows_on_a_small_batch():
@@ -22,7 +22,7 @@ def test_study_rows_on_a_small_batch():
     assert total["loss"] == pytest.approx(8 * mean["loss"], rel=1e-5)
     # a tighter solve is closer to the reference
     assert tight["grad_rel_error"] < mean["grad_rel_error"]
-    text = render({"fresh": out}, "python -m experiments.backward_nfe", 1e-5)
+    text = render({"fresh": out}, "python -m experiments.mnist.backward_nfe", 1e-5)
     assert "| mean, tight |" in text and "**fresh weights**" in text
 
 

@@ -11,18 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import atomic, memory, table1
-from experiments.mnist import MNIST
-from experiments.models import MODEL_NAMES
-from experiments.training import (
-    CHECKPOINT,
-    PROTOCOLS,
-    RESULTS,
+from experiments import atomic
+from experiments.mnist import memory, table1
+from experiments.mnist.data import MNIST
+from experiments.mnist.protocol import CHECKPOINT, MODEL_NAMES, PROTOCOLS, RESULTS, Protocol, move_aside
+from experiments.mnist.training import (
     CheckpointError,
     LineProgress,
-    Protocol,
     load_checkpoint_state,
-    move_aside,
     random_crop,
     restore_model,
     select_data,
@@ -192,7 +188,7 @@ def test_resume_refuses_other_protocol(data: MNIST, tmp_path: Path) -> None:
 def test_restore_model_reproduces_predictions(data: MNIST, tmp_path: Path) -> None:
     import tensorflow as tf
 
-    from experiments.models import build_model
+    from experiments.mnist.models import build_model
 
     protocol = dataclasses.replace(TINY, epochs=1)
     train("mlp", protocol, data, tmp_path, verbose=0)
@@ -207,20 +203,20 @@ def test_restore_model_reproduces_predictions(data: MNIST, tmp_path: Path) -> No
 
 def test_write_table(data: MNIST, tmp_path: Path) -> None:
     protocol = dataclasses.replace(TINY, epochs=1)
-    train("mlp", protocol, data, tmp_path / "mlp", verbose=0, command="python -m experiments.table1 --model mlp --x")
+    train("mlp", protocol, data, tmp_path / "mlp", verbose=0, command="python -m experiments.mnist.table1 --model mlp --x")
     rows = [
         {"model": "resnet", "depth": d, "tf_peak_mb": 10.0 + 2.0 * d, "rss_peak_mb": 11.0 + 2.0 * d,
          "step_seconds": 0.1 * d, "nfe_forward": 0, "nfe_backward": 0, "batch_size": 8}
         for d in (1, 2, 4)
     ]
     (tmp_path / "memory.json").write_text(json.dumps({"batch_size": 8, "models": memory.summarize(rows)}))
-    path = table1.write_table(tmp_path, "python -m experiments.table1 --model mlp")
+    path = table1.write_table(tmp_path, "python -m experiments.mnist.table1 --model mlp")
     text = path.read_text()
-    assert "Produced by: `python -m experiments.table1 --model mlp`" in text
+    assert "Produced by: `python -m experiments.mnist.table1 --model mlp`" in text
     assert "| 1-Layer MLP |" in text and "0.239M" in text and "1.60%" in text
     assert "| ResNet | not run |" in text and "0.41%" in text
     assert "resnet sweep" in text
-    assert "- mlp: `python -m experiments.table1 --model mlp --x`" in text
+    assert "- mlp: `python -m experiments.mnist.table1 --model mlp --x`" in text
     assert "- training protocol of mlp: `{" in text
 
 
@@ -283,7 +279,7 @@ def test_memory_falls_back_to_rss_and_says_so(
 
     train("resnet", dataclasses.replace(TINY, epochs=1), data, tmp_path / "resnet",
           model_config={"resnet_blocks": 1}, verbose=0)
-    text = table1.write_table(tmp_path, "python -m experiments.table1 --model resnet").read_text()
+    text = table1.write_table(tmp_path, "python -m experiments.mnist.table1 --model resnet").read_text()
     resnet_row = next(line for line in text.splitlines() if line.startswith("| ResNet |"))
     assert f"{row['rss_peak_mb']:.0f} MB" in resnet_row and "(RSS)" in resnet_row
     assert "- resnet memory (marked RSS): TensorFlow keeps no CPU allocator statistics" in text
@@ -330,7 +326,7 @@ def test_fresh_moves_the_old_run_aside(data: MNIST, tmp_path: Path, monkeypatch:
     protocol = dataclasses.replace(TINY, epochs=1)
     train("mlp", protocol, data, tmp_path / "mlp", verbose=0)
     (tmp_path / "mlp" / CHECKPOINT).write_bytes(b"PK\x03\x04 cut short")
-    monkeypatch.setattr("experiments.mnist.load_mnist", lambda data_dir: data)
+    monkeypatch.setattr("experiments.mnist.data.load_mnist", lambda data_dir: data)
     table1.run(["mlp"], protocol, None, tmp_path, fresh=True, measure_memory=False, verbose=0)
     assert (tmp_path / "mlp.old-1" / CHECKPOINT).read_bytes() == b"PK\x03\x04 cut short"
     assert load_checkpoint_state(tmp_path / "mlp")["epoch"] == 1
@@ -374,7 +370,7 @@ def test_unreadable_results_do_not_break_the_table(data: MNIST, tmp_path: Path) 
 def test_smoke_table_says_it_is_a_smoke_run(data: MNIST, tmp_path: Path) -> None:
     smoke = dataclasses.replace(TINY, name="smoke", epochs=1)
     train("mlp", smoke, data, tmp_path / "mlp", verbose=0)
-    text = table1.write_table(tmp_path, "python -m experiments.smoke").read_text()
+    text = table1.write_table(tmp_path, "python -m experiments.mnist.smoke").read_text()
     assert text.startswith("# Table 1: MNIST (smoke run)\n") and "**Smoke run**" in text
     train("mlp", dataclasses.replace(TINY, epochs=1), data, tmp_path / "other" / "mlp", verbose=0)
     assert "smoke" not in table1.write_table(tmp_path / "other", "cmd").read_text().lower()
@@ -428,8 +424,8 @@ def test_compiled_odenet_step_reports_the_nfe_of_the_solve_it_ran(data: MNIST) -
     import keras
     import tensorflow as tf
 
-    from experiments.models import build_model
-    from experiments.training import default_jit, evaluate, make_step, to_input
+    from experiments.mnist.models import build_model
+    from experiments.mnist.training import default_jit, evaluate, make_step, to_input
 
     assert default_jit("odenet")
     x, y = to_input(data.x_train[:8]), tf.constant(data.y_train[:8].astype(np.int32))

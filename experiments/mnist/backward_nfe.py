@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m experiments.backward_nfe [--images 128] [--train-steps 20] [--run DIR] [--out FILE] [--peers]
+    python -m experiments.mnist.backward_nfe [--images 128] [--train-steps 20] [--run DIR] [--out FILE] [--peers]
 
 One batch of MNIST training images goes through the Table 1 ODE-Net's downsampling; its ODE block
 (the paper's dynamics, implicit Adams) is then solved forwards and backwards with the settings of
@@ -39,6 +39,8 @@ import time
 from typing import Any, Sequence
 
 import numpy as np
+
+from experiments.cli import run_command
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +145,7 @@ def study(model: Any, images: np.ndarray, labels: np.ndarray, rows: Sequence[Set
     """
     import tensorflow as tf
 
-    from experiments.training import to_input
+    from experiments.mnist.training import to_input
     from odegrad import ODESolveError
 
     h0 = to_input(images)
@@ -186,7 +188,7 @@ def torchdiffeq_rows(model: Any, images: np.ndarray, labels: np.ndarray, tol: fl
         from torchdiffeq import odeint_adjoint
     except ImportError:
         return None
-    from experiments.training import to_input
+    from experiments.mnist.training import to_input
 
     func = model.ode_block.func
     h0 = to_input(images)
@@ -263,8 +265,8 @@ def trained_model(data: Any, steps: int, seed: int = 0, batch_size: int = 128) -
     import keras
     import tensorflow as tf
 
-    from experiments.models import build_model
-    from experiments.training import make_step, random_crop, to_input
+    from experiments.mnist.models import build_model
+    from experiments.mnist.training import make_step, random_crop, to_input
 
     model = build_model("odenet", seed=seed)
     optimizer = keras.optimizers.SGD(learning_rate=0.1, momentum=0.9)
@@ -296,14 +298,14 @@ def render(tables: dict[str, list[dict[str, Any]]], command: str, ref_tol: float
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m experiments.backward_nfe``."""
+    """Entry point of ``python -m experiments.mnist.backward_nfe``."""
     from experiments.atomic import write_atomic
     from experiments.cli import add_verbose_argument
-    from experiments.mnist import add_data_arguments, data_dir_from_args, load_mnist
-    from experiments.models import build_model
-    from experiments.training import deterministic_ops, restore_model
+    from experiments.mnist.data import add_data_arguments, data_dir_from_args, load_mnist
+    from experiments.mnist.models import build_model
+    from experiments.mnist.training import deterministic_ops, restore_model
 
-    parser = argparse.ArgumentParser(prog="python -m experiments.backward_nfe", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.mnist.backward_nfe", description=__doc__.splitlines()[0])
     add_data_arguments(parser)
     parser.add_argument("--images", type=int, default=128, help="training images in the batch (default: 128)")
     parser.add_argument("--tol", type=float, default=1e-3, help="rtol = atol of the block's solves (default: 1e-3)")
@@ -315,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--peers", action="store_true", help="add torchdiffeq's odeint_adjoint on the same block")
     add_verbose_argument(parser)
     args = parser.parse_args(argv)
-    command = ("python -m experiments.backward_nfe " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    command = ("python -m experiments.mnist.backward_nfe " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     data = load_mnist(data_dir_from_args(args))
     images, labels = data.x_train[: args.images], data.y_train[: args.images]
     rows = settings(args.images, args.tol)
@@ -340,4 +342,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_command(__spec__.name, main))

@@ -2,19 +2,19 @@
 
 The CNF is the paper's (a hypernetwork generates the ``M`` hidden units' ``W``, ``b``, ``U`` and
 gate from ``t``; exact trace of the Jacobian in the instantaneous change of variables), the
-baseline the planar normalizing flow of depth ``K``; models in :mod:`experiments.cnf_models`,
-resumable training in :mod:`experiments.cnf_training`.
+baseline the planar normalizing flow of depth ``K``; models in :mod:`experiments.systems.cnf_models`,
+resumable training in :mod:`experiments.systems.cnf_training`.
 
-Protocol (``python -m experiments.cnf run``)
---------------------------------------------
+Protocol (``python -m experiments.systems.cnf run``)
+----------------------------------------------------
 density matching (Figure 4)
     Minimise ``KL(q || p)`` to Rezende & Mohamed's ``U1, U2, U3`` for ``K = M`` in 1 2 8 32 64 and
     3 seeds: CNF 10,000 Adam steps (step size 1e-2, cosine decay), planar NF 20,000 Adam steps
     (1e-2, cosine decay; the best of 3e-4 ... 1e-2 for K = 64 in ``nf_lr.json``), batches of 256.
-    The CNF trains at rtol = atol = 1e-4: at 1e-3 the adjoint gradient of a trained small CNF is
-    off by 8-16 % (1-3 % at 1e-4) and over the full 10,000 steps U1 at M = 1 trains worse (see
-    ``experiments/results/cnf/README.md``). The KL (nats; ``log Z`` on a grid) is estimated on
-    10,000 fresh samples, the CNF integrated at rtol = atol = 1e-7.
+    The CNF trains at rtol = atol = 1e-4 because at 1e-3 the adjoint gradient of a trained small
+    CNF is measurably less accurate and U1 at M = 1 trains worse (``gradient-error`` and
+    ``tolerance`` below; their results in ``experiments/results/cnf/README.md``). The KL (nats;
+    ``log Z`` on a grid) is estimated on 10,000 fresh samples, the CNF integrated at rtol = atol = 1e-7.
 maximum likelihood (Figure 5)
     CNF (M = 64) and planar NF (K = 64) fitted to two circles and two moons (data at ``t = 0``,
     noise at ``t = 1``); test NLL on 10,000 fresh points against the data's entropy.
@@ -22,9 +22,9 @@ Figure 6
     The density-matching CNFs (M = 64, seed 0) carrying noise to each target over time.
 
 Every fit checkpoints to ``--out`` (default ``experiments/results/cnf``) every 200 steps; rerunning
-the same command resumes. ``python -m experiments.cnf summarize`` writes ``figure4.json``,
-``figure5.json`` and the figures from the fits finished so far; ``python -m experiments.cnf
-tolerance`` measures what the training tolerance does to cost and KL, ``python -m experiments.cnf
+the same command resumes. ``python -m experiments.systems.cnf summarize`` writes ``figure4.json``,
+``figure5.json`` and the figures from the fits finished so far; ``python -m experiments.systems.cnf
+tolerance`` measures what the training tolerance does to cost and KL, ``python -m experiments.systems.cnf
 nf-lr`` what the step size does to the deepest planar NF.
 """
 
@@ -40,12 +40,14 @@ from typing import Any
 import numpy as np
 from autograd import value_and_grad
 
+from experiments.cli import run_command
+
 from . import cnf_models as cm
 from .cnf_figures import plot_figure4, plot_figure5, plot_figure6
 from .cnf_training import Budget, Fit, load_fit, run_fit
-from .paper_utils import save_json
+from .common import save_json
 
-OUT = Path(__file__).resolve().parent / "results" / "cnf"
+OUT = Path(__file__).resolve().parents[1] / "results" / "cnf"
 SIZES = (1, 2, 8, 32, 64)
 TARGETS = ("U1", "U2", "U3")
 SEEDS = (0, 1, 2)
@@ -97,7 +99,7 @@ def summarize(out: Path, budget: Budget, fits: list[Fit]) -> dict[str, Any]:
     done = {f: s for f in fits if (s := load_fit(out, f)) is not None and s["done"]}
     n, res = min(20_000, 2 * budget.eval_samples), (150 if budget.eval_samples >= 5000 else 40)
     fig4: dict[str, Any] = {"per_seed": {}, "protocol": dataclasses.asdict(budget),
-                            "command": "python -m experiments.cnf run"}
+                            "command": "python -m experiments.systems.cnf run"}
     for f, s in done.items():
         if f.task == "dm":
             fig4["per_seed"].setdefault(f.data, {}).setdefault(str(f.size), {}).setdefault(
@@ -108,7 +110,7 @@ def summarize(out: Path, budget: Budget, fits: list[Fit]) -> dict[str, Any]:
     fig4["n_seeds"] = {t: {k: {m: len(v) for m, v in bm.items()} for k, bm in bs.items()}
                        for t, bs in fig4["per_seed"].items()}
     save_json(fig4, out, "figure4.json")
-    fig5: dict[str, Any] = {"per_seed": {}, "entropy": {}, "command": "python -m experiments.cnf run"}
+    fig5: dict[str, Any] = {"per_seed": {}, "entropy": {}, "command": "python -m experiments.systems.cnf run"}
     for f, s in done.items():
         if f.task == "ml":
             fig5["per_seed"].setdefault(f.data, {}).setdefault(f"{f.model}{f.size}", {})[str(f.seed)] = \
@@ -149,7 +151,7 @@ def measure_tolerance(out: Path, tols: list[float], steps: int, size: int, targe
                                                                           np.linalg.norm(g_ref))}
         print(f"train tol {tol:g}: {rows[f'{tol:g}']}", flush=True)
     result = {"cell": f"{target} M={size}", "steps": steps, "rows": rows,
-              "command": f"python -m experiments.cnf tolerance --tols {' '.join(map(str, tols))} "
+              "command": f"python -m experiments.systems.cnf tolerance --tols {' '.join(map(str, tols))} "
                          f"--steps {steps} --size {size} --target {target}"}
     save_json(result, out, "tolerance.json")
     return result
@@ -172,7 +174,7 @@ def gradient_error(out: Path, tols: list[float], fits: list[Fit], budget: Budget
                 "gradient": float(np.linalg.norm(g - g_ref) / np.linalg.norm(g_ref)), "objective": float(loss - ref)}
         print(fit.name, rows[fit.name], flush=True)
     result = {"relative_gradient_error_and_objective_error": rows,
-              "command": f"python -m experiments.cnf gradient-error --out {out} --tols {' '.join(map(str, tols))}"}
+              "command": f"python -m experiments.systems.cnf gradient-error --out {out} --tols {' '.join(map(str, tols))}"}
     save_json(result, out, "gradient_error.json")
     return result
 
@@ -188,14 +190,14 @@ def sweep_nf_lr(out: Path, lrs: list[float], steps: int, size: int, targets: lis
             rows.setdefault(f"{lr:g}", {})[target] = state["metrics"]["kl"]
         print(f"nf lr {lr:g}: {rows[f'{lr:g}']}", flush=True)
     result = {"K": size, "steps": steps, "kl": rows,
-              "command": f"python -m experiments.cnf nf-lr --lrs {' '.join(map(str, lrs))} --steps {steps} "
+              "command": f"python -m experiments.systems.cnf nf-lr --lrs {' '.join(map(str, lrs))} --steps {steps} "
                          f"--size {size} --targets {' '.join(targets)}"}
     save_json(result, out, "nf_lr.json")
     return result
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m experiments.cnf", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m experiments.systems.cnf", description=__doc__.split("\n")[0])
     ap.add_argument("command", choices=["run", "summarize", "tolerance", "nf-lr", "gradient-error"], nargs="?", default="run",
                     help="run (train or resume every fit, then summarize), summarize (JSON and figures from the "
                          "finished fits), tolerance, gradient-error or nf-lr (the measurements behind the defaults)")
@@ -245,4 +247,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(__spec__.name, main)

@@ -19,7 +19,7 @@ import numpy as np
 from experiments.atomic import write_atomic
 from odegrad.pytree import flatten_args
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "figures"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "figures"
 
 
 class Packer:

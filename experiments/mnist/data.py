@@ -9,7 +9,7 @@ labels), the item count (60000 train / 10000 test), the 28x28 image size, and th
 payload length matches the header.  Anything missing or wrong raises
 :class:`MNISTDataError` naming the directory and the expected files.
 
-Nothing is downloaded unless asked: ``--download`` (of ``python -m experiments.mnist``, and of
+Nothing is downloaded unless asked: ``--download`` (of ``python -m experiments.mnist.data``, and of
 the ``table1``, ``smoke`` and ``figure3`` commands, all through :func:`add_data_arguments`) or
 :func:`download_mnist` fetch the missing files from the standard mirrors into the directory
 above (``../shared/data/mnist`` is created if nothing else is given).
@@ -29,9 +29,10 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from experiments.atomic import write_atomic
+from experiments.cli import run_command
 
 ENV_VAR = "ODEGRAD_MNIST_DIR"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = REPO_ROOT.parent / "shared" / "data" / "mnist"
 
 IMAGE_MAGIC = 2051
@@ -296,7 +297,7 @@ def data_dir_from_args(args: argparse.Namespace) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Check (and with ``--download`` fetch) the MNIST files; print a summary."""
-    parser = argparse.ArgumentParser(prog="python -m experiments.mnist", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.mnist.data", description=__doc__.splitlines()[0])
     add_data_arguments(parser)
     args = parser.parse_args(argv)
     data_dir = data_dir_from_args(args)
@@ -305,4 +306,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(__spec__.name, main)

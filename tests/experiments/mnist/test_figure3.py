@@ -1,4 +1,4 @@
-"""Figure 3 script of experiments.figure3 on a tiny trained ODE-Net."""
+"""Figure 3 script of experiments.mnist.figure3 on a tiny trained ODE-Net."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import atomic, figure3
-from experiments.figure3 import figure_title, make_figure, training_nfe
-from experiments.mnist import MNIST
-from experiments.training import CHECKPOINT, CheckpointError, Protocol, train
+from experiments import atomic
+from experiments.mnist import figure3
+from experiments.mnist.data import MNIST
+from experiments.mnist.figure3 import figure_title, make_figure, training_nfe
+from experiments.mnist.protocol import CHECKPOINT, Protocol
+from experiments.mnist.training import CheckpointError, train
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +80,8 @@ def test_figure3_without_checkpoint_names_the_command(tmp_path: Path) -> None:
         figure3.main(["--run", str(run), "--data-dir", str(tmp_path / "no-mnist-needed")])
     message = str(info.value)
     assert f"no {CHECKPOINT} in {run}" in message
-    assert f"`python -m experiments.table1 --model odenet --quick --out {run.parent}`" in message
-    assert f"`python -m experiments.figure3 --run {run}`" in message
+    assert f"`python -m experiments.mnist.table1 --model odenet --quick --out {run.parent}`" in message
+    assert f"`python -m experiments.mnist.figure3 --run {run}`" in message
 
 
 def test_figure3_with_damaged_checkpoint_names_the_file(odenet_run: tuple[Path, MNIST], tmp_path: Path) -> None:

@@ -31,13 +31,13 @@ the statistics are still unavailable, ``tf_peak_mb`` is ``None`` with the reason
 (``memory_source``); ``memory.json`` and ``table1.md`` say so.  Nothing crashes.
 
 ``step_seconds`` is the median wall time of a few further steps of the training step actually
-used by :mod:`experiments.training` (compiled except for the ODE-Net).  A least-squares line of
+used by :mod:`experiments.mnist.training` (compiled except for the ODE-Net).  A least-squares line of
 memory and time against depth gives the per-layer slope reported in ``table1.md``.
 
 Usage::
 
-    python -m experiments.memory --out runs/table1/memory.json
-    python -m experiments.memory --models resnet --depths 1 2 4 8 --batch-size 128
+    python -m experiments.mnist.memory --out runs/table1/memory.json
+    python -m experiments.mnist.memory --models resnet --depths 1 2 4 8 --batch-size 128
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from experiments.atomic import write_atomic
-from experiments.cli import add_verbose_argument
+from experiments.cli import add_verbose_argument, run_command
 
 DEFAULT_SWEEP: dict[str, tuple[float, ...]] = {
     "resnet": (1, 2, 4, 6, 8),
@@ -128,8 +128,8 @@ def measure_step(model_name: str, depth: float, batch_size: int = 128, timed_ste
     import keras
     import tensorflow as tf
 
-    from experiments.models import build_model
-    from experiments.training import default_jit, make_step
+    from experiments.mnist.models import build_model
+    from experiments.mnist.training import default_jit, make_step
 
     config: dict[str, Any] = {}
     if model_name == "resnet":
@@ -215,12 +215,12 @@ def measure(model_name: str, depth: float, batch_size: int = 128, timed_steps: i
         If the subprocess fails; its stderr tail is included.
     """
     cmd = [
-        sys.executable, "-m", "experiments.memory", "--worker", "--models", model_name,
+        sys.executable, "-m", "experiments.mnist.memory", "--worker", "--models", model_name,
         "--depths", repr(depth), "--batch-size", str(batch_size), "--timed-steps", str(timed_steps),
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.setdefault(ALLOCATOR_VAR, "true")
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=root)
     if proc.returncode != 0:
@@ -380,7 +380,7 @@ def sweep(
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line: a sweep (default) or one ``--worker`` measurement printed as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m experiments.memory",
+    parser = argparse.ArgumentParser(prog="python -m experiments.mnist.memory",
                                      description="Peak memory and time of one training step vs depth")
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_SWEEP), choices=["mlp", *DEFAULT_SWEEP],
                         help="models to measure (default: %(default)s)")
@@ -404,4 +404,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(__spec__.name, main)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import cnf_models as cm
-from .paper_utils import pyplot
+from .common import pyplot
 
 LIM = 4.0
 
