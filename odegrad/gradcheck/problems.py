@@ -358,10 +358,6 @@ def landing_time_gradient(h0: float, v0: float, g: float) -> tuple[float, float,
 # --- the problems at their nominal values ----------------------------------------------------
 
 
-def _seeded(seed: int) -> np.random.Generator:
-    return np.random.default_rng(seed)
-
-
 DECAY = ODEProblem("decay", "scalar y' = -k y, closed form", decay, 2.0, np.array([0.0, 0.5, 1.5, 3.0]), 0.7,
                    solution=decay_solution)
 LINEAR = ODEProblem("linear", "y' = A y, 3 states, closed form via expm", linear, np.array([1.0, -0.5, 0.25]),
@@ -372,7 +368,7 @@ LOTKA_VOLTERRA = ODEProblem("lotka-volterra", "predator-prey, 2 states, 4 parame
                             jac=lambda y, t, p: lotka_volterra_jac(y, t, *p))
 VAN_DER_POL = ODEProblem("van-der-pol", "Van der Pol oscillator, mu = 1.5", van_der_pol, np.array([2.0, 0.0]),
                          np.array([0.0, 0.3, 0.45, 1.0, 1.7, 2.2, 3.1, 3.3, 4.0]), 1.5)
-_NEURAL_RNG = _seeded(3)
+_NEURAL_RNG = np.random.default_rng(3)
 NEURAL_NET = ODEProblem("neural-net", "time-dependent tanh MLP, 4 states, 76 parameters (pass "
                         "neural_net_params(p))", neural_net,
                         p=_NEURAL_RNG.standard_normal(int(_NEURAL_BOUNDS[-1])) / 3.0,
@@ -390,12 +386,12 @@ CHAIN_KINETICS = ODEProblem("chain-kinetics", "A -> B -> C, k = (2, 2) (autograd
 CUBIC_SPIRAL = ODEProblem("cubic-spiral", "torchdiffeq ode_demo's truth y' = (y**3) A, 1,000 points on [0, 25]",
                           cubic_spiral, np.array([2.0, 0.0]), np.linspace(0.0, 25.0, 1000),
                           np.array([[-0.1, 2.0], [-2.0, -0.1]]))
-_SPIRAL_RNG = _seeded(0)  # torchdiffeq ode_demo: weights N(0, 0.1), biases 0
+_SPIRAL_RNG = np.random.default_rng(0)  # torchdiffeq ode_demo: weights N(0, 0.1), biases 0
 SPIRAL_MLP = ODEProblem("spiral-mlp", "torchdiffeq ode_demo's model, 252 parameters, the first 100 points of "
                         "cubic-spiral", spiral_mlp, CUBIC_SPIRAL.y0, CUBIC_SPIRAL.t[:100],
                         np.concatenate([_SPIRAL_RNG.normal(0, 0.1, 2 * SPIRAL_HIDDEN), np.zeros(SPIRAL_HIDDEN),
                                         _SPIRAL_RNG.normal(0, 0.1, 2 * SPIRAL_HIDDEN), np.zeros(2)]))
-_WIDE_RNG = _seeded(1)
+_WIDE_RNG = np.random.default_rng(1)
 WIDE_MLP = ODEProblem("wide-mlp", "64 states, tanh MLP of width 256, 33,088 parameters", wide_mlp,
                       p=np.concatenate([_WIDE_RNG.normal(0, 1 / np.sqrt(WIDE_STATE), WIDE_HIDDEN * WIDE_STATE),
                                         _WIDE_RNG.normal(0, 0.1, WIDE_HIDDEN),
