@@ -24,7 +24,7 @@ in ``FORWARD_MAX_BYTES`` (LSODA keeps a dense ``size × size`` matrix for its st
 small states with many outputs get forward sensitivities and wide states (neural ODEs) the
 paper's adjoint: the trade SciMLSensitivity's default makes from the numbers of states and
 parameters. The constants were fitted to the gradient times and evaluation counts of the
-benchmark problems (``benchmarks.problems`` and the
+benchmark problems (``benchmarks.cases`` and the
 README Quickstart, rtol 1e-4 to 1e-10).
 
 With compiled derivative evaluations (:mod:`odegrad.compiled`, JAX installed) an evaluation of
