@@ -38,7 +38,7 @@ from .checks import (
     relative_error,
     taylor_test,
 )
-from .suite import PROBLEMS, Problem, SuiteRow, main, run_suite
+from .suite import PROBLEMS, SuiteEntry, SuiteRow, main, run_suite
 
 __all__ = [
     "CheckResult",
@@ -48,7 +48,7 @@ __all__ = [
     "check_hessian",
     "central_differences",
     "relative_error",
-    "Problem",
+    "SuiteEntry",
     "SuiteRow",
     "PROBLEMS",
     "run_suite",

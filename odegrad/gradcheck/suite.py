@@ -56,8 +56,8 @@ class SuiteRow:
 
 
 @dataclass(frozen=True)
-class Problem:
-    """An ODE problem of the suite.
+class SuiteEntry:
+    """One entry of the suite: a named set of checks on problems of :mod:`odegrad.gradcheck.problems`.
 
     Attributes
     ----------
@@ -344,19 +344,19 @@ def _solve_ivp(tol: float, quick: bool) -> list[SuiteRow]:
 
 
 #: The suite, by name.
-PROBLEMS: dict[str, Problem] = {
+PROBLEMS: dict[str, SuiteEntry] = {
     p.name: p
     for p in (
-        Problem("linear", "y' = A y, 3 states, closed form via expm", _linear),
-        Problem("decay", "scalar y' = -k y, closed form", _decay),
-        Problem("lotka-volterra", "predator-prey, 2 states, 4 parameters", _lotka_volterra),
-        Problem("neural-net", "tanh MLP dynamics, 4 states, 76 parameters in a dict", _neural),
-        Problem("stiff-kinetics", "A <-> B fast, 2 B -> C slow, lsoda with checkpoints", _stiff_kinetics),
-        Problem("robertson", "Robertson stiff kinetics, interpolating adjoint, log rate constants", _robertson),
-        Problem("output-times", "Van der Pol at 9 uneven output times, d/dt of every time", _output_times),
-        Problem("adjoint-modes", "the gradient methods (checkpoint, forward, auto) on one loss; Robertson "
+        SuiteEntry("linear", "y' = A y, 3 states, closed form via expm", _linear),
+        SuiteEntry("decay", "scalar y' = -k y, closed form", _decay),
+        SuiteEntry("lotka-volterra", "predator-prey, 2 states, 4 parameters", _lotka_volterra),
+        SuiteEntry("neural-net", "tanh MLP dynamics, 4 states, 76 parameters in a dict", _neural),
+        SuiteEntry("stiff-kinetics", "A <-> B fast, 2 B -> C slow, lsoda with checkpoints", _stiff_kinetics),
+        SuiteEntry("robertson", "Robertson stiff kinetics, interpolating adjoint, log rate constants", _robertson),
+        SuiteEntry("output-times", "Van der Pol at 9 uneven output times, d/dt of every time", _output_times),
+        SuiteEntry("adjoint-modes", "the gradient methods (checkpoint, forward, auto) on one loss; Robertson "
                 "with default options", _adjoint_modes),
-        Problem("solve-ivp", "solve_ivp: Lotka-Volterra through each method (quick: RK45, LSODA); a "
+        SuiteEntry("solve-ivp", "solve_ivp: Lotka-Volterra through each method (quick: RK45, LSODA); a "
                 "terminal event's time vs closed form", _solve_ivp),
     )
 }
