@@ -19,11 +19,12 @@ grad-of-grad come from the same code.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
 from .augmented import AugmentedLayout
+from .ops import Ops
 from .solvers import ODESolveError
 
 if TYPE_CHECKING:
@@ -31,30 +32,6 @@ if TYPE_CHECKING:
 
 BACKWARD_MODES = ("checkpoint", "backsolve", "interpolate")
 """The modes :func:`backward` implements (each a registered method, :mod:`odegrad.methods.adjoint_methods`)."""
-
-
-class Ops(Protocol):
-    """The array operations Algorithm 1 needs, from the backend's namespace."""
-
-    def concat(self, parts: Sequence[Any]) -> Any: ...
-
-    def stack(self, parts: Sequence[Any]) -> Any: ...
-
-    def zeros(self, n: int, like: Any) -> Any: ...
-
-    def vdot(self, a: Any, b: Any) -> Any: ...
-
-    def value(self, x: Any) -> np.ndarray:
-        """``x`` as a plain float64 NumPy array, not differentiated (constants and checks)."""
-        ...
-
-    def reshape(self, x: Any, shape: tuple[int, ...]) -> Any: ...
-
-    def einsum(self, spec: str, *operands: Any) -> Any: ...
-
-    def constant(self, array: np.ndarray, like: Any) -> Any:
-        """The NumPy ``array`` as a backend constant of ``like``'s dtype (not differentiated)."""
-        ...
 
 
 DRIFT_FACTORS = {"checkpoint": 1e6, "backsolve": 1e4}

@@ -64,7 +64,7 @@ class AutogradDynamics:
 
 
 class AutogradOps:
-    """:class:`odegrad.adjoint.Ops` from ``autograd.numpy``."""
+    """:class:`odegrad.ops.Ops` from ``autograd.numpy``."""
 
     concat = staticmethod(anp.concatenate)
     stack = staticmethod(anp.stack)

@@ -20,7 +20,7 @@ The cotangents of every input then follow from the sensitivities at the outputs:
 for any number of cotangents ``g`` from one sensitivity solve. The dynamics are written with
 ``autograd.numpy`` and solved by the backend's differentiable solve, so they are differentiated
 again for Hessians; the initial state and the cotangents are written with a backend's ``ops``
-(:class:`odegrad.adjoint.Ops`), for either door.
+(:class:`odegrad.ops.Ops`), for either door.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from .reverse import trace_vjp
 from .solvers import SolverOptions
 
 if TYPE_CHECKING:
-    from .adjoint import Ops
+    from .ops import Ops
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..adjoint import Dynamics, Ops, Solve
+    from ..adjoint import Dynamics, Solve
+    from ..ops import Ops
     from ..options import AdjointOptions
     from ..solvers import SolverOptions, SolveStats
     from ..stats import SolveInfo

@@ -51,7 +51,7 @@ CACHE_SIZE = 16
 
 
 class TFOps:
-    """:class:`odegrad.adjoint.Ops` from TensorFlow."""
+    """:class:`odegrad.ops.Ops` from TensorFlow."""
 
     @staticmethod
     def concat(parts: Sequence[tf.Tensor]) -> tf.Tensor:
