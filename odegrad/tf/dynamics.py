@@ -4,7 +4,8 @@ A :class:`TFDynamics` is a :class:`odegrad.adjoint.Dynamics` whose ``f`` is a Te
 computation: what it reads comes from :class:`odegrad.tf.tracing.Reads`, its compiled computation
 from :mod:`odegrad.tf.compile`, the VJPs and Jacobians inside its derived dynamics from
 :mod:`odegrad.tf.derivatives`. Its host-side solves (the plain forward solve, re-solves with other
-parameters, dense forward solves) run here, with every tape paused (:func:`unrecorded`).
+parameters, dense forward solves) run here, with every tape paused and one BLAS thread
+(:func:`host_solve`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..options import AdjointOptions
 from ..sensitivity import SensitivityLayout
 from ..stats import SolveInfo
 from . import derivatives
+from .blas import one_blas_thread
 from .compile import compiled_for
 from .ops import TFOps
 from .tracing import Reads, TFCallable, check_output
@@ -43,6 +45,14 @@ def unrecorded() -> Iterator[None]:
     tapes, and forward accumulators, of the thread).
     """
     with tf.init_scope():
+        yield
+
+
+@contextlib.contextmanager
+def host_solve() -> Iterator[None]:
+    """Where a scipy solve of these dynamics runs: no tape records it (:func:`unrecorded`), and the
+    solver's own vector work stays on one BLAS thread (:func:`odegrad.tf.blas.one_blas_thread`)."""
+    with unrecorded(), one_blas_thread():
         yield
 
 
@@ -164,7 +174,7 @@ class TFDynamics:
 
     def _solve(self, s0: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, solvers.SolveStats]:
         fun = self.numpy_f
-        with unrecorded():
+        with host_solve():
             return solvers.solve(fun, np.asarray(s0, np.float64).ravel(), np.asarray(times, np.float64), self.opts)
 
     def _derived(self, rhs: Callable[..., tf.Tensor], layout: Layout, step: str,
@@ -301,7 +311,7 @@ class TFDynamics:
         forward tolerances); the work counts as backward work."""
         opts = dataclasses.replace(self.opts, method=self.backward_opts.method)
         fun = self.numpy_f
-        with unrecorded():
+        with host_solve():
             y_of_t, stats = solvers.dense_solve(fun, np.asarray(y_start, np.float64), float(t_start), float(t_end), opts)
         self.info.record("backward", stats)
         return y_of_t
