@@ -12,7 +12,10 @@ repetition solves the same problem:
   eagerly and the solver's evaluations were plain ``tf.function`` graphs);
 * ``compiled step, graph dynamics``: the step as one ``tf.function`` (solver via ``py_function``);
 * ``eager step, XLA dynamics``;
-* ``compiled step, XLA dynamics``: the default now.
+* ``compiled step, XLA dynamics``: the default now;
+* ``RK-Net (dopri5), compiled step``: the Table 1 RK-Net (:class:`experiments.mnist.models.RKBlock`,
+  backpropagated through its stages) on the same batch, the yardstick of the ODE-Net's step (its
+  NFE are forward evaluations only; the table's last line gives the ODE-Net's step over it).
 
 Repetitions are interleaved across the variants (one step of each per round), so a change of
 machine load affects all of them alike; the table gives medians, the NFE of the step, the wall
@@ -31,13 +34,16 @@ import sys
 import time
 from typing import Sequence
 
+ODENET = "compiled step, XLA dynamics"
+RKNET = "RK-Net (dopri5), compiled step"
 VARIANTS = {
-    "eager step, graph dynamics": (False, False),
-    "compiled step, graph dynamics": (True, False),
-    "eager step, XLA dynamics": (False, True),
-    "compiled step, XLA dynamics": (True, True),
+    "eager step, graph dynamics": ("odenet", False, False),
+    "compiled step, graph dynamics": ("odenet", True, False),
+    "eager step, XLA dynamics": ("odenet", False, True),
+    ODENET: ("odenet", True, True),
+    RKNET: ("rknet", True, True),
 }
-"""Name: (compiled step, XLA dynamics)."""
+"""Name: (model, compiled step, XLA dynamics)."""
 
 
 def measure(batch: int, tol: float, repeats: int) -> dict[str, dict[str, float]]:
@@ -54,8 +60,8 @@ def measure(batch: int, tol: float, repeats: int) -> dict[str, dict[str, float]]
     y = tf.constant(rng.integers(0, 10, batch).astype(np.int32))
     with deterministic_ops():
         steps = {}
-        for name, (jit, xla) in VARIANTS.items():
-            model = build_model("odenet", seed=0, tol=tol, jit_compile=xla)
+        for name, (model_name, jit, xla) in VARIANTS.items():
+            model = build_model(model_name, seed=0, tol=tol, jit_compile=xla)
             optimizer = keras.optimizers.SGD(learning_rate=0.0, momentum=0.9)
             optimizer.build(model.trainable_variables)
             steps[name] = make_step(model, optimizer, jit)
@@ -94,6 +100,10 @@ def render(rows: dict[str, dict[str, float]], command: str, load: tuple[str, str
             f"| {name} | {r['step_s']:.2f} | {r['cpu_s']:.2f} | {r['nfe_forward']}/{r['nfe_backward']} | "
             f"{1e3 * r['per_eval_s']:.1f} | {r['step_s'] / base['step_s']:.2f} |"
         )
+    ours, theirs = rows.get(ODENET), rows.get(RKNET)
+    if ours and theirs:
+        lines += ["", f"{ODENET} / {RKNET}: step {ours['step_s'] / theirs['step_s']:.2f}, CPU time "
+                  f"{ours['cpu_s'] / theirs['cpu_s']:.2f}"]
     return "\n".join(lines)
 
 

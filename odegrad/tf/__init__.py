@@ -7,8 +7,13 @@ modes, forward sensitivities, ``auto`` and any registered method) run with Tenso
 so nested ``tf.GradientTape``\\ s give higher derivatives in eager mode.
 
 Modules: :mod:`odegrad.tf.integrate` (``odeint``), :mod:`odegrad.tf.layers` (``ODEBlock``),
-:mod:`odegrad.tf.backend` (the TF dynamics, their compilation and placement, the differentiable
-solve), :mod:`odegrad.tf.tracing` (what ``f`` reads: variables, captures, the cache key).
+:mod:`odegrad.tf.backend` (the differentiable solve and its gradient request),
+:mod:`odegrad.tf.dynamics` (``TFDynamics``: the forward dynamics and those derived from it),
+:mod:`odegrad.tf.derivatives` (the VJPs and Jacobians inside the derived dynamics),
+:mod:`odegrad.tf.compile` (the compiled computations, their placement and cache),
+:mod:`odegrad.tf.tracing` (what ``f`` reads and what of it is differentiated, decided once),
+:mod:`odegrad.tf.ops` (the array operations gradient methods use), :mod:`odegrad.tf.blas` (scipy's
+OpenBLAS on one thread while a solve runs).
 
 Install: ``pip install -e ".[tf]"`` (CPU TensorFlow), or ``".[tf-gpu]"`` for NVIDIA GPUs on Linux
 (``tensorflow[and-cuda]``); the compiled dynamics then run on the first GPU unless ``device=`` or
@@ -26,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without TensorFl
         "For NVIDIA GPUs on Linux use the extra `tf-gpu` instead of `tf`."
     ) from exc
 
-from .backend import compile_dynamics, default_device
+from .compile import compile_dynamics, default_device
 from .integrate import odeint
 from .layers import ODEBlock
 

@@ -13,8 +13,11 @@ from ..adjoint import refine_times
 from ..options import AdjointOptions, adjoint_options
 from ..stats import SolveInfo, new_info
 from ..validation import as_real_array, check_method, check_times, tolerance
-from .backend import TFDynamics, TFOps, cache_of, default_device, solve_eager, solve_graph
-from .tracing import TFCallable, differentiated_variables, probe
+from .backend import solve_eager, solve_graph
+from .compile import cache_of, default_device
+from .dynamics import TFDynamics
+from .ops import TFOps
+from .tracing import TFCallable, reads_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,8 +106,8 @@ def make_dynamics(f: TFCallable, y0: tf.Tensor, time_dtype: tf.DType, args: tupl
                   device: str | None = None) -> TFDynamics:
     """The forward :class:`TFDynamics` of ``f`` for the state ``y0`` (what :func:`odeint` solves).
 
-    ``f`` is traced once (:func:`odegrad.tf.tracing.probe`) to find the variables and captures it
-    reads and the key under which its compiled computations are cached.
+    ``f`` is traced once (:func:`odegrad.tf.tracing.reads_of`) to find what it reads, what of that is
+    differentiated, and the key under which its compiled computations are cached.
 
     Parameters
     ----------
@@ -130,14 +133,11 @@ def make_dynamics(f: TFCallable, y0: tf.Tensor, time_dtype: tf.DType, args: tupl
     ValueError, TypeError
         As :func:`odeint`, for what ``f`` reads or returns.
     """
-    read = probe(f, tf.TensorSpec(y0.shape, y0.dtype), args, time_dtype)
-    variables, sources = differentiated_variables(variables, read.variables)
+    reads = reads_of(f, tf.TensorSpec(y0.shape, y0.dtype), args, time_dtype, variables)
     return TFDynamics(
-        func=f, shape=tuple(y0.shape), dtype=y0.dtype, time_dtype=time_dtype, variables=variables, sources=sources,
-        captures=read.captures, args=args,
+        func=f, shape=tuple(y0.shape), dtype=y0.dtype, time_dtype=time_dtype, reads=reads, args=args,
         opts=options.forward, backward_opts=options.backward, adjoint=options.adjoint,
         info=new_info(options.forward.method, options.backward.method), compiled=cache_of(f),
-        key=(read.fingerprint, tuple(id(v) for v in sources), tuple(id(c) for c in read.captures)),
         jit_compile=bool(jit_compile), device=device or default_device(y0),
     )
 
@@ -220,7 +220,7 @@ def odeint(
     device : str, optional
         Device of the compiled dynamics, e.g. ``"/GPU:0"``. Default: the device of ``y0`` when
         it is an accelerator or set by a device scope, else the first GPU, else the CPU
-        (:func:`odegrad.tf.backend.default_device`).
+        (:func:`odegrad.tf.compile.default_device`).
     full_output : bool, optional
         Also return the call's :class:`odegrad.SolveInfo` (backward statistics are filled in
         when a gradient is taken; in a graph, each execution restarts them).

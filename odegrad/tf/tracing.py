@@ -1,19 +1,22 @@
 """What ``f`` reads: one trace of the dynamics, its variables, captures and fingerprint.
 
-The solver's compiled computations are cached per ``f``; :func:`probe` decides whether a cached
-one may be reused. It traces ``f`` afresh before each solve and records the trainable variables
-it reads (on every branch of its ``tf.cond``\\ s), the eager tensors it captures from enclosing
-scopes, and a fingerprint of the traced graph, in which every Python number and NumPy array read by
-``f`` appears as a constant. A changed attribute, a mutated array or a rebound tensor changes the
-key, so a cache never changes the answer.
+The solver's compiled computations are cached per ``f``; :func:`reads_of` decides whether a cached
+one may be reused. It traces ``f`` afresh before each solve (:func:`probe`) and records the
+trainable variables it reads (on every branch of its ``tf.cond``\\ s), the eager tensors it
+captures from enclosing scopes, and a fingerprint of the traced graph, in which every Python number
+and NumPy array read by ``f`` appears as a constant. A changed attribute, a mutated array or a
+rebound tensor changes the key (:attr:`Reads.key`), so a cache never changes the answer.
 
-Which variables are differentiated, and which ``tf.Variable`` ``f`` reads for each, is decided here
-and nowhere else (:func:`differentiated_variables`, :func:`read_by`).
+Which variables, captures and arguments are differentiated, which ``tf.Variable`` ``f`` reads for
+each variable, and in which order they form the flat parameter vector ``θ``, is decided here and
+nowhere else: :func:`reads_of` makes one frozen :class:`Reads` per solve, and everything
+downstream (the dynamics, their VJPs and Jacobians, the compile-cache key) asks it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from typing import Any, Callable, Sequence
 
@@ -50,20 +53,20 @@ def variable_ids(variable: Any) -> set[int]:
     return found
 
 
-def read_by(ids: set[int], read: Sequence[tf.Variable], default: tf.Variable) -> tf.Variable:
+def read_by(ids: frozenset[int], read: Sequence[tf.Variable], default: tf.Variable) -> tf.Variable:
     """The variable among ``read`` (read by a trace of ``f``) that is one of ``ids`` (the
     :func:`variable_ids` of a differentiated variable), else ``default``.
 
     Under a ``tf.distribute`` strategy, which component of a distributed variable a trace reads
     depends on the context the trace runs in, so each trace (the probe, each compiled VJP) matches
-    its own reads.
+    its own reads (:meth:`Reads.variables_read`).
     """
     return next((r for r in read if id(r) in ids), default)
 
 
 def differentiated_variables(given: Sequence[Any] | None,
-                             read: Sequence[tf.Variable]) -> tuple[tuple[Any, ...], tuple[tf.Variable, ...]]:
-    """The variables to differentiate, each once, and for each the ``tf.Variable`` ``f`` reads.
+                             read: Sequence[tf.Variable]) -> tuple[tuple[Any, ...], tuple[frozenset[int], ...]]:
+    """The variables to differentiate, each once, with the ids under which a trace may read each.
 
     Parameters
     ----------
@@ -79,8 +82,8 @@ def differentiated_variables(given: Sequence[Any] | None,
     -------
     variables : tuple
         ``given`` without repeats, in order: the inputs that receive gradients.
-    sources : tuple of tf.Variable
-        For each, the variable ``f`` reads (:func:`read_by`).
+    ids : tuple of frozenset of int
+        For each, its :func:`variable_ids`.
 
     Raises
     ------
@@ -90,9 +93,9 @@ def differentiated_variables(given: Sequence[Any] | None,
         If an entry of ``given`` is not a variable.
     """
     variables: list[Any] = []
-    ids: list[set[int]] = []
+    ids: list[frozenset[int]] = []
     for variable in read if given is None else given:
-        found = variable_ids(variable)
+        found = frozenset(variable_ids(variable))
         if not any(found & seen for seen in ids):
             variables.append(variable)
             ids.append(found)
@@ -103,8 +106,7 @@ def differentiated_variables(given: Sequence[Any] | None,
             "would silently be None. Add them to variables=, leave variables=None (every trainable "
             "variable f reads), or make them non-trainable."
         )
-    sources = tuple(read_by(i, read, trainable_of(v)) for v, i in zip(variables, ids))
-    return tuple(variables), sources
+    return tuple(variables), tuple(ids)
 
 
 def check_output(out: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
@@ -201,3 +203,100 @@ def _trace(f: TFCallable, y_spec: tf.TensorSpec, args: Sequence[tf.Tensor], time
             "inside f: tf.cast(t, y.dtype); or give the output times as a tensor of y0's dtype (f then "
             "sees t rounded to that dtype, coarse at large t)."
         ) from exc
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Reads:
+    """What ``f`` reads in one solve, and what of it is differentiated: the door's one answer.
+
+    Made once per solve by :func:`reads_of`; the dynamics, their VJPs and Jacobians, the flat
+    parameter vector ``θ`` and the compile-cache key all ask it.
+
+    Attributes
+    ----------
+    variables : tuple
+        The trainable variables to differentiate (as given: ``tf.Variable``, Keras or distributed
+        variables), each once; the solve's inputs that receive their cotangents.
+    sources : tuple of tf.Variable
+        For each, the variable the probe's trace of ``f`` read.
+    ids : tuple of frozenset of int
+        For each, the ids under which a trace may read it (:func:`variable_ids` and its source).
+    captures : tuple of tf.Tensor
+        Eager tensors ``f`` reads from enclosing scopes; the floating ones are differentiated.
+    fingerprint : str
+        Hash of the traced graph (:attr:`Probe.fingerprint`).
+    """
+
+    variables: tuple[Any, ...]
+    sources: tuple[tf.Variable, ...]
+    ids: tuple[frozenset[int], ...]
+    captures: tuple[tf.Tensor, ...]
+    fingerprint: str
+
+    @property
+    def key(self) -> tuple:
+        """What identifies the trace of ``f``: fingerprint, the variables and captures read."""
+        return self.fingerprint, tuple(id(v) for v in self.sources), tuple(id(c) for c in self.captures)
+
+    @functools.cached_property
+    def differentiated_captures(self) -> tuple[tf.Tensor, ...]:
+        """The captures that are differentiated: the floating ones."""
+        return tuple(c for c in self.captures if c.dtype.is_floating)
+
+    @staticmethod
+    def differentiated_args(args: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+        """The explicit arguments of ``f`` that are differentiated: the floating ones."""
+        return [a for a in args if a.dtype.is_floating]
+
+    @staticmethod
+    def replace_args(args: Sequence[tf.Tensor], values: Sequence[Any]) -> tuple[tf.Tensor, ...]:
+        """``args`` with the differentiated ones replaced by ``values`` (NumPy, in order)."""
+        replaced = iter(values)
+        return tuple(tf.constant(next(replaced), dtype=a.dtype) if a.dtype.is_floating else a for a in args)
+
+    def watched(self, args: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+        """The tensors of ``θ`` a tape must watch (captures, then ``args``; variables watch themselves)."""
+        return [*self.differentiated_captures, *self.differentiated_args(args)]
+
+    def params(self, args: Sequence[tf.Tensor]) -> list[Any]:
+        """``θ``'s parts, in order: variables (the ``tf.Variable`` of each, whose dtype a Keras
+        mixed-precision policy does not change), floating captures, floating ``args``."""
+        return [*(trainable_of(v) for v in self.variables), *self.watched(args)]
+
+    def variables_read(self, watched: Sequence[tf.Variable]) -> list[tf.Variable]:
+        """For each differentiated variable, the ``tf.Variable`` a trace read (``watched``: its
+        tape's :meth:`tf.GradientTape.watched_variables`), else the probe's (:func:`read_by`)."""
+        return [read_by(ids, watched, source) for ids, source in zip(self.ids, self.sources)]
+
+
+def reads_of(f: TFCallable, y_spec: tf.TensorSpec, args: Sequence[tf.Tensor], time_dtype: tf.DType,
+             variables: Sequence[Any] | None = None) -> Reads:
+    """Trace ``f`` once (:func:`probe`) and decide what of what it reads is differentiated.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(t, y, *args)``.
+    y_spec : tf.TensorSpec
+        The state's shape and dtype.
+    args : sequence of tf.Tensor
+        The explicit arguments of ``f``.
+    time_dtype : tf.DType
+        The dtype of the time ``f`` receives.
+    variables : sequence of tf.Variable or Keras variables, optional
+        The user's ``variables=`` (:func:`differentiated_variables`).
+
+    Returns
+    -------
+    Reads
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`probe` and :func:`differentiated_variables`.
+    """
+    read = probe(f, y_spec, args, time_dtype)
+    chosen, ids = differentiated_variables(variables, read.variables)
+    sources = tuple(read_by(i, read.variables, trainable_of(v)) for v, i in zip(chosen, ids))
+    ids = tuple(i | {id(s)} for i, s in zip(ids, sources))
+    return Reads(chosen, sources, ids, read.captures, read.fingerprint)

@@ -17,8 +17,9 @@ from tests.tolerances import FD, FD_RTOL, FD_SOLVE_TOL
 
 tf = pytest.importorskip("tensorflow")
 otf = pytest.importorskip("odegrad.tf")
-from odegrad.tf.backend import TFOps, solve_eager  # noqa: E402
+from odegrad.tf.backend import solve_eager  # noqa: E402
 from odegrad.tf.integrate import make_dynamics, tf_options  # noqa: E402
+from odegrad.tf.ops import TFOps  # noqa: E402
 
 A0 = np.array([[-0.5, 1.0], [-1.0, -0.2]])
 B0 = np.array([0.3, -0.1])

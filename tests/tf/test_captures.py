@@ -112,7 +112,7 @@ def test_args_are_differentiated():
 
 def test_same_trace_is_compiled_once():
     """Calls that read the same values reuse the compiled dynamics (the cache still caches)."""
-    from odegrad.tf.backend import cache_of
+    from odegrad.tf.compile import cache_of
 
     w = tf.Variable(-1.0, dtype=tf.float64)
 

@@ -18,7 +18,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 otf = pytest.importorskip("odegrad.tf")
 
-from odegrad.tf.backend import cache_of, compile_dynamics, default_device  # noqa: E402
+from odegrad.tf.compile import cache_of, compile_dynamics, default_device  # noqa: E402
 
 
 def _placed_devices(compiled, n):
