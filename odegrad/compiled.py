@@ -115,10 +115,11 @@ def _jax() -> Any:
 
 
 def unavailable() -> str | None:
-    """Why compiled evaluations are off here (JAX missing, :func:`disabled`), or ``None``."""
-    if not _ENABLED.get():
+    """Why compiled evaluations are off here (JAX missing, else :func:`disabled`), or ``None``."""
+    missing = _installed()
+    if missing is None and not _ENABLED.get():
         return "disabled by odegrad.compiled.disabled() or ODEGRAD_COMPILED=0"
-    return _installed()
+    return missing
 
 
 class Unsupported(Exception):
@@ -418,9 +419,15 @@ class Program:
         with self._jax.enable_x64(True):
             return self._jax.jit(run)
 
-    def __call__(self, kind: tuple, packed: np.ndarray, consts: np.ndarray) -> np.ndarray:
+    def put(self, consts: np.ndarray) -> Any:
+        """``consts`` as a float64 JAX array, transferred once per trace rather than at every call."""
+        with self._jax.enable_x64(True):
+            return self._jax.device_put(consts)
+
+    def __call__(self, kind: tuple, packed: np.ndarray, consts: Any) -> np.ndarray:
         """One compiled evaluation: ``kind`` is ``("adjoint", with_state, with_time, with_params)``,
-        ``("sensitivity", q, with_params)``, ``("jacobian",)`` or ``("vjp_jacobian",)``."""
+        ``("sensitivity", q, with_params)``, ``("jacobian",)`` or ``("vjp_jacobian",)``; ``consts``
+        as :meth:`put` returns them."""
         function = self._functions.get(kind)
         if function is None:
             function = self._functions[kind] = self._function(kind)
@@ -473,8 +480,8 @@ class CompiledRhs:
         self.retraces = 0
         self._trace: Trace | None = None
         self._program: Program | None = None
-        self._consts = np.zeros(0)
-        self._bound: tuple[Any, Callable] | None = None
+        self._consts: Any = np.zeros(0)
+        self._bound: tuple[Any, Callable | None] = (None, None)
         if self.reason is not None:
             report("autograd", self.reason)
 
@@ -486,12 +493,17 @@ class CompiledRhs:
         self.reason, self._program = reason, None
         self._report("autograd", reason)
 
+    def _use(self, program_: Program | None) -> None:
+        """Evaluate with ``program_`` (``None``: not yet) and the constants of the current trace."""
+        self._program = program_
+        if program_ is not None:
+            self._consts = program_.put(self._trace.consts)
+
     def _record(self, x: np.ndarray, compile_now: bool) -> bool:
         """Record the trace at ``x``, and compile it now or once it is warm (:data:`COMPILE_AFTER`)."""
         try:
             self._trace, _ = record(self._fun, x)
-            self._consts = self._trace.consts
-            self._program = program(self._trace) if compile_now or self._warm() else None
+            self._use(program(self._trace) if compile_now or self._warm() else None)
         except Unsupported as exc:
             self._fall_back(str(exc))
             return False
@@ -505,54 +517,79 @@ class CompiledRhs:
         count = _EVALUATIONS[key] = _EVALUATIONS.get(key, 0) + 1
         return key in _PROGRAMS or count > COMPILE_AFTER
 
-    def _direct(self, y: np.ndarray, t: Any, theta: np.ndarray) -> np.ndarray:
-        """``f(y, t, theta)`` on plain arrays, ``theta`` bound once per parameter vector."""
-        if self._bound is None or self._bound[0] is not theta:
-            self._bound = (theta, self.make_fun(theta))
-        return self._bound[1](y, t)
+    def _bind(self, theta: np.ndarray) -> Callable:
+        """``fun(y, t)``: ``f`` on plain arrays with ``theta`` bound (once per parameter vector)."""
+        self._bound = (theta, self.make_fun(theta))
+        return self._bound[1]
 
     def evaluate(self, kind: tuple, y: np.ndarray, t: Any, theta: np.ndarray,
                  extra: np.ndarray | None = None) -> np.ndarray | None:
         """The compiled evaluation ``kind`` (see :meth:`Program.__call__`) at ``(y, t, theta)``, or
-        ``None``: ``f`` evaluated directly is compared with the compiled ``f`` first."""
+        ``None``: ``f`` evaluated directly is compared with the compiled ``f`` first.
+
+        Once a program is in use, the guard's direct evaluation and the compiled call are all
+        that runs here; recording, compiling and re-recording are :meth:`_prepare` and
+        :meth:`_disagreed`.
+        """
+        program_ = self._program
+        if program_ is None:
+            return self._prepare(kind, y, t, theta, extra)
+        bound = self._bound
+        direct = (bound[1] if bound[0] is theta else self._bind(theta))(y, t)
+        packed = np.concatenate((y, theta, (t,), direct) if extra is None else (y, theta, (t,), extra, direct))
+        try:
+            out = program_(kind, packed, self._consts)
+        except Unsupported as exc:
+            self._fall_back(str(exc))
+            return None
+        if out[0]:
+            return out[1:]
+        return self._disagreed(kind, y, t, theta, extra, direct)
+
+    def _prepare(self, kind: tuple, y: np.ndarray, t: Any, theta: np.ndarray,
+                 extra: np.ndarray | None) -> np.ndarray | None:
+        """:meth:`evaluate` before a program is in use: record the trace, count it towards
+        :data:`COMPILE_AFTER`, compile it once warm; ``None`` while autograd evaluates."""
         if self.reason is not None:
             return None
-        m = self.n + self.n_params + 1
-        first = self._program is None
-        if first:
-            if self._trace is None:
-                if not self._record(np.concatenate([y, theta, [t]]), compile_now=False):
-                    return None
-                if self._program is None:
-                    self._report("autograd", f"compiled after {COMPILE_AFTER} evaluations of this func in this "
-                                 "process (odegrad.compiled.COMPILE_AFTER); warming up")
-            elif self._warm():
-                try:
-                    self._program = program(self._trace)
-                except Unsupported as exc:
-                    self._fall_back(str(exc))
-                    return None
-            if self._program is None:
+        if self._trace is None:
+            if not self._record(np.concatenate([y, theta, [t]]), compile_now=False):
                 return None
-        direct = self._direct(y, t, theta)
-        packed = np.concatenate([y, theta, [t]] + ([] if extra is None else [extra]) + [direct])
-        for attempt in range(2):
+            if self._program is None:
+                self._report("autograd", f"compiled after {COMPILE_AFTER} evaluations of this func in this "
+                             "process (odegrad.compiled.COMPILE_AFTER); warming up")
+        elif self._warm():
+            try:
+                self._use(program(self._trace))
+            except Unsupported as exc:
+                self._fall_back(str(exc))
+                return None
+        if self._program is None:
+            return None
+        out = self.evaluate(kind, y, t, theta, extra)
+        if out is not None:
+            self._report("jax", None)
+        return out
+
+    def _disagreed(self, kind: tuple, y: np.ndarray, t: Any, theta: np.ndarray, extra: np.ndarray | None,
+                   direct: np.ndarray) -> np.ndarray | None:
+        """The compiled ``f`` disagreed with ``direct``: autograd's evaluation where ``f`` is not
+        finite, else re-record the trace at this point (up to :data:`MAX_RETRACES` times) and
+        evaluate again; fall back to autograd where the new trace disagrees too."""
+        if not np.all(np.isfinite(direct)):
+            return None
+        if self.retraces < MAX_RETRACES:
+            self.retraces += 1
+            if not self._record(np.concatenate([y, theta, [t]]), compile_now=True):
+                return None
+            packed = np.concatenate([y, theta, [t]] + ([] if extra is None else [extra]) + [direct])
             try:
                 out = self._program(kind, packed, self._consts)
             except Unsupported as exc:
                 self._fall_back(str(exc))
                 return None
             if out[0]:
-                if first:
-                    self._report("jax", None)
                 return out[1:]
-            if not np.all(np.isfinite(direct)):
-                return None
-            if attempt or self.retraces >= MAX_RETRACES:
-                break
-            self.retraces += 1
-            if not self._record(packed[:m], compile_now=True):
-                return None
         self._fall_back("the compiled func disagreed with func at a point it was recorded at "
                         "(func is not a pure function of y, t and args), or kept changing its trace "
                         f"({self.retraces} re-recordings)")
