@@ -44,12 +44,14 @@ from typing import Any, Callable, Iterator
 
 import autograd.numpy as anp
 import numpy as np
-from autograd.core import VJPNode
+from autograd.core import VJPNode, VSpace, sparse_add
 from autograd.numpy import numpy_wrapper
 from autograd.numpy.numpy_boxes import ArrayBox
+from autograd.numpy.numpy_vjps import untake
+from autograd.numpy.numpy_vspaces import ArrayVSpace
 from autograd.tracer import Node, isbox, notrace_primitives, toposort
 
-from .pytree import take_slice
+from .pytree import put_slice, take_slice
 from .reverse import trace
 
 GUARD_RTOL = 1e-9
@@ -208,8 +210,16 @@ def _table() -> dict:
                 table[prim] = functools.partial(_lookup, module, name)
     if hasattr(getattr(anp, "_original_where", None), "fun"):     # autograd.numpy.where wraps it
         table[anp._original_where] = functools.partial(_lookup, "numpy", "where")
-    table.update({
+    table.update({                 # autograd's own primitives, met where a gradient is traced again
+        VSpace.add: lambda jax: (lambda vs, x, y: x + y),
+        VSpace.mut_add: lambda jax: (lambda vs, x, y: y if x is None else x + y),
+        VSpace.scalar_mul: lambda jax: (lambda vs, x, a: x * a),
+        VSpace.inner_prod: lambda jax: (lambda vs, x, y: jax.numpy.sum(x * y)),
+        sparse_add: lambda jax: (lambda vs, x, y: y if x is None else x + y),
+        untake: lambda jax: (lambda x, idx, vs: jax.numpy.zeros(vs.shape, vs.dtype).at[_as_jax_index(idx)].add(x)),
         ArrayBox.__getitem__: lambda jax: (lambda A, idx: A[_as_jax_index(idx)]),
+        put_slice: lambda jax: (lambda piece, start, size: jax.numpy.zeros(size, piece.dtype).at[
+            start:start + piece.size].set(jax.numpy.ravel(piece))),
         take_slice: lambda jax: (lambda flat, start, stop, shape=None: (
             flat[start:stop] if shape is None else jax.numpy.reshape(flat[start:stop], shape))),
         numpy_wrapper.concatenate_args: lambda jax: (lambda axis, *arrays: jax.numpy.concatenate(arrays, axis)),
@@ -240,6 +250,8 @@ def _static_key(value: Any) -> Any:
         return ("array", value.dtype.str, value.shape, value.tobytes())
     if isinstance(value, (np.dtype, type)):
         return ("dtype", str(np.dtype(value)))
+    if isinstance(value, ArrayVSpace) and value.dtype.kind == "f":
+        return ("vspace", tuple(value.shape), str(value.dtype))
     if isbox(value):
         raise Unsupported("func closes over a value traced by an outer derivative")
     raise Unsupported(f"an argument of type {type(value).__name__} has no compiled counterpart")
