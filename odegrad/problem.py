@@ -113,7 +113,8 @@ class Problem:
         self.info.derivatives, self.info.derivatives_note = backend, note
 
     def _report_second(self, backend: str, note: str | None) -> None:
-        """A derived problem's backend: only why its own derivatives stay autograd's, as a note
-        beside the first derivatives' backend (which ``info.derivatives`` keeps describing)."""
-        if backend == "autograd" and note is not None and "warming up" not in note:
+        """A derived problem's backend: only why its own derivatives stay autograd's where the first
+        derivatives are compiled, as a note beside their backend (which ``info.derivatives`` keeps
+        describing); where those are autograd's, their note already says why."""
+        if backend == "autograd" and self.info.derivatives == "jax" and note is not None and "warming up" not in note:
             self.info.derivatives_note = f"derivatives of the gradient's own solves (second derivatives) by autograd: {note}"

@@ -270,6 +270,30 @@ def test_hessian_with_compiled_derivatives_of_the_gradient_solves(mode, monkeypa
     assert relative_error(H, fd) < HESS_RTOL
 
 
+@needs_jax
+def test_second_derivatives_fall_back_with_a_note_where_only_they_cannot_compile():
+    """``np.max`` compiles, but autograd's derivative of it compares values (``x == max``): the
+    gradient's own solves then keep autograd's evaluations, said beside the first derivatives'
+    backend, and the Hessian is still right."""
+    p0 = onp.array([0.8, 0.5])
+    t = onp.array([0.0, 0.5, 1.0])
+    info: list = []
+
+    def f(y, t, p):
+        return -p * y + 0.1 * np.max(y)
+
+    def loss(p):
+        ys, solve_info = odeint(f, onp.array([1.0, 0.3]), t, args=(p,), rtol=TOL, atol=TOL, full_output=True)
+        info.append(solve_info["odegrad"])
+        return np.sum(ys[-1] ** 2)
+
+    H = hessian(loss)(p0)
+    assert info[0].derivatives == "jax" and "second derivatives" in info[0].derivatives_note
+    assert "equal" in info[0].derivatives_note
+    fd = central_differences(grad(loss), p0, **FD)
+    assert relative_error(H, fd) < HESS_RTOL
+
+
 def test_without_jax_installed_the_core_imports_and_differentiates():
     """A fresh interpreter where ``import jax`` fails: odegrad imports (without importing JAX) and
     its gradients come from autograd, with the reason in SolveInfo."""
