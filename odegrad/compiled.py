@@ -25,9 +25,16 @@ A recorded trace holds only where it was recorded if ``func`` branches on values
 
 Primitives without a counterpart here (and ``func`` that cannot be traced in one vector) fall back
 the same way, per ``func``, with the reason in :attr:`odegrad.SolveInfo.derivatives_note`. All of
-this is for plain-array evaluations only: where a derived solve is itself differentiated
-(Hessians, grad-of-grad) the callers keep autograd's passes. Without JAX installed, or inside
-:func:`disabled`, nothing here runs.
+this is for plain-array evaluations: where a derived solve is itself differentiated (Hessians,
+grad-of-grad), its dynamics are traced with autograd's derivative of ``f`` inside, and that trace
+(autograd's vector-space primitives, ``untake`` and ``put_slice`` included) compiles the same way
+for the derived solve's own plain-array evaluations (:attr:`odegrad.problem.Problem.compiled`).
+Without JAX installed, or inside :func:`disabled`, nothing here runs.
+
+Costs (``python -m benchmarks.profile``; CPU, small ``f``): a compiled evaluation is the guard's
+direct evaluation of ``func`` plus one jitted call (about 10 us of JAX dispatch, more where XLA
+runs a larger program's independent operations on its thread pool); compiling a program takes
+0.1-0.3 s and the first compilation in a process imports JAX (about 1 s).
 """
 
 from __future__ import annotations
@@ -44,12 +51,14 @@ from typing import Any, Callable, Iterator
 
 import autograd.numpy as anp
 import numpy as np
-from autograd.core import VJPNode
+from autograd.core import VJPNode, VSpace, sparse_add
 from autograd.numpy import numpy_wrapper
 from autograd.numpy.numpy_boxes import ArrayBox
+from autograd.numpy.numpy_vjps import untake
+from autograd.numpy.numpy_vspaces import ArrayVSpace
 from autograd.tracer import Node, isbox, notrace_primitives, toposort
 
-from .pytree import take_slice
+from .pytree import put_slice, take_slice
 from .reverse import trace
 
 GUARD_RTOL = 1e-9
@@ -65,6 +74,15 @@ what a thousand or more autograd evaluations of a small ``f`` cost (``python -m 
 a one-off gradient stays on autograd, a fit compiles within its first few gradients. Set it to 0
 (or ``ODEGRAD_COMPILE_AFTER=0`` in the environment) to compile at once, as benchmarks of
 steady-state speed do."""
+
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
+"""XLA options of programs with at most :data:`FAST_COMPILE_MAX_INPUTS` inputs: their calls cost
+JAX's dispatch, not their arithmetic, while compiling them is what a one-off fit pays (LLVM at -O0
+cut the compile times of the README Quickstart's two programs from 0.19 s and 0.52 s to 0.13 s and
+0.32 s, with the same steady-state gradient and Hessian times)."""
+
+FAST_COMPILE_MAX_INPUTS = 4096
+"""Largest input (``[y, θ, t]`` and the extra vector) compiled with :data:`FAST_COMPILE`."""
 
 MAX_PROGRAMS = 256
 """Compiled programs kept (one per structure of a trace); the oldest is dropped beyond this."""
@@ -115,10 +133,11 @@ def _jax() -> Any:
 
 
 def unavailable() -> str | None:
-    """Why compiled evaluations are off here (JAX missing, :func:`disabled`), or ``None``."""
-    if not _ENABLED.get():
+    """Why compiled evaluations are off here (JAX missing, else :func:`disabled`), or ``None``."""
+    missing = _installed()
+    if missing is None and not _ENABLED.get():
         return "disabled by odegrad.compiled.disabled() or ODEGRAD_COMPILED=0"
-    return _installed()
+    return missing
 
 
 class Unsupported(Exception):
@@ -207,8 +226,16 @@ def _table() -> dict:
                 table[prim] = functools.partial(_lookup, module, name)
     if hasattr(getattr(anp, "_original_where", None), "fun"):     # autograd.numpy.where wraps it
         table[anp._original_where] = functools.partial(_lookup, "numpy", "where")
-    table.update({
+    table.update({                 # autograd's own primitives, met where a gradient is traced again
+        VSpace.add: lambda jax: (lambda vs, x, y: x + y),
+        VSpace.mut_add: lambda jax: (lambda vs, x, y: y if x is None else x + y),
+        VSpace.scalar_mul: lambda jax: (lambda vs, x, a: x * a),
+        VSpace.inner_prod: lambda jax: (lambda vs, x, y: jax.numpy.sum(x * y)),
+        sparse_add: lambda jax: (lambda vs, x, y: y if x is None else x + y),
+        untake: lambda jax: (lambda x, idx, vs: jax.numpy.zeros(vs.shape, vs.dtype).at[_as_jax_index(idx)].add(x)),
         ArrayBox.__getitem__: lambda jax: (lambda A, idx: A[_as_jax_index(idx)]),
+        put_slice: lambda jax: (lambda piece, start, size: jax.numpy.zeros(size, piece.dtype).at[
+            start:start + piece.size].set(jax.numpy.ravel(piece))),
         take_slice: lambda jax: (lambda flat, start, stop, shape=None: (
             flat[start:stop] if shape is None else jax.numpy.reshape(flat[start:stop], shape))),
         numpy_wrapper.concatenate_args: lambda jax: (lambda axis, *arrays: jax.numpy.concatenate(arrays, axis)),
@@ -239,6 +266,8 @@ def _static_key(value: Any) -> Any:
         return ("array", value.dtype.str, value.shape, value.tobytes())
     if isinstance(value, (np.dtype, type)):
         return ("dtype", str(np.dtype(value)))
+    if isinstance(value, ArrayVSpace) and value.dtype.kind == "f":
+        return ("vspace", tuple(value.shape), str(value.dtype))
     if isbox(value):
         raise Unsupported("func closes over a value traced by an outer derivative")
     raise Unsupported(f"an argument of type {type(value).__name__} has no compiled counterpart")
@@ -415,12 +444,19 @@ class Program:
             ok = jnp.all(jnp.abs(out - direct) <= scale).astype(out.dtype)
             return jnp.concatenate([jnp.reshape(ok, (1,)), result])
 
+        options = FAST_COMPILE if self._trace.size + n_extra <= FAST_COMPILE_MAX_INPUTS else None
         with self._jax.enable_x64(True):
-            return self._jax.jit(run)
+            return self._jax.jit(run, compiler_options=options)
 
-    def __call__(self, kind: tuple, packed: np.ndarray, consts: np.ndarray) -> np.ndarray:
+    def put(self, consts: np.ndarray) -> Any:
+        """``consts`` as a float64 JAX array, transferred once per trace rather than at every call."""
+        with self._jax.enable_x64(True):
+            return self._jax.device_put(consts)
+
+    def __call__(self, kind: tuple, packed: np.ndarray, consts: Any) -> np.ndarray:
         """One compiled evaluation: ``kind`` is ``("adjoint", with_state, with_time, with_params)``,
-        ``("sensitivity", q, with_params)``, ``("jacobian",)`` or ``("vjp_jacobian",)``."""
+        ``("sensitivity", q, with_params)``, ``("jacobian",)`` or ``("vjp_jacobian",)``; ``consts``
+        as :meth:`put` returns them."""
         function = self._functions.get(kind)
         if function is None:
             function = self._functions[kind] = self._function(kind)
@@ -473,8 +509,8 @@ class CompiledRhs:
         self.retraces = 0
         self._trace: Trace | None = None
         self._program: Program | None = None
-        self._consts = np.zeros(0)
-        self._bound: tuple[Any, Callable] | None = None
+        self._consts: Any = np.zeros(0)
+        self._bound: tuple[Any, Callable | None] = (None, None)
         if self.reason is not None:
             report("autograd", self.reason)
 
@@ -486,12 +522,17 @@ class CompiledRhs:
         self.reason, self._program = reason, None
         self._report("autograd", reason)
 
+    def _use(self, program_: Program | None) -> None:
+        """Evaluate with ``program_`` (``None``: not yet) and the constants of the current trace."""
+        self._program = program_
+        if program_ is not None:
+            self._consts = program_.put(self._trace.consts)
+
     def _record(self, x: np.ndarray, compile_now: bool) -> bool:
         """Record the trace at ``x``, and compile it now or once it is warm (:data:`COMPILE_AFTER`)."""
         try:
             self._trace, _ = record(self._fun, x)
-            self._consts = self._trace.consts
-            self._program = program(self._trace) if compile_now or self._warm() else None
+            self._use(program(self._trace) if compile_now or self._warm() else None)
         except Unsupported as exc:
             self._fall_back(str(exc))
             return False
@@ -505,54 +546,79 @@ class CompiledRhs:
         count = _EVALUATIONS[key] = _EVALUATIONS.get(key, 0) + 1
         return key in _PROGRAMS or count > COMPILE_AFTER
 
-    def _direct(self, y: np.ndarray, t: Any, theta: np.ndarray) -> np.ndarray:
-        """``f(y, t, theta)`` on plain arrays, ``theta`` bound once per parameter vector."""
-        if self._bound is None or self._bound[0] is not theta:
-            self._bound = (theta, self.make_fun(theta))
-        return self._bound[1](y, t)
+    def _bind(self, theta: np.ndarray) -> Callable:
+        """``fun(y, t)``: ``f`` on plain arrays with ``theta`` bound (once per parameter vector)."""
+        self._bound = (theta, self.make_fun(theta))
+        return self._bound[1]
 
     def evaluate(self, kind: tuple, y: np.ndarray, t: Any, theta: np.ndarray,
                  extra: np.ndarray | None = None) -> np.ndarray | None:
         """The compiled evaluation ``kind`` (see :meth:`Program.__call__`) at ``(y, t, theta)``, or
-        ``None``: ``f`` evaluated directly is compared with the compiled ``f`` first."""
+        ``None``: ``f`` evaluated directly is compared with the compiled ``f`` first.
+
+        Once a program is in use, the guard's direct evaluation and the compiled call are all
+        that runs here; recording, compiling and re-recording are :meth:`_prepare` and
+        :meth:`_disagreed`.
+        """
+        program_ = self._program
+        if program_ is None:
+            return self._prepare(kind, y, t, theta, extra)
+        bound = self._bound
+        direct = (bound[1] if bound[0] is theta else self._bind(theta))(y, t)
+        packed = np.concatenate((y, theta, (t,), direct) if extra is None else (y, theta, (t,), extra, direct))
+        try:
+            out = program_(kind, packed, self._consts)
+        except Unsupported as exc:
+            self._fall_back(str(exc))
+            return None
+        if out[0]:
+            return out[1:]
+        return self._disagreed(kind, y, t, theta, extra, direct)
+
+    def _prepare(self, kind: tuple, y: np.ndarray, t: Any, theta: np.ndarray,
+                 extra: np.ndarray | None) -> np.ndarray | None:
+        """:meth:`evaluate` before a program is in use: record the trace, count it towards
+        :data:`COMPILE_AFTER`, compile it once warm; ``None`` while autograd evaluates."""
         if self.reason is not None:
             return None
-        m = self.n + self.n_params + 1
-        first = self._program is None
-        if first:
-            if self._trace is None:
-                if not self._record(np.concatenate([y, theta, [t]]), compile_now=False):
-                    return None
-                if self._program is None:
-                    self._report("autograd", f"compiled after {COMPILE_AFTER} evaluations of this func in this "
-                                 "process (odegrad.compiled.COMPILE_AFTER); warming up")
-            elif self._warm():
-                try:
-                    self._program = program(self._trace)
-                except Unsupported as exc:
-                    self._fall_back(str(exc))
-                    return None
-            if self._program is None:
+        if self._trace is None:
+            if not self._record(np.concatenate([y, theta, [t]]), compile_now=False):
                 return None
-        direct = self._direct(y, t, theta)
-        packed = np.concatenate([y, theta, [t]] + ([] if extra is None else [extra]) + [direct])
-        for attempt in range(2):
+            if self._program is None:
+                self._report("autograd", f"compiled after {COMPILE_AFTER} evaluations of this func in this "
+                             "process (odegrad.compiled.COMPILE_AFTER); warming up")
+        elif self._warm():
+            try:
+                self._use(program(self._trace))
+            except Unsupported as exc:
+                self._fall_back(str(exc))
+                return None
+        if self._program is None:
+            return None
+        out = self.evaluate(kind, y, t, theta, extra)
+        if out is not None:
+            self._report("jax", None)
+        return out
+
+    def _disagreed(self, kind: tuple, y: np.ndarray, t: Any, theta: np.ndarray, extra: np.ndarray | None,
+                   direct: np.ndarray) -> np.ndarray | None:
+        """The compiled ``f`` disagreed with ``direct``: autograd's evaluation where ``f`` is not
+        finite, else re-record the trace at this point (up to :data:`MAX_RETRACES` times) and
+        evaluate again; fall back to autograd where the new trace disagrees too."""
+        if not np.all(np.isfinite(direct)):
+            return None
+        if self.retraces < MAX_RETRACES:
+            self.retraces += 1
+            if not self._record(np.concatenate([y, theta, [t]]), compile_now=True):
+                return None
+            packed = np.concatenate([y, theta, [t]] + ([] if extra is None else [extra]) + [direct])
             try:
                 out = self._program(kind, packed, self._consts)
             except Unsupported as exc:
                 self._fall_back(str(exc))
                 return None
             if out[0]:
-                if first:
-                    self._report("jax", None)
                 return out[1:]
-            if not np.all(np.isfinite(direct)):
-                return None
-            if attempt or self.retraces >= MAX_RETRACES:
-                break
-            self.retraces += 1
-            if not self._record(packed[:m], compile_now=True):
-                return None
         self._fall_back("the compiled func disagreed with func at a point it was recorded at "
                         "(func is not a pure function of y, t and args), or kept changing its trace "
                         f"({self.retraces} re-recordings)")

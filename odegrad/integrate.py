@@ -79,7 +79,9 @@ def _dynamics(func: Callable[..., Any], shape: tuple[int, ...],
         bound = unflatten(th)
 
         def fun(y, tt):
-            out = func(y.reshape(shape), tt, *bound)
+            out = func(y if flat_state else y.reshape(shape), tt, *bound)
+            if type(out) is np.ndarray and out.shape == shape:     # the common case, checked cheaply
+                return out if flat_state else out.ravel()
             if isbox(out) or (isinstance(out, (list, tuple)) and any(isbox(o) for o in out)):
                 raise _closure_error()
             if np.shape(out) != shape and not (flat_state and np.ndim(out) < 2 and np.size(out) == shape[0]):

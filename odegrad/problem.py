@@ -100,14 +100,21 @@ class Problem:
     def compiled(self) -> CompiledRhs | None:
         """Compiled derivative evaluations of ``rhs`` (:mod:`odegrad.compiled`), made at first use.
 
-        ``None`` for a derived problem (its dynamics hold derivatives of ``f`` already: second
-        derivatives keep autograd's evaluations).
+        A derived problem (an adjoint or sensitivity solve) compiles too: its ``rhs`` is traced
+        through autograd's own derivative of ``f``, so the solves of a second derivative
+        (Hessians, grad-of-grad) evaluate compiled where every operation has a JAX counterpart.
         """
-        if self.stage != "forward":
-            return None
         if self._compiled is None:
-            self._compiled = CompiledRhs(self.rhs, self.make_fun, self.n, self.n_params, self._report_derivatives)
+            report = self._report_derivatives if self.stage == "forward" else self._report_second
+            self._compiled = CompiledRhs(self.rhs, self.make_fun, self.n, self.n_params, report)
         return self._compiled
 
     def _report_derivatives(self, backend: str, note: str | None) -> None:
         self.info.derivatives, self.info.derivatives_note = backend, note
+
+    def _report_second(self, backend: str, note: str | None) -> None:
+        """A derived problem's backend: only why its own derivatives stay autograd's where the first
+        derivatives are compiled, as a note beside their backend (which ``info.derivatives`` keeps
+        describing); where those are autograd's, their note already says why."""
+        if backend == "autograd" and self.info.derivatives == "jax" and note is not None and "warming up" not in note:
+            self.info.derivatives_note = f"derivatives of the gradient's own solves (second derivatives) by autograd: {note}"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import math
 import threading
 import time
 import warnings
@@ -174,7 +175,7 @@ class _Guarded:
                 f"has {self.n}; func(y, t, *args) must return an array of y0's shape"
             )
             return np.full(self.n, np.nan)
-        if not np.all(np.isfinite(dy)):
+        if not math.isfinite(dy.dot(dy)) and not np.isfinite(dy).all():   # dot: the cheap test, exact where finite
             self.error = ODESolveError(
                 f"func returned non-finite values (NaN or inf) at t = {t!r}; check the dynamics "
                 "and its parameters for overflow, division by zero or a blow-up"

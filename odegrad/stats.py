@@ -32,7 +32,8 @@ class SolveInfo:
         ``"jax"`` (compiled by XLA) or ``"autograd"``; ``None`` before any was evaluated.
     derivatives_note : str or None
         Why they are ``"autograd"`` (JAX not installed, a primitive without a JAX counterpart,
-        ``func`` branching on values, ...); ``None`` for ``"jax"``.
+        ``func`` branching on values, ...); for ``"jax"``, ``None``, or why the derivatives of the
+        gradient's own solves (second derivatives: Hessians, grad-of-grad) are autograd's.
     """
 
     forward: SolveStats

@@ -244,17 +244,52 @@ def test_without_jax_everything_runs_on_autograd(monkeypatch):
 
 @needs_jax
 @pytest.mark.parametrize("mode", ["auto", "checkpoint"])
-def test_hessian_unchanged_by_compiled_first_derivatives(mode):
-    """Second derivatives trace through the derived solves: autograd's evaluations there, compiled
-    ones in the plain solves beneath, the same Hessian."""
+def test_hessian_with_compiled_derivatives_of_the_gradient_solves(mode, monkeypatch):
+    """Second derivatives trace through the derived solves: those solves' own derivative
+    evaluations compile too (their dynamics traced through autograd's derivative of ``f``,
+    ``put_slice``, ``untake`` and autograd's vector-space primitives included), and the Hessian
+    is the one autograd's evaluations give."""
+    monkeypatch.setattr(compiled, "_PROGRAMS", {})
     p0 = onp.array([1.2, 0.4, 1.1, 0.3])
     t = onp.array([0.0, 0.4, 0.9])
+    info: list = []
 
     def loss(p):
-        return np.sum(odeint(lv, onp.array([1.0, 0.5]), t, args=(p,), rtol=TOL, atol=TOL, adjoint=mode) ** 2)
+        ys, solve_info = odeint(lv, onp.array([1.0, 0.5]), t, args=(p,), rtol=TOL, atol=TOL, adjoint=mode,
+                                full_output=True)
+        info.append(solve_info["odegrad"])
+        return np.sum(ys ** 2)
 
+    grad(loss)(p0)
+    first_order = len(compiled._PROGRAMS)
     H, H_autograd = _both_paths(hessian(loss), p0)
+    assert len(compiled._PROGRAMS) > first_order          # the gradient's own solves compiled
+    assert info[1].derivatives == "jax" and info[1].derivatives_note is None
     assert relative_error(H, H_autograd) < GRAD_RTOL
+    fd = central_differences(grad(loss), p0, **FD)
+    assert relative_error(H, fd) < HESS_RTOL
+
+
+@needs_jax
+def test_second_derivatives_fall_back_with_a_note_where_only_they_cannot_compile():
+    """``np.max`` compiles, but autograd's derivative of it compares values (``x == max``): the
+    gradient's own solves then keep autograd's evaluations, said beside the first derivatives'
+    backend, and the Hessian is still right."""
+    p0 = onp.array([0.8, 0.5])
+    t = onp.array([0.0, 0.5, 1.0])
+    info: list = []
+
+    def f(y, t, p):
+        return -p * y + 0.1 * np.max(y)
+
+    def loss(p):
+        ys, solve_info = odeint(f, onp.array([1.0, 0.3]), t, args=(p,), rtol=TOL, atol=TOL, full_output=True)
+        info.append(solve_info["odegrad"])
+        return np.sum(ys[-1] ** 2)
+
+    H = hessian(loss)(p0)
+    assert info[0].derivatives == "jax" and "second derivatives" in info[0].derivatives_note
+    assert "equal" in info[0].derivatives_note
     fd = central_differences(grad(loss), p0, **FD)
     assert relative_error(H, fd) < HESS_RTOL
 
