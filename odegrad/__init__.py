@@ -18,8 +18,12 @@ model behind ``adjoint="auto"``), :mod:`odegrad.reverse` (one trace, many VJPs),
 :mod:`odegrad.autograd_backend` (the autograd primitive and its derivative rules),
 :mod:`odegrad.problem` (one solve as the autograd door sees it), :mod:`odegrad.derived` (the derived
 dynamics the methods solve),
-:mod:`odegrad.solvers` (every scipy call), :mod:`odegrad.stats`, :mod:`odegrad.pytree`,
-:mod:`odegrad.validation`, :mod:`odegrad.gradcheck`.
+:mod:`odegrad.solvers` (every scipy call behind one signature: ``solve``, ``dense_solve`` and scipy's
+registered methods; the runners :mod:`odegrad.solver_lsoda`, :mod:`odegrad.solver_vode` and
+:mod:`odegrad.solver_ivp`, with :mod:`odegrad.solver_types`, :mod:`odegrad.solver_guard` (callback
+guards, the nesting lock) and :mod:`odegrad.solver_status` (LSODA's and VODE's failures, odeint's
+``infodict``)), :mod:`odegrad.solver_registry` (one record per method), :mod:`odegrad.stats`,
+:mod:`odegrad.pytree`, :mod:`odegrad.validation`, :mod:`odegrad.gradcheck`.
 """
 
 from .integrate import odeint
