@@ -11,7 +11,7 @@ common blocks, so a solve started from inside another solve's dynamics corrupts 
 and solves started from several threads run one at a time. A solve started from a worker thread
 of another solve's dynamics would wait for ever (the outer solve cannot finish before its dynamics
 return): a solve that finds the running one stuck in one evaluation for :data:`NESTED_WAIT_S`
-seconds raises instead. Setting ``odegrad.solvers.NESTED_WAIT_S`` (the documented knob) sets it here.
+seconds raises instead.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def _acquire(method: str) -> None:
                 "scipy's LSODA and VODE are not re-entrant: a solve cannot run inside the dynamics of "
                 "another, from any thread. Solve the inner problem before or after the outer solve, or "
                 "combine both into one augmented state. (If one evaluation of the other thread's dynamics "
-                "really takes that long, raise odegrad.solvers.NESTED_WAIT_S.)"
+                "really takes that long, raise odegrad.solver_guard.NESTED_WAIT_S.)"
             )
 
 

@@ -16,23 +16,20 @@ and the runners :mod:`odegrad.solver_lsoda`, :mod:`odegrad.solver_vode` and :mod
 
 Neither LSODA (``scipy.integrate.odeint``) nor VODE is re-entrant: :func:`solve` refuses nesting,
 and solves started from several threads run one at a time. A solve that finds the running one stuck
-in one evaluation of its dynamics for :data:`NESTED_WAIT_S` seconds raises instead of waiting for
+in one evaluation of its dynamics for :data:`odegrad.solver_guard.NESTED_WAIT_S` seconds raises instead of waiting for
 ever (it was most likely started from inside that evaluation); setting
-``odegrad.solvers.NESTED_WAIT_S`` sets the wait that :mod:`odegrad.solver_guard` reads.
+``odegrad.solver_guard.NESTED_WAIT_S`` sets that wait.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import sys
-import types
 from typing import Callable
 
 import numpy as np
 import scipy.integrate
 
-from . import solver_guard
 from .solver_guard import _exclusive, _Guarded
 from .solver_ivp import IvpJacobian as IvpJacobian
 from .solver_ivp import _dense_ivp, ivp_record
@@ -45,25 +42,6 @@ from .solver_types import DEFAULT_TOL as DEFAULT_TOL
 from .solver_types import ODESolveError, SolverOptions, SolveStats
 from .solver_vode import _solve_vode
 from .solver_vode import vode_reads_jacobian_transposed as vode_reads_jacobian_transposed
-
-
-class _SolversModule(types.ModuleType):
-    """This module, whose ``NESTED_WAIT_S`` is read from and set on :mod:`odegrad.solver_guard`."""
-
-    @property
-    def NESTED_WAIT_S(self) -> float:
-        """:data:`odegrad.solver_guard.NESTED_WAIT_S`, the wait its lock reads: set here or there."""
-        return solver_guard.NESTED_WAIT_S
-
-    @NESTED_WAIT_S.setter
-    def NESTED_WAIT_S(self, seconds: float) -> None:
-        solver_guard.NESTED_WAIT_S = seconds
-
-    def __dir__(self) -> list[str]:
-        return sorted({*super().__dir__(), "NESTED_WAIT_S"})
-
-
-sys.modules[__name__].__class__ = _SolversModule
 
 
 def _check_direction(spec: SolverSpec, t_start: float, t_end: float) -> None:

@@ -14,7 +14,7 @@ import pytest
 import scipy.integrate
 from autograd import grad
 
-from odegrad import ODESolveError, SolveStats, odeint, record_stats, solver_guard, solvers
+from odegrad import ODESolveError, SolveStats, odeint, record_stats, solvers
 from odegrad.gradcheck import relative_error
 from odegrad.gradcheck.problems import (
     K_ROBERTSON,
@@ -146,16 +146,6 @@ def test_scipy_solver_inside_func_is_named():
     with pytest.raises(ODESolveError, match=r"adams lost its callback.*VODE solve .* ran inside func.*not re-entrant"):
         solvers.solve(calls_vode, onp.array([1.0]), onp.array([0.0, 1.0]), solvers.SolverOptions(method="adams"))
     assert abs(odeint(lambda y, t: -y, 1.0, [0.0, 1.0])[-1] - onp.exp(-1)) < 1e-6  # nothing left broken
-
-
-def test_nested_wait_set_on_solvers_is_the_one_the_lock_reads(monkeypatch):
-    """``odegrad.solvers.NESTED_WAIT_S`` (the README's knob) sets the wait of the lock in odegrad.solver_guard."""
-    default = solver_guard.NESTED_WAIT_S
-    assert solvers.NESTED_WAIT_S == default and "NESTED_WAIT_S" in dir(solvers)
-    monkeypatch.setattr(solvers, "NESTED_WAIT_S", default / 2)
-    assert solver_guard.NESTED_WAIT_S == default / 2 == solvers.NESTED_WAIT_S
-    monkeypatch.undo()
-    assert solver_guard.NESTED_WAIT_S == default
 
 
 def test_unknown_method_in_solver_options():

@@ -3,7 +3,7 @@ raises instead of deadlocking, concurrent solves take turns, and ``record_stats`
 in threads started inside its block.
 
 A thread's solve that finds another thread's solve stuck in one evaluation of its dynamics for
-``solvers.NESTED_WAIT_S`` seconds concludes it was started from inside that evaluation (scipy's
+``solver_guard.NESTED_WAIT_S`` seconds concludes it was started from inside that evaluation (scipy's
 solvers are not re-entrant, so it cannot run before the outer one ends). The tests shorten that wait;
 every join has a timeout, so a regression fails instead of hanging the suite.
 """
@@ -13,7 +13,7 @@ import threading
 import numpy as np
 import pytest
 
-from odegrad import record_stats, solvers
+from odegrad import record_stats, solver_guard, solvers
 
 tf = pytest.importorskip("tensorflow")
 otf = pytest.importorskip("odegrad.tf")
@@ -40,7 +40,7 @@ def _in_thread(target, timeout=60.0):
 
 @pytest.mark.parametrize("door", ["solvers", "tf"])
 def test_solve_from_a_worker_thread_inside_func_raises(monkeypatch, door):
-    monkeypatch.setattr(solvers, "NESTED_WAIT_S", 0.5)
+    monkeypatch.setattr(solver_guard, "NESTED_WAIT_S", 0.5)
     inner_outcomes = []
 
     def inner():
@@ -64,7 +64,7 @@ def test_solve_from_a_worker_thread_inside_func_raises(monkeypatch, door):
 def test_concurrent_solves_from_several_threads_take_turns(monkeypatch):
     """Solves longer than NESTED_WAIT_S in all, whose evaluations each return quickly, wait for
     each other (as the replicas of a MirroredStrategy do) and are all right."""
-    monkeypatch.setattr(solvers, "NESTED_WAIT_S", 1.0)
+    monkeypatch.setattr(solver_guard, "NESTED_WAIT_S", 1.0)
     rates = [0.5, 1.0, 2.0]
 
     def solve(rate):
