@@ -9,13 +9,19 @@ Spirals
     * counter-clockwise: ``r = a + b * theta``, ``x = (r cos theta + 5, r sin theta)``;
 
     with ``a = 0``, ``b = 0.3``. Each of the ``n_spirals = 1000`` trajectories picks a direction
-    with probability 1/2 and a start index; its ``n_window = 100`` consecutive points from the start
-    are observed with Gaussian noise of std 0.3. One change, documented: the authors draw the start
-    from ``[100, 400)``, which leaves no room after the window for the paper's 100 extrapolated
-    points (and the clockwise formula diverges at ``theta = 6 pi + 1``, so the curve cannot be
-    extended); here the start is drawn from ``[100, 300]`` so that the 100 points after the
-    window lie on the same 500-point curve. Times are relative to the window's first point (the
-    dynamics are autonomous, as the authors' ``samp_ts = orig_ts[:nsample]``).
+    with probability 1/2 and a start index drawn, as the authors do, from ``[100, 400)``, so that the
+    training windows cover the curve from index 100 to its end (499); its ``n_window = 100``
+    consecutive points from the start are observed with Gaussian noise of std 0.3. Times are
+    relative to the window's first point (the dynamics are autonomous, as the authors'
+    ``samp_ts = orig_ts[:nsample]``).
+
+    The paper's Table 2 predicts the 100 points after the window. They exist on the 500-point
+    curve only for starts up to 300 (the clockwise formula diverges at ``theta = 6 pi + 1``, so
+    the curve cannot be extended), so :func:`split` draws the test spirals from those: their
+    extrapolated points then lie on the part of the curve that the training windows observe. (An
+    earlier protocol drew every start from ``[100, 300]``: no window then ever saw curve indices
+    400-499, where the clockwise radius grows from 3.1 to 15, yet the extrapolations of the
+    later starts ran there.) Where the curve has ended, ``truth`` is NaN.
 
 Irregular observations
     For ``n`` (30, 50 or 100) observations, each trajectory keeps ``n`` of its 100 window points,
@@ -69,9 +75,11 @@ def make_spirals(n_spirals: int = 1000, n_total: int = 500, n_window: int = 100,
     -------
     dict
         ``t`` (2W,) times relative to the window start, ``truth`` (S, 2W, 2) noise-free (the
-        window, then the W points to extrapolate), ``noisy`` (S, W, 2) observations,
-        ``direction`` (S,) +1 counter-clockwise / -1 clockwise, ``start`` (S,) index of the
-        window's first point on the ``n_total``-point curve.
+        window, then the W points to extrapolate; NaN past the curve's end), ``noisy`` (S, W, 2)
+        observations, ``direction`` (S,) +1 counter-clockwise / -1 clockwise, ``start`` (S,)
+        index of the window's first point on the ``n_total``-point curve, drawn from
+        ``[W, n_total - W)``, and ``extrapolable`` (S,) whether all W points after the window lie
+        on the curve (``start <= n_total - 2W``).
 
     Raises
     ------
@@ -84,13 +92,16 @@ def make_spirals(n_spirals: int = 1000, n_total: int = 500, n_window: int = 100,
                          f"raise n_total or lower n_window")
     rng = np.random.default_rng(seed)
     theta, cw, cc = spiral_curves(n_total, t_stop, a, b)
-    start = rng.integers(n_window, n_total - 2 * n_window + 1, size=n_spirals)
+    start = rng.integers(n_window, n_total - n_window, size=n_spirals)
     ccw = rng.random(n_spirals) > 0.5
     idx = start[:, None] + np.arange(2 * n_window)[None, :]
-    truth = np.where(ccw[:, None, None], cc[idx], cw[idx])
+    on_curve = idx < n_total
+    idx = np.minimum(idx, n_total - 1)
+    truth = np.where(on_curve[..., None], np.where(ccw[:, None, None], cc[idx], cw[idx]), np.nan)
     noisy = truth[:, :n_window] + noise * rng.normal(size=(n_spirals, n_window, 2))
-    return {"t": theta[:2 * n_window] - theta[0], "truth": truth, "noisy": noisy,
-            "direction": np.where(ccw, 1.0, -1.0), "start": start}
+    dt = theta[1] - theta[0]
+    return {"t": dt * np.arange(2 * n_window), "truth": truth, "noisy": noisy,
+            "direction": np.where(ccw, 1.0, -1.0), "start": start, "extrapolable": on_curve.all(axis=1)}
 
 
 def subsample(n_spirals: int, n_window: int, n_obs: int, seed: int = 0) -> np.ndarray:
@@ -101,12 +112,18 @@ def subsample(n_spirals: int, n_window: int, n_obs: int, seed: int = 0) -> np.nd
     return np.sort(np.stack([rng.choice(n_window, n_obs, replace=False) for _ in range(n_spirals)]), axis=1)
 
 
-def split(n_spirals: int, n_train: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Training and test rows: a seeded permutation's first ``n_train`` and the rest."""
+def split(n_spirals: int, n_train: int, seed: int, testable: np.ndarray | None = None
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Training and test rows: ``n_spirals - n_train`` test rows drawn (seeded) from the ``testable``
+    ones (all by default), the rest train."""
     if not 0 < n_train < n_spirals:
         raise ValueError(f"n_train={n_train} must lie strictly between 0 and n_spirals={n_spirals}")
-    perm = np.random.default_rng([seed, 1]).permutation(n_spirals)
-    return np.sort(perm[:n_train]), np.sort(perm[n_train:])
+    candidates = np.arange(n_spirals) if testable is None else np.flatnonzero(testable)
+    if len(candidates) < n_spirals - n_train:
+        raise ValueError(f"only {len(candidates)} of {n_spirals} spirals can be test spirals (room for the "
+                         f"extrapolation), fewer than the {n_spirals - n_train} asked; raise n_train")
+    test = np.sort(np.random.default_rng([seed, 1]).permutation(candidates)[:n_spirals - n_train])
+    return np.setdiff1d(np.arange(n_spirals), test), test
 
 
 def batch_data(data: dict, idx: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

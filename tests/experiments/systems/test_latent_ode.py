@@ -22,16 +22,37 @@ def test_spirals_follow_the_authors_closed_form(data):
     (-5, 0) at angle z = 6 pi + 1 - theta; theta on 500 equal steps of [0, 6 pi]."""
     step = 6 * np.pi / 499
     np.testing.assert_allclose(data["t"], step * np.arange(200), atol=1e-12)
-    assert np.all((data["start"] >= 100) & (data["start"] <= 300))
-    theta = step * (data["start"][:, None] + np.arange(200))
+    assert np.all((data["start"] >= 100) & (data["start"] < 400))
+    idx = data["start"][:, None] + np.arange(200)
+    theta = step * idx
     ccw = data["direction"] > 0
     assert 0 < ccw.sum() < len(ccw)
+    on = idx <= 499
     for sign, mask, angle, radius in ((1.0, ccw, theta, 0.3 * theta), (-1.0, ~ccw, 6 * np.pi + 1 - theta,
                                                                            0.3 * 50 / (6 * np.pi + 1 - theta))):
-        rel = data["truth"][mask] - np.array([sign * 5.0, 0.0])
-        np.testing.assert_allclose(np.hypot(rel[..., 0], rel[..., 1]), radius[mask], rtol=1e-12)
-        turn = np.angle(np.exp(1j * (np.arctan2(rel[..., 1], rel[..., 0]) - angle[mask])))
+        rel = data["truth"][mask][on[mask]] - np.array([sign * 5.0, 0.0])
+        np.testing.assert_allclose(np.hypot(rel[..., 0], rel[..., 1]), radius[mask][on[mask]], rtol=1e-12)
+        turn = np.angle(np.exp(1j * (np.arctan2(rel[..., 1], rel[..., 0]) - angle[mask][on[mask]])))
         np.testing.assert_allclose(turn, 0.0, atol=1e-9)
+    assert np.all(np.isnan(data["truth"][~on]))
+
+
+def test_windows_cover_the_curve_and_test_extrapolations_stay_on_it():
+    """The authors' starts [100, 400): the training windows observe the curve from index 100 to 498,
+    so the 100 points after each test window (start <= 300, the only ones with 100 points left)
+    lie where some training window has observed the curve: all but the curve's last point (499),
+    one step past the last window point (399 + 99), as in the authors' generator."""
+    big = ld.make_spirals(1000, seed=0)
+    train, test = ld.split(1000, 800, 0, big["extrapolable"])
+    np.testing.assert_array_equal(big["extrapolable"], big["start"] <= 300)
+    assert big["start"].min() == 100 and big["start"].max() == 399
+    assert np.all(big["start"][test] <= 300) and np.all(np.isfinite(big["truth"][test]))
+    for sign in (1.0, -1.0):
+        rows = train[big["direction"][train] == sign]
+        seen = np.unique(big["start"][rows][:, None] + np.arange(100))
+        wanted = np.unique(big["start"][test][big["direction"][test] == sign][:, None] + np.arange(100, 200))
+        assert seen.max() == 498
+        assert np.isin(wanted, np.append(seen, 499)).all()
 
 
 def test_observations_are_the_window_plus_noise_of_std_0_3(data):
@@ -46,7 +67,9 @@ def test_spirals_turn_in_their_direction(data):
     centre = np.stack([5.0 * data["direction"], np.zeros(40)], 1)[:, None]
     rel = data["truth"] - centre
     cross = rel[:, :-1, 0] * rel[:, 1:, 1] - rel[:, :-1, 1] * rel[:, 1:, 0]
-    assert np.all(np.sign(cross) == data["direction"][:, None])
+    on = np.isfinite(cross)
+    assert on.mean() > 0.8
+    assert np.all(np.sign(cross)[on] == np.broadcast_to(data["direction"][:, None], cross.shape)[on])
 
 
 def test_generator_and_subsampling_reject_impossible_sizes():
@@ -70,6 +93,15 @@ def test_split_is_a_partition():
     train, test = ld.split(50, 40, 3)
     assert len(train) == 40 and len(test) == 10
     np.testing.assert_array_equal(np.sort(np.concatenate([train, test])), np.arange(50))
+
+
+def test_split_draws_test_rows_from_the_testable_ones_only():
+    testable = np.arange(50) % 3 == 0
+    train, test = ld.split(50, 40, 3, testable)
+    assert len(train) == 40 and len(test) == 10 and testable[test].all()
+    np.testing.assert_array_equal(np.sort(np.concatenate([train, test])), np.arange(50))
+    with pytest.raises(ValueError, match="only 17 of 50 spirals can be test spirals"):
+        ld.split(50, 30, 3, testable)
 
 
 def test_event_generator():
