@@ -61,19 +61,19 @@ def _ivp_keywords(spec: SolverSpec, opts: SolverOptions, jac, guarded: _Guarded,
             keywords.update(jac.keywords)
     elif jac is not None and spec.takes_jacobian:
         guarded_jac = _GuardedJacobian(jac, n, guarded)
-        keywords["jac"] = _raising(lambda tt, y: guarded_jac(y, tt), spec, guarded)
+        keywords["jac"] = _raising(guarded_jac, spec, guarded)
     return keywords
 
 
 def _raising(call: Callable, spec: SolverSpec, guarded: _Guarded) -> Callable:
-    """``call`` for a solve_ivp method: scipy's Python methods stop at an exception, but step on
-    NaNs (a NaN first step never ends), so the kept error is raised at once. The Fortran callbacks
-    (LSODA's: not re-entrant) keep the NaN route of :class:`_Guarded`."""
+    """The guarded ``call(y, t)`` as scipy's ``fun(t, y)`` for a solve_ivp method: scipy's Python methods
+    stop at an exception, but step on NaNs (a NaN first step never ends), so the kept error is raised at
+    once. The Fortran callbacks (LSODA's: not re-entrant) keep the NaN route of :class:`_Guarded`."""
     if not spec.reentrant:
-        return call
+        return lambda tt, y: call(y, tt)
 
     def raising(tt, y):
-        out = call(tt, y)
+        out = call(y, tt)
         if guarded.error is not None:
             raise guarded.error
         return out
@@ -89,7 +89,7 @@ def _solve_ivp_method(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
         for message in _REPEATED_WARNINGS:
             warnings.filterwarnings("ignore", message, UserWarning)
         solution = scipy.integrate.solve_ivp(
-            _raising(lambda tt, y: guarded(y, tt), spec, guarded), (float(t[0]), float(t[-1])), y0,
+            _raising(guarded, spec, guarded), (float(t[0]), float(t[-1])), y0,
             method=spec.ivp_solver, t_eval=t, dense_output=True, **keywords,
         )
     if guarded.error is not None:
@@ -125,7 +125,7 @@ def _dense_ivp(guarded: _Guarded, y0, t_start: float, t_end: float, opts: Solver
         for message in _REPEATED_WARNINGS:
             warnings.filterwarnings("ignore", message, UserWarning)
         solution = scipy.integrate.solve_ivp(
-            _raising(lambda t, y: guarded(y, t), spec, guarded), (t_start, t_end), y0, method=spec.ivp_solver,
+            _raising(guarded, spec, guarded), (t_start, t_end), y0, method=spec.ivp_solver,
             dense_output=True, **keywords,
         )
     if guarded.error is not None:
