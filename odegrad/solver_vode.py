@@ -62,7 +62,7 @@ def _solve_vode(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
     if jac is not None:
         jac = _GuardedJacobian(jac, len(y0), guarded)
         transpose = vode_reads_jacobian_transposed()
-        vode_jac = (lambda tt, y: np.asarray(jac(y, tt)).T) if transpose else (lambda tt, y: jac(y, tt))
+        vode_jac = (lambda tt, y: jac(y, tt).T) if transpose else (lambda tt, y: jac(y, tt))
     vode = scipy.integrate.ode(lambda tt, y: guarded(y, tt), vode_jac)
     vode.set_integrator(
         "vode", method=opts.method, rtol=opts.rtol, atol=opts.atol,
