@@ -347,9 +347,9 @@ def _solve_ivp(tol: float, quick: bool) -> list[SuiteRow]:
 PROBLEMS: dict[str, SuiteEntry] = {
     p.name: p
     for p in (
-        SuiteEntry("linear", "y' = A y, 3 states, closed form via expm", _linear),
-        SuiteEntry("decay", "scalar y' = -k y, closed form", _decay),
-        SuiteEntry("lotka-volterra", "predator-prey, 2 states, 4 parameters", _lotka_volterra),
+        SuiteEntry(ode.LINEAR.name, ode.LINEAR.description, _linear),
+        SuiteEntry(ode.DECAY.name, ode.DECAY.description, _decay),
+        SuiteEntry(ode.LOTKA_VOLTERRA.name, ode.LOTKA_VOLTERRA.description, _lotka_volterra),
         SuiteEntry("neural-net", "tanh MLP dynamics, 4 states, 76 parameters in a dict", _neural),
         SuiteEntry("stiff-kinetics", "A <-> B fast, 2 B -> C slow, lsoda with checkpoints", _stiff_kinetics),
         SuiteEntry("robertson", "Robertson stiff kinetics, interpolating adjoint, log rate constants", _robertson),
