@@ -222,6 +222,10 @@ def train_resumable(loss_and_grad: Callable[[np.ndarray, np.random.Generator], t
         ``meta`` raises :class:`RunCheckpointError`.
     every : int
         Steps between checkpoints (and one at the end).
+    log_every : int
+        Steps between progress lines on stdout (and one at the end); 0 prints none.
+    name : str
+        The run's name on those lines.
 
     Returns
     -------
