@@ -482,6 +482,11 @@ def program(trace_: Trace) -> Program:
     return found
 
 
+def _pack(y: np.ndarray, t: Any, theta: np.ndarray, extra: np.ndarray | None, direct: np.ndarray) -> np.ndarray:
+    """The one input vector of a compiled evaluation: ``[y, θ, t, extra, f(y, t, θ) evaluated directly]``."""
+    return np.concatenate((y, theta, (t,), direct) if extra is None else (y, theta, (t,), extra, direct))
+
+
 class CompiledRhs:
     """Compiled derivative evaluations of one solve's dynamics, checked at every call.
 
@@ -565,9 +570,8 @@ class CompiledRhs:
             return self._prepare(kind, y, t, theta, extra)
         bound = self._bound
         direct = (bound[1] if bound[0] is theta else self._bind(theta))(y, t)
-        packed = np.concatenate((y, theta, (t,), direct) if extra is None else (y, theta, (t,), extra, direct))
         try:
-            out = program_(kind, packed, self._consts)
+            out = program_(kind, _pack(y, t, theta, extra, direct), self._consts)
         except Unsupported as exc:
             self._fall_back(str(exc))
             return None
@@ -611,9 +615,8 @@ class CompiledRhs:
             self.retraces += 1
             if not self._record(np.concatenate([y, theta, [t]]), compile_now=True):
                 return None
-            packed = np.concatenate([y, theta, [t]] + ([] if extra is None else [extra]) + [direct])
             try:
-                out = self._program(kind, packed, self._consts)
+                out = self._program(kind, _pack(y, t, theta, extra, direct), self._consts)
             except Unsupported as exc:
                 self._fall_back(str(exc))
                 return None

@@ -33,9 +33,6 @@ from .pytree import take_slice
 from .reverse import trace_vjp
 from .sensitivity import SensitivityLayout
 
-MAX_AUTO_JACOBIAN_SIZE = auto.MAX_AUTO_JACOBIAN_SIZE
-"""Largest derived state for which the backward solves get autograd's exact Jacobian by default."""
-
 
 def derived_problem(problem: Problem, rhs: Rhs, size: int, opts: solvers.SolverOptions,
                     structured_jac: Callable | None = None, exact_jac: Callable | None = None) -> Problem:
@@ -49,7 +46,7 @@ def derived_problem(problem: Problem, rhs: Rhs, size: int, opts: solvers.SolverO
     """
     wanted = problem.adjoint.jacobian
     if wanted is None:
-        wanted = solvers.solver(opts.method).takes_jacobian and size <= MAX_AUTO_JACOBIAN_SIZE
+        wanted = solvers.solver(opts.method).takes_jacobian and size <= auto.MAX_AUTO_JACOBIAN_SIZE
     make_jac: Callable[[np.ndarray], Callable | None] = lambda theta: None
     if wanted and structured_jac is not None and problem.adjoint.jacobian is None:
         make_jac = structured_jac
@@ -79,6 +76,15 @@ def f_jacobian(problem: Problem, y: np.ndarray, t: float, theta: np.ndarray) -> 
                                         take_slice(x, n, n + p)),
                           np.concatenate([y, theta, [t]]))
     return J
+
+
+def f_state_jacobian(problem: Problem, y: np.ndarray, t: float, theta: np.ndarray) -> np.ndarray:
+    """``∂f/∂y`` at a point, shape (n, n): the compiled Jacobian's first ``n`` columns where it
+    exists, else one trace of ``f`` in ``y`` alone (no ``∂f/∂θ`` rows carried for nothing)."""
+    found = None if problem.compiled is None else problem.compiled.jacobian(y, t, theta)
+    if found is not None:
+        return np.array(found[1][:, :problem.n])
+    return trace_jacobian(lambda yy: problem.rhs(yy, t, theta), y)[0]
 
 
 def vjp_of_rhs(problem: Problem, layout: AugmentedLayout) -> Callable[[Any, Any, Any, Any], tuple]:
@@ -218,7 +224,7 @@ def sensitivity(problem: Problem, layout: SensitivityLayout) -> Problem:
         n = problem.n
 
         def structured_jac(theta):
-            return lambda z, t: layout.jacobian(f_jacobian(problem, z[:n], t, theta)[:, :n])
+            return lambda z, t: layout.jacobian(f_state_jacobian(problem, z[:n], t, theta))
 
         opts = layout.solver_options(problem.backward_opts)
         compiled, kind = problem.compiled, ("sensitivity", layout.columns, layout.with_params)

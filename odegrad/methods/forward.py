@@ -41,13 +41,12 @@ class ForwardSensitivities(GradientMethod):
                                 ops.zeros(request.n_params, like=g) if layout.with_params else None,
                                 self.name, ran=False)
             ran = not solved
-            if ran:
+            if ran:     # the solve and the rates f(y_i, t_i) do not depend on g: once for every cotangent
                 f0 = dynamics.f(request.y0, t[0]) if layout.with_t0 else None
                 solved.append(request.solve(layout.initial_state(request.y0, f0, ops), t,
                                             dynamics.sensitivity(layout)))
-            rates = None
-            if layout.with_t0:
-                rates = ops.stack([dynamics.f(ys[i], t[i]) for i in range(1, n_times)])
-            return Gradient(*layout.cotangents(g, solved[0], rates, ops), self.name, ran=ran)
+                solved.append(ops.stack([dynamics.f(ys[i], t[i]) for i in range(1, n_times)])
+                              if layout.with_t0 else None)
+            return Gradient(*layout.cotangents(g, solved[0], solved[1], ops), self.name, ran=ran)
 
         return vjp
