@@ -34,6 +34,7 @@ from .autograd_backend import solve
 from .options import AdjointOptions, adjoint_options
 from .problem import Problem
 from .pytree import as_traced, flatten_args, holds_box, open_containers
+from .solver_ivp import ivp_spec
 from .stats import new_info
 from .validation import as_real_array, tolerance
 
@@ -66,10 +67,10 @@ def _higher_order_error(what: str) -> NotImplementedError:
 
 def _method_name(method: Any) -> str:
     """The registered name of a method name or ``OdeSolver`` class that the ``solve_ivp`` door accepts."""
+    spec = ivp_spec(method)
+    if spec is not None and "solve_ivp" in spec.doors:
+        return spec.name
     accepted = solvers.methods("solve_ivp")
-    for name in accepted:
-        if (isinstance(method, str) and method == name) or method is solvers.solver(name).ivp_solver:
-            return name
     raise ValueError(
         f"method must be one of {accepted} or one of their scipy classes to be differentiated, got "
         f"{method!r}. A custom OdeSolver class runs with plain (untraced) inputs only, unless registered: "

@@ -140,7 +140,7 @@ def _dense_ivp(guarded: _Guarded, y0, t_start: float, t_end: float, opts: Solver
     return solution.sol, stats
 
 
-def _ivp_spec(method: Any) -> SolverSpec | None:
+def ivp_spec(method: Any) -> SolverSpec | None:
     """The record of a ``solve_ivp`` method given by name or class; ``None`` for one not registered."""
     return next((spec for spec in SOLVERS.values() if spec.ivp_solver is not None
                  and ((isinstance(method, str) and method == spec.name) or method is spec.ivp_solver)), None)
@@ -154,7 +154,7 @@ def scipy_solve_ivp(fun: Callable, t_span, y0, **keywords) -> Any:
     times and ``sol``. A registered method's name becomes its ``OdeSolver`` class (scipy
     does the same for its own names).
     """
-    spec = _ivp_spec(keywords.get("method", "RK45"))
+    spec = ivp_spec(keywords.get("method", "RK45"))
     if spec is not None:
         keywords = {**keywords, "method": spec.ivp_solver}
     lock = _exclusive(spec.name) if spec is not None and not spec.reentrant else contextlib.nullcontext()
