@@ -132,7 +132,7 @@ class TFDynamics:
 
     @property
     def n_params(self) -> int:
-        return int(sum(int(np.prod(p.shape)) for p in self.params))
+        return sum(_sizes(self.params))
 
     def flat(self, y: tf.Tensor, t: tf.Tensor, *args: tf.Tensor) -> tf.Tensor:
         """``func(t, y, *args)`` on a flat state, flat out (``t`` is cast to :attr:`time_dtype`)."""
@@ -190,26 +190,28 @@ class TFDynamics:
     def augmented(self, layout: AugmentedLayout) -> "TFDynamics":
         """The dynamics of the backward state ``layout`` (``[y, a, a_t, a_theta]``), built once per layout."""
         if layout not in self._layouts:
-            parent, reads = self.rhs_of_state, self.reads
-
-            def augmented(s, t, *args):
-                y, a, _, _ = layout.split(s)
-                dy, v_y, v_t, v_theta = derivatives.vjp(reads, parent, y, t, a, args, layout)
-                return layout.join(TFOps.concat, dy, -v_y, _negated(v_t), _negated(v_theta))
-
-            self._layouts[layout] = self._derived(augmented, layout, "augmented")
+            self._layouts[layout] = self._derived(self._backward_rhs(layout, along=False), layout, "augmented")
         return self._layouts[layout]
 
     def adjoint_along(self, y_of_t: Callable[[float], np.ndarray], layout: AugmentedLayout) -> "TFDynamics":
         """The dynamics of the backward state ``layout`` (no ``y``) reading ``y`` from ``y_of_t``."""
+        return self._derived(self._backward_rhs(layout, along=True), layout, "along", y_of_t)
+
+    def _backward_rhs(self, layout: AugmentedLayout, along: bool) -> Callable[..., tf.Tensor]:
+        """``rhs(s, t, *args)`` (``rhs(s, t, y, *args)`` ``along``) of the backward state ``layout``:
+        ``[f, -a·∂f/∂y, -a·∂f/∂t, -a·∂f/∂θ]`` (the parts the layout holds), ``y`` read from the state
+        or, ``along``, from the interpolated forward state passed after ``t``; one trace of this
+        dynamics fused with its VJP (:func:`odegrad.tf.derivatives.vjp`)."""
         parent, reads = self.rhs_of_state, self.reads
 
-        def along(s, t, y, *args):
-            _, a, _, _ = layout.split(s)
-            _, v_y, v_t, v_theta = derivatives.vjp(reads, parent, tf.cast(y, s.dtype), t, a, args, layout)
-            return layout.join(TFOps.concat, None, -v_y, _negated(v_t), _negated(v_theta))
+        def rhs(s, t, *extra):
+            y, a, _, _ = layout.split(s)
+            if along:
+                y, *extra = tf.cast(extra[0], s.dtype), *extra[1:]
+            dy, v_y, v_t, v_theta = derivatives.vjp(reads, parent, y, t, a, extra, layout)
+            return layout.join(TFOps.concat, dy, -v_y, _negated(v_t), _negated(v_theta))
 
-        return self._derived(along, layout, "along", y_of_t)
+        return rhs
 
     def sensitivity(self, layout: SensitivityLayout) -> "TFDynamics":
         """The dynamics of ``z = [y, S]`` (forward sensitivities), built once per layout.
@@ -292,8 +294,7 @@ class TFDynamics:
         if theta.size != self.n_params:
             raise ValueError(f"theta has {theta.size} entries; this dynamics has n_params={self.n_params}")
         params = self.params
-        sizes = [int(np.prod(p.shape)) for p in params]
-        parts = [part.reshape(p.shape) for part, p in zip(np.split(theta, np.cumsum(sizes)[:-1]), params)]
+        parts = [part.reshape(p.shape) for part, p in zip(np.split(theta, np.cumsum(_sizes(params))[:-1]), params)]
         n_variables, captures = len(self.reads.variables), self.reads.differentiated_captures
         for capture, part in zip(captures, parts[n_variables:]):
             if not np.array_equal(part, capture.numpy()):
@@ -327,9 +328,13 @@ class TFDynamics:
     def split_params(self, flat: tf.Tensor) -> list[tf.Tensor]:
         """Split a flat parameter cotangent into one tensor per entry of :attr:`params`."""
         params = self.params
-        sizes = [int(np.prod(p.shape)) for p in params]
-        parts = tf.split(flat, sizes) if sizes else []
+        parts = tf.split(flat, _sizes(params)) if params else []
         return [tf.cast(tf.reshape(part, p.shape), p.dtype) for part, p in zip(parts, params)]
+
+
+def _sizes(params: Sequence[Any]) -> list[int]:
+    """Entries of each of ``params``."""
+    return [int(np.prod(p.shape)) for p in params]
 
 
 def _negated(x: tf.Tensor | None) -> tf.Tensor | None:
