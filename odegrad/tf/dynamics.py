@@ -177,32 +177,30 @@ class TFDynamics:
         with host_solve():
             return solvers.solve(fun, np.asarray(s0, np.float64).ravel(), np.asarray(times, np.float64), self.opts)
 
-    def _derived(self, rhs: Callable[..., tf.Tensor], layout: Layout, step: str,
+    def _derived(self, rhs: Callable[..., tf.Tensor], layout: Layout, step: str, opts: solvers.SolverOptions,
                  y_of_t: Callable[[float], np.ndarray] | None = None) -> "TFDynamics":
-        """The dynamics ``rhs`` of the derived state ``layout``, solved as backward work."""
-        if isinstance(layout, SensitivityLayout):
-            opts = layout.solver_options(self.backward_opts)
-        else:
-            opts = layout.solver_options(self.backward_opts, self.adjoint.seminorm)
+        """The dynamics ``rhs`` of the derived state ``layout`` with solver options ``opts``, solved
+        as backward work."""
         return dataclasses.replace(self, opts=opts, backward_opts=opts, stage="backward", rhs=rhs,
                                    size=layout.size, derivation=self.derivation + ((step, layout),), y_of_t=y_of_t)
 
     def augmented(self, layout: AugmentedLayout) -> "TFDynamics":
         """The dynamics of the backward state ``layout`` (``[y, a, a_t, a_theta]``), built once per layout."""
         if layout not in self._layouts:
-            self._layouts[layout] = self._derived(self._backward_rhs(layout, along=False), layout, "augmented")
+            self._layouts[layout] = self._backward(layout, "augmented")
         return self._layouts[layout]
 
     def adjoint_along(self, y_of_t: Callable[[float], np.ndarray], layout: AugmentedLayout) -> "TFDynamics":
         """The dynamics of the backward state ``layout`` (no ``y``) reading ``y`` from ``y_of_t``."""
-        return self._derived(self._backward_rhs(layout, along=True), layout, "along", y_of_t)
+        return self._backward(layout, "along", y_of_t)
 
-    def _backward_rhs(self, layout: AugmentedLayout, along: bool) -> Callable[..., tf.Tensor]:
-        """``rhs(s, t, *args)`` (``rhs(s, t, y, *args)`` ``along``) of the backward state ``layout``:
-        ``[f, -a·∂f/∂y, -a·∂f/∂t, -a·∂f/∂θ]`` (the parts the layout holds), ``y`` read from the state
-        or, ``along``, from the interpolated forward state passed after ``t``; one trace of this
-        dynamics fused with its VJP (:func:`odegrad.tf.derivatives.vjp`)."""
-        parent, reads = self.rhs_of_state, self.reads
+    def _backward(self, layout: AugmentedLayout, step: str,
+                  y_of_t: Callable[[float], np.ndarray] | None = None) -> "TFDynamics":
+        """The dynamics ``rhs(s, t, *args)`` of the backward state ``layout``: ``[f, -a·∂f/∂y,
+        -a·∂f/∂t, -a·∂f/∂θ]`` (the parts the layout holds), one trace of this dynamics fused with
+        its VJP (:func:`odegrad.tf.derivatives.vjp`). ``y`` is read from the state or, with
+        ``y_of_t``, from the interpolated forward state the computation takes after ``t``."""
+        parent, reads, along = self.rhs_of_state, self.reads, y_of_t is not None
 
         def rhs(s, t, *extra):
             y, a, _, _ = layout.split(s)
@@ -211,7 +209,8 @@ class TFDynamics:
             dy, v_y, v_t, v_theta = derivatives.vjp(reads, parent, y, t, a, extra, layout)
             return layout.join(TFOps.concat, dy, -v_y, _negated(v_t), _negated(v_theta))
 
-        return rhs
+        opts = layout.solver_options(self.backward_opts, self.adjoint.seminorm)
+        return self._derived(rhs, layout, step, opts, y_of_t)
 
     def sensitivity(self, layout: SensitivityLayout) -> "TFDynamics":
         """The dynamics of ``z = [y, S]`` (forward sensitivities), built once per layout.
@@ -243,7 +242,8 @@ class TFDynamics:
                     JS = tf.concat([JS[:, :q - p], JS[:, q - p:] + J_theta], 1)
                 return tf.concat([dy, tf.reshape(JS, [-1])], 0)
 
-            self._layouts[layout] = self._derived(sensitivity, layout, "sensitivity")
+            self._layouts[layout] = self._derived(sensitivity, layout, "sensitivity",
+                                                  layout.solver_options(self.backward_opts))
         return self._layouts[layout]
 
     def resolve(self, y0: np.ndarray, t: np.ndarray, theta: np.ndarray | None = None) -> np.ndarray:
