@@ -30,10 +30,6 @@ except ImportError:  # pragma: no cover - a TensorFlow without it: every gradien
     could_possibly_record = None
 
 
-def _host(x: tf.Tensor) -> np.ndarray:
-    return np.asarray(x.numpy(), dtype=np.float64)
-
-
 def _recording() -> bool:
     """Whether a tape or forward accumulator may record the gradient being computed (it is then
     differentiated again); ``True`` where TensorFlow cannot tell."""
@@ -136,7 +132,7 @@ def solve_eager(s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics) -> tf.Ten
 
     @tf.custom_gradient
     def op(s0, times, *params):
-        solution, stats = dynamics.solve_numpy(_host(s0), _host(times))
+        solution, stats = dynamics.solve_numpy(TFOps.value(s0), TFOps.value(times))
         ys = tf.constant(solution, dtype=s0.dtype)
 
         def grad(g, variables=None):
@@ -200,7 +196,7 @@ def solve_graph(s0: tf.Tensor, times: tf.Tensor, dynamics: TFDynamics, shape: tf
         def forward(s0, times, shape, *args):
             concrete = dynamics.specialize(shape.numpy(), args)
             dynamics.info.restart()
-            ys, stats = concrete.solve_numpy(_host(s0), _host(times))
+            ys, stats = concrete.solve_numpy(TFOps.value(s0), TFOps.value(times))
             return ys.astype(s0.dtype.as_numpy_dtype), np.array([getattr(stats, k) for k in _COUNTS], np.int64)
 
         ys, counts = tf.py_function(forward, [s0, times, shape, *args], Tout=[s0.dtype, tf.int64])

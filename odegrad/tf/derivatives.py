@@ -32,6 +32,19 @@ def _forwardprop_state() -> contextlib.AbstractContextManager:
     return (push_forwardprop_state or contextlib.nullcontext)()
 
 
+def _recorded(reads: Reads, rhs: Callable[..., tf.Tensor], y: tf.Tensor, t: tf.Tensor, args: Sequence[tf.Tensor],
+              times: list[tf.Tensor], with_params: bool) -> tuple[tf.GradientTape, tf.Tensor, list[Any]]:
+    """``(tape, dy, sources)``: ``dy = rhs(y, t, *args)`` recorded by ``tape``, which watches the
+    ``sources`` ``[y, *times, variables..., params...]`` (``θ``'s parts in order, with the variables
+    this trace read, only ``with_params``)."""
+    params = reads.watched(args) if with_params else []
+    with _forwardprop_state(), tf.GradientTape() as tape:
+        tape.watch([y, *times, *params])
+        dy = rhs(y, t, *args)
+    variables = reads.variables_read(tape.watched_variables()) if with_params else []
+    return tape, dy, [y, *times, *variables, *params]
+
+
 def vjp(reads: Reads, rhs: Callable[..., tf.Tensor], y: tf.Tensor, t: tf.Tensor, a: tf.Tensor,
         args: Sequence[tf.Tensor], layout: AugmentedLayout) -> tuple[Any, Any, Any, Any]:
     """``(dy, a·∂rhs/∂y, a·∂rhs/∂t, a·∂rhs/∂θ)`` of ``dy = rhs(y, t, *args)``.
@@ -39,13 +52,7 @@ def vjp(reads: Reads, rhs: Callable[..., tf.Tensor], y: tf.Tensor, t: tf.Tensor,
     ``θ`` is the flattened :meth:`Reads.params` of ``args``; the parts ``layout`` leaves out are not
     computed (``None``).
     """
-    times = [t] if layout.with_time else []
-    params = reads.watched(args) if layout.with_params else []
-    with _forwardprop_state(), tf.GradientTape() as tape:
-        tape.watch([y, *times, *params])
-        dy = rhs(y, t, *args)
-    variables = reads.variables_read(tape.watched_variables()) if layout.with_params else []
-    sources = [y, *times, *variables, *params]
+    tape, dy, sources = _recorded(reads, rhs, y, t, args, [t] if layout.with_time else [], layout.with_params)
     # The cotangent enters f's own backward pass scaled to order 1 (by a power of two, so
     # exactly): under a Keras mixed-precision policy that pass runs in float16, where the loss
     # scale (2**15) times an adjoint of order 10 overflows.
@@ -71,13 +78,9 @@ def jacobian(reads: Reads, rhs: Callable[..., tf.Tensor], y: tf.Tensor, t: tf.Te
     (``tf.vectorized_map`` over ``tf.autodiff.ForwardAccumulator``), whose count grows with the
     parameters.
     """
-    params = reads.watched(args) if with_params else []
-    with _forwardprop_state(), tf.GradientTape() as tape:
-        tape.watch([y, *params])
-        dy = rhs(y, t, *args)
-    variables = reads.variables_read(tape.watched_variables()) if with_params else []
+    tape, dy, sources = _recorded(reads, rhs, y, t, args, [], with_params)
     with _forwardprop_state():
-        J_y, *rest = tape.jacobian(dy, [y, *variables, *params], unconnected_gradients="zero",
+        J_y, *rest = tape.jacobian(dy, sources, unconnected_gradients="zero",
                                    experimental_use_pfor=True)
     J_theta = None
     if with_params:

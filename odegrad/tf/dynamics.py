@@ -132,7 +132,7 @@ class TFDynamics:
 
     @property
     def n_params(self) -> int:
-        return int(sum(int(np.prod(p.shape)) for p in self.params))
+        return sum(_sizes(self.params))
 
     def flat(self, y: tf.Tensor, t: tf.Tensor, *args: tf.Tensor) -> tf.Tensor:
         """``func(t, y, *args)`` on a flat state, flat out (``t`` is cast to :attr:`time_dtype`)."""
@@ -177,39 +177,40 @@ class TFDynamics:
         with host_solve():
             return solvers.solve(fun, np.asarray(s0, np.float64).ravel(), np.asarray(times, np.float64), self.opts)
 
-    def _derived(self, rhs: Callable[..., tf.Tensor], layout: Layout, step: str,
+    def _derived(self, rhs: Callable[..., tf.Tensor], layout: Layout, step: str, opts: solvers.SolverOptions,
                  y_of_t: Callable[[float], np.ndarray] | None = None) -> "TFDynamics":
-        """The dynamics ``rhs`` of the derived state ``layout``, solved as backward work."""
-        if isinstance(layout, SensitivityLayout):
-            opts = layout.solver_options(self.backward_opts)
-        else:
-            opts = layout.solver_options(self.backward_opts, self.adjoint.seminorm)
+        """The dynamics ``rhs`` of the derived state ``layout`` with solver options ``opts``, solved
+        as backward work."""
         return dataclasses.replace(self, opts=opts, backward_opts=opts, stage="backward", rhs=rhs,
                                    size=layout.size, derivation=self.derivation + ((step, layout),), y_of_t=y_of_t)
 
     def augmented(self, layout: AugmentedLayout) -> "TFDynamics":
         """The dynamics of the backward state ``layout`` (``[y, a, a_t, a_theta]``), built once per layout."""
         if layout not in self._layouts:
-            parent, reads = self.rhs_of_state, self.reads
-
-            def augmented(s, t, *args):
-                y, a, _, _ = layout.split(s)
-                dy, v_y, v_t, v_theta = derivatives.vjp(reads, parent, y, t, a, args, layout)
-                return layout.join(TFOps.concat, dy, -v_y, _negated(v_t), _negated(v_theta))
-
-            self._layouts[layout] = self._derived(augmented, layout, "augmented")
+            self._layouts[layout] = self._backward(layout, "augmented")
         return self._layouts[layout]
 
     def adjoint_along(self, y_of_t: Callable[[float], np.ndarray], layout: AugmentedLayout) -> "TFDynamics":
         """The dynamics of the backward state ``layout`` (no ``y``) reading ``y`` from ``y_of_t``."""
-        parent, reads = self.rhs_of_state, self.reads
+        return self._backward(layout, "along", y_of_t)
 
-        def along(s, t, y, *args):
-            _, a, _, _ = layout.split(s)
-            _, v_y, v_t, v_theta = derivatives.vjp(reads, parent, tf.cast(y, s.dtype), t, a, args, layout)
-            return layout.join(TFOps.concat, None, -v_y, _negated(v_t), _negated(v_theta))
+    def _backward(self, layout: AugmentedLayout, step: str,
+                  y_of_t: Callable[[float], np.ndarray] | None = None) -> "TFDynamics":
+        """The dynamics ``rhs(s, t, *args)`` of the backward state ``layout``: ``[f, -a·∂f/∂y,
+        -a·∂f/∂t, -a·∂f/∂θ]`` (the parts the layout holds), one trace of this dynamics fused with
+        its VJP (:func:`odegrad.tf.derivatives.vjp`). ``y`` is read from the state or, with
+        ``y_of_t``, from the interpolated forward state the computation takes after ``t``."""
+        parent, reads, along = self.rhs_of_state, self.reads, y_of_t is not None
 
-        return self._derived(along, layout, "along", y_of_t)
+        def rhs(s, t, *extra):
+            y, a, _, _ = layout.split(s)
+            if along:
+                y, *extra = tf.cast(extra[0], s.dtype), *extra[1:]
+            dy, v_y, v_t, v_theta = derivatives.vjp(reads, parent, y, t, a, extra, layout)
+            return layout.join(TFOps.concat, dy, -v_y, _negated(v_t), _negated(v_theta))
+
+        opts = layout.solver_options(self.backward_opts, self.adjoint.seminorm)
+        return self._derived(rhs, layout, step, opts, y_of_t)
 
     def sensitivity(self, layout: SensitivityLayout) -> "TFDynamics":
         """The dynamics of ``z = [y, S]`` (forward sensitivities), built once per layout.
@@ -241,7 +242,8 @@ class TFDynamics:
                     JS = tf.concat([JS[:, :q - p], JS[:, q - p:] + J_theta], 1)
                 return tf.concat([dy, tf.reshape(JS, [-1])], 0)
 
-            self._layouts[layout] = self._derived(sensitivity, layout, "sensitivity")
+            self._layouts[layout] = self._derived(sensitivity, layout, "sensitivity",
+                                                  layout.solver_options(self.backward_opts))
         return self._layouts[layout]
 
     def resolve(self, y0: np.ndarray, t: np.ndarray, theta: np.ndarray | None = None) -> np.ndarray:
@@ -292,8 +294,7 @@ class TFDynamics:
         if theta.size != self.n_params:
             raise ValueError(f"theta has {theta.size} entries; this dynamics has n_params={self.n_params}")
         params = self.params
-        sizes = [int(np.prod(p.shape)) for p in params]
-        parts = [part.reshape(p.shape) for part, p in zip(np.split(theta, np.cumsum(sizes)[:-1]), params)]
+        parts = [part.reshape(p.shape) for part, p in zip(np.split(theta, np.cumsum(_sizes(params))[:-1]), params)]
         n_variables, captures = len(self.reads.variables), self.reads.differentiated_captures
         for capture, part in zip(captures, parts[n_variables:]):
             if not np.array_equal(part, capture.numpy()):
@@ -327,9 +328,13 @@ class TFDynamics:
     def split_params(self, flat: tf.Tensor) -> list[tf.Tensor]:
         """Split a flat parameter cotangent into one tensor per entry of :attr:`params`."""
         params = self.params
-        sizes = [int(np.prod(p.shape)) for p in params]
-        parts = tf.split(flat, sizes) if sizes else []
+        parts = tf.split(flat, _sizes(params)) if params else []
         return [tf.cast(tf.reshape(part, p.shape), p.dtype) for part, p in zip(parts, params)]
+
+
+def _sizes(params: Sequence[Any]) -> list[int]:
+    """Entries of each of ``params``."""
+    return [int(np.prod(p.shape)) for p in params]
 
 
 def _negated(x: tf.Tensor | None) -> tf.Tensor | None:
