@@ -44,7 +44,7 @@ from experiments.cli import run_command
 
 from . import cnf_models as cm
 from .cnf_figures import plot_figure4, plot_figure5, plot_figure6
-from .cnf_training import Budget, Fit, load_fit, run_fit
+from .cnf_training import Budget, Fit, load_current, run_fit
 from .common import save_json
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "cnf"
@@ -96,7 +96,15 @@ def data_entropy(name: str, n: int = 20_000, noise: float = 0.08) -> float:
 
 def summarize(out: Path, budget: Budget, fits: list[Fit]) -> dict[str, Any]:
     """Write ``figure4.json``, ``figure5.json`` and the figures from the finished fits."""
-    done = {f: s for f in fits if (s := load_fit(out, f)) is not None and s["done"]}
+    done = {}
+    for f in fits:
+        try:
+            state = load_current(out, f, budget)
+        except ValueError as err:
+            print(f"left out of the summary: {err}", flush=True)
+            continue
+        if state is not None and state["done"]:
+            done[f] = state
     n, res = min(20_000, 2 * budget.eval_samples), (150 if budget.eval_samples >= 5000 else 40)
     fig4: dict[str, Any] = {"per_seed": {}, "protocol": dataclasses.asdict(budget),
                             "command": "python -m experiments.systems.cnf run"}
@@ -163,7 +171,7 @@ def gradient_error(out: Path, tols: list[float], fits: list[Fit], budget: Budget
     z0 = np.random.default_rng(7).normal(size=(budget.batch, 2))
     rows: dict[str, Any] = {}
     for fit in fits:
-        state = load_fit(out, fit)
+        state = load_current(out, fit, budget)
         if fit.model != "cnf" or fit.task != "dm" or state is None or not state["done"]:
             continue
         objective = value_and_grad(lambda th, t, fit=fit: cm.reverse_kl_loss("cnf", th, z0, fit.data, t))

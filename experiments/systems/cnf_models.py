@@ -33,6 +33,12 @@ LOG_2PI = float(np.log(2 * np.pi))
 EVAL_TOL = {"rtol": 1e-7, "atol": 1e-7}
 """Solver tolerances of every reported number and figure."""
 HYPER_HIDDEN = 32
+BOX = 4.0
+"""Half-width of the square ``[-BOX, BOX]^2`` on which Rezende & Mohamed draw U1-U4."""
+WALL = 0.1
+"""Width of the Gaussian wall that confines ``z1`` of U2-U4 to ``|z1| <= BOX``."""
+CONFINED = ("U2", "U3", "U4")
+"""Targets whose ``exp(-U)`` does not confine ``z1`` by itself (no finite ``log Z``, no KL)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -46,6 +52,12 @@ def _w1(z: Any) -> Any:
 def energy(name: str, z: Any) -> Any:
     """Rezende & Mohamed's (2015, Table 1) energies ``U(z)``, target ``p(z) ~ exp(-U(z))``.
 
+    U2-U4 depend on ``z1`` only through the periodic ``w1``, so their ``exp(-U)`` has infinite mass
+    and ``KL(q || p)`` is undefined: a flow that spreads along ``z1`` scores ever lower. Here they
+    are confined to the box of Rezende & Mohamed's figures by the wall
+    ``0.5 (max(|z1| - BOX, 0) / WALL)^2``: exactly their energy inside ``|z1| <= BOX``, a proper
+    density whose ``log Z`` the grid of :func:`log_normalizer` resolves.
+
     Parameters
     ----------
     name : {"U1", "U2", "U3", "U4"}
@@ -56,6 +68,19 @@ def energy(name: str, z: Any) -> Any:
     -------
     array, shape (...)
     """
+    z1 = z[..., 0]
+    if name in CONFINED:
+        return _open_energy(name, z) + 0.5 * (anp.maximum(anp.abs(z1) - BOX, 0.0) / WALL) ** 2
+    return _open_energy(name, z)
+
+
+def target_settings(name: str) -> dict[str, float]:
+    """What shapes target ``name`` beyond its formula (the confining wall), stored with each fit."""
+    return {"box": BOX, "wall": WALL} if name in CONFINED else {}
+
+
+def _open_energy(name: str, z: Any) -> Any:
+    """Rezende & Mohamed's energies as they wrote them (U2-U4 not normalizable)."""
     z1, z2 = z[..., 0], z[..., 1]
     if name == "U1":
         r = anp.sqrt(z1 ** 2 + z2 ** 2 + 1e-12)

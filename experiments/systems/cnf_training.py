@@ -183,6 +183,28 @@ def load_fit(directory: Path, fit: Fit) -> dict[str, Any] | None:
     return state
 
 
+def fit_settings(fit: Fit, budget: Budget) -> dict[str, Any]:
+    """Everything that shapes ``fit``'s result: the model's budget fields and the target's wall."""
+    return {**budget.settings(fit.model), **(cm.target_settings(fit.data) if fit.task == "dm" else {})}
+
+
+def load_current(directory: Path, fit: Fit, budget: Budget) -> dict[str, Any] | None:
+    """:func:`load_fit`, refusing a checkpoint written under other settings than ``budget``'s.
+
+    Raises
+    ------
+    ValueError
+        When the checkpoint was written under other settings of this model or target (delete it or
+        use them).
+    """
+    stored = load_fit(directory, fit)
+    wanted = fit_settings(fit, budget)
+    if stored is not None and {k: stored["budget"].get(k) for k in wanted} != wanted:
+        raise ValueError(f"{checkpoint_path(directory, fit)} was trained under {stored['budget']}, "
+                         f"not {wanted}; delete it or run with its settings")
+    return stored
+
+
 def run_fit(fit: Fit, budget: Budget, directory: Path, every: int = 200, stop_at: int | None = None,
             log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train ``fit`` to ``budget.iters`` steps (or until ``stop_at``), resuming from its checkpoint.
@@ -208,14 +230,10 @@ def run_fit(fit: Fit, budget: Budget, directory: Path, every: int = 200, stop_at
     Raises
     ------
     ValueError
-        When the checkpoint was written under other settings of this model (delete it or use them).
+        When the checkpoint was written under other settings (see :func:`load_current`).
     """
     iters = budget.iters(fit.model)
-    stored = load_fit(directory, fit)
-    wanted = budget.settings(fit.model)
-    if stored is not None and {k: stored["budget"].get(k) for k in wanted} != wanted:
-        raise ValueError(f"{checkpoint_path(directory, fit)} was trained under budget {stored['budget']}, "
-                         f"not {wanted}; delete it or run with its budget")
+    stored = load_current(directory, fit, budget)
     if stored is not None and stored["done"]:
         return stored
     opt = Adam(fit.init() if stored is None else stored["theta"])
@@ -249,5 +267,5 @@ def _write(directory: Path, fit: Fit, budget: Budget, opt: Adam, losses: list[fl
            done: bool, metrics: dict | None = None) -> None:
     moments = {} if done else {"adam_m": opt.m, "adam_v": opt.v}
     _save(checkpoint_path(directory, fit), theta=opt.x, step=opt.t, losses=np.asarray(losses),
-          failures=failures, done=done, budget=json.dumps(budget.settings(fit.model), sort_keys=True),
+          failures=failures, done=done, budget=json.dumps(fit_settings(fit, budget), sort_keys=True),
           metrics=json.dumps(metrics or {}), **moments)

@@ -164,9 +164,33 @@ def test_hand_written_nf_gradient_equals_autograd(task):
 # --- targets and data -----------------------------------------------------------------------------
 
 
-def test_log_normalizer_of_sinusoid_energy():
-    # U2 is a Gaussian ridge of std 0.4 around z2 = w1(z1): Z = 0.4 sqrt(2 pi) * 12 on [-6, 6]^2.
-    assert cm.log_normalizer("U2") == pytest.approx(np.log(0.4 * np.sqrt(2 * np.pi) * 12), abs=1e-6)
+def test_log_normalizer_of_confined_sinusoid_energy():
+    # U2 is a Gaussian ridge of std 0.4 around z2 = w1(z1), confined to |z1| <= 4 by half-Gaussian
+    # walls of std 0.1: Z = 0.4 sqrt(2 pi) * (8 + 2 * 0.1 sqrt(pi / 2)).
+    length = 2 * cm.BOX + 2 * cm.WALL * np.sqrt(np.pi / 2)
+    assert cm.log_normalizer("U2") == pytest.approx(np.log(0.4 * np.sqrt(2 * np.pi) * length), abs=1e-6)
+    assert cm.log_normalizer("U3", lim=8.0, n=800) == pytest.approx(cm.log_normalizer("U3"), abs=1e-9)
+
+
+@pytest.mark.parametrize("name", ["U2", "U3", "U4"])
+def test_confined_targets_are_the_papers_inside_the_box(name):
+    z = np.random.default_rng(0).uniform(-cm.BOX, cm.BOX, size=(500, 2))
+    np.testing.assert_array_equal(cm.energy(name, z), cm._open_energy(name, z))
+    outside = np.stack([np.sign(z[:, 0]) * (cm.BOX + 2 + np.abs(z[:, 0])), z[:, 1]], 1)
+    assert np.all(np.asarray(cm.energy(name, outside)) > np.asarray(cm._open_energy(name, outside)) + 100)
+
+
+def test_checkpoint_of_the_unconfined_target_is_refused(tmp_path):
+    fit = ct.Fit("dm", "nf", 1, "U2", 0)
+    budget = ct.Budget(nf_iters=4, batch=8, eval_samples=50)
+    state = ct.run_fit(fit, budget, tmp_path, log=lambda s: None)
+    path = ct.checkpoint_path(tmp_path, fit)
+    old = {k: v for k, v in state["budget"].items() if k not in ("box", "wall")}
+    arrays = {k: np.load(path)[k] for k in np.load(path).files}
+    np.savez(path, **{**arrays, "budget": json.dumps(old)})
+    with pytest.raises(ValueError, match="box"):
+        ct.run_fit(fit, budget, tmp_path)
+    assert ct.load_current(tmp_path, ct.Fit("dm", "nf", 1, "U1", 0), budget) is None
 
 
 def test_entropy_of_two_circles_against_thin_ring_formula():
