@@ -6,10 +6,10 @@ For each problem it prints
 * per-evaluation costs, best of 5 interleaved rounds: the plain numpy dynamics (what a forward
   or finite-difference solve pays), odegrad's augmented dynamics (what the checkpoint adjoint's
   backward solve pays) and its sensitivity dynamics (what forward sensitivities pay), each with
-  compiled derivative evaluations (``odegrad.compiled``, JAX; a direct evaluation of ``f`` as
-  their guard plus one XLA call) and with autograd's (one trace and one vectorised backward
-  pass), and autograd ``make_vjp`` of the raw user function with respect to ``(y, t, p)``,
-  ``(y, p)`` and ``y`` alone (the floor without odegrad's wrapper); then each derived
+  compiled derivative evaluations (``odegrad.compiled``, JAX; one XLA call, and one direct
+  evaluation of ``f`` in ``GUARD_EVERY`` as their check, timed as inside one solve) and with
+  autograd's (one trace and one vectorised backward pass), and autograd ``make_vjp`` of the raw
+  user function with respect to ``(y, t, p)``, ``(y, p)`` and ``y`` alone (the floor without odegrad's wrapper); then each derived
   evaluation as a multiple of the numpy one;
 * a cProfile of one gradient, by cumulative time, restricted to the top ``--top`` entries.
 
@@ -65,10 +65,17 @@ def _capture_derived(problem: cases.Case, variant: str, compiled: bool = True):
     return captured[-1]
 
 
+def _repeat(fn, calls: int) -> None:
+    for _ in range(calls):
+        fn()
+
+
 def per_eval_costs(problem: cases.Case, variant: str = "lsoda", rounds: int = 5) -> dict[str, float]:
     """Seconds per call of the dynamics, of the adjoint's and of the sensitivities' dynamics."""
     import autograd.numpy as anp
     from autograd import make_vjp
+
+    from odegrad.compiled import checked_solve
 
     p, t = problem.p0, float(problem.t[1])
     y, a = problem.y0 + 0.1, np.ones(problem.y0.size)
@@ -113,8 +120,7 @@ def per_eval_costs(problem: cases.Case, variant: str = "lsoda", rounds: int = 5)
     for _ in range(rounds):
         for key, fn in variants.items():
             t0 = time.perf_counter()
-            for _ in range(calls):
-                fn()
+            checked_solve(functools.partial(_repeat, fn, calls))   # as inside one solve
             best[key] = min(best[key], (time.perf_counter() - t0) / calls)
     return best
 

@@ -14,14 +14,18 @@ A recorded trace holds only where it was recorded if ``func`` branches on values
 
 * a trace in which ``func`` applied a value-dependent operation to ``y``, ``t`` or ``args``
   (a comparison, ``sign``, ``floor``, ``isfinite``, ... — everything autograd passes through
-  untraced) is not compiled at all: ``func`` keeps autograd's evaluations;
-* every compiled evaluation is checked, inside the same compiled call, against a direct NumPy
-  evaluation of ``func`` at the same point (the derived dynamics need ``f`` there anyway). A
-  mismatch, e.g. a branch on the truth value of a traced array, which autograd cannot see,
-  re-records the trace at that point; if the new trace disagrees too (``func`` is not a pure
-  function of ``y``, ``t`` and ``args``), ``func`` falls back to autograd for the rest of the
-  solve. The direct evaluation is about half of a compiled evaluation's cost on small dynamics
-  (``python -m benchmarks.profile``); it is what makes a stale trace impossible to miss.
+  untraced — or the truth value of a traced array, ``if y[0]:``) is not compiled at all: ``func``
+  keeps autograd's evaluations. What is left, a trace without such operations, can go stale only
+  where ``func`` is not a pure function of ``y``, ``t`` and ``args`` (it reads state that changes,
+  or unwraps autograd's boxes);
+* compiled evaluations are checked against a direct evaluation of ``func`` at the same point: the
+  first after each recording, then one in every :data:`GUARD_EVERY`, and the last of every solve
+  (:func:`checked_solve`; evaluations outside such a solve are all checked). A check that fails
+  after unchecked evaluations discards the solve and repeats it with every evaluation checked; a
+  failing check re-records the trace at that point, and where the new trace disagrees too,
+  ``func`` falls back to autograd for the rest of the solve. A direct evaluation of a small
+  ``func`` costs about as much as the compiled evaluation itself (``python -m benchmarks.profile``),
+  which is why not every evaluation pays it.
 
 Primitives without a counterpart here (and ``func`` that cannot be traced in one vector) fall back
 the same way, per ``func``, with the reason in :attr:`odegrad.SolveInfo.derivatives_note`. All of
@@ -31,10 +35,10 @@ grad-of-grad), its dynamics are traced with autograd's derivative of ``f`` insid
 for the derived solve's own plain-array evaluations (:attr:`odegrad.problem.Problem.compiled`).
 Without JAX installed, or inside :func:`disabled`, nothing here runs.
 
-Costs (``python -m benchmarks.profile``; CPU, small ``f``): a compiled evaluation is the guard's
-direct evaluation of ``func`` plus one jitted call (about 10 us of JAX dispatch, more where XLA
-runs a larger program's independent operations on its thread pool); compiling a program takes
-0.1-0.3 s and the first compilation in a process imports JAX (about 1 s).
+Costs (``python -m benchmarks.profile``; CPU, small ``f``): a compiled evaluation is one jitted
+call (about 10 us of JAX dispatch, more where XLA runs a larger program's independent operations on
+its thread pool) and, at checked evaluations, a direct evaluation of ``func``; compiling a program
+takes 0.1-0.3 s and the first compilation in a process imports JAX (about 1 s).
 """
 
 from __future__ import annotations
@@ -66,6 +70,11 @@ GUARD_RTOL = 1e-9
 
 MAX_RETRACES = 8
 """Re-recordings of one solve's trace before ``func`` falls back to autograd for that solve."""
+
+GUARD_EVERY = max(1, int(os.environ.get("ODEGRAD_GUARD_EVERY", "8")))
+"""Inside a solve, one compiled evaluation in this many is checked against a direct evaluation of
+``func`` (besides the first after each recording and the last of the solve); 1 checks every one.
+``ODEGRAD_GUARD_EVERY`` in the environment sets it."""
 
 COMPILE_AFTER = int(os.environ.get("ODEGRAD_COMPILE_AFTER", "1000"))
 """Derived evaluations of one structure of trace (in this process) made by autograd before it is
@@ -144,6 +153,39 @@ class Unsupported(Exception):
     """A trace that cannot be compiled; the message says why."""
 
 
+class StaleTrace(Exception):
+    """A check failed after unchecked compiled evaluations: the solve that made them is repeated."""
+
+
+_SOLVE: contextvars.ContextVar[set | None] = contextvars.ContextVar("odegrad_checked_solve", default=None)
+"""The :class:`CompiledRhs` with unchecked evaluations in the innermost :func:`checked_solve`."""
+
+
+def checked_solve(solve: Callable[[], Any]) -> Any:
+    """``solve()`` (one solve), with every compiled evaluation it makes verified before it returns.
+
+    Inside ``solve`` compiled evaluations are checked one in :data:`GUARD_EVERY`; when it returns,
+    the last evaluation of each compiled ``func`` it used is checked too. Where a check fails after
+    unchecked evaluations, their trace may have gone stale before they ran: the solve is repeated
+    (that ``func`` now checked at every evaluation, so each repetition ends one source of them;
+    :attr:`odegrad.SolveInfo.derivatives_note` says so).
+    """
+    while True:
+        used: set = set()
+        token = _SOLVE.set(used)
+        try:
+            result = solve()
+            for rhs in used:
+                rhs.check_last()
+            return result
+        except StaleTrace:
+            continue
+        finally:
+            _SOLVE.reset(token)
+            for rhs in used:
+                rhs.forget_unchecked()
+
+
 class _CompileNode(Node):
     """A node of a recorded trace: the primitive, its arguments and which of them are traced."""
 
@@ -177,6 +219,18 @@ class _NotraceSpy(set):
 
 _SPY = _NotraceSpy()
 notrace_primitives[_CompileNode] = _SPY
+_ARRAY_BOX_BOOL = ArrayBox.__bool__
+
+
+def _noted_truth_value(box: ArrayBox) -> bool:
+    """``bool(box)``, noted (as ``bool``) when ``box`` belongs to a recording: a branch autograd cannot see."""
+    hits = getattr(_SPY.local, "hits", None)
+    if hits is not None and type(box._node) is _CompileNode:
+        hits.append(bool)
+    return _ARRAY_BOX_BOOL(box)
+
+
+ArrayBox.__bool__ = ArrayBox.__nonzero__ = _noted_truth_value
 
 
 # ------------------------------------------------------------------------------ primitive table
@@ -361,11 +415,10 @@ class Program:
     """The compiled ``f`` and its derived evaluations for one structure of trace (float64, XLA).
 
     Each compiled evaluation takes two vectors (one transfer each; every further argument costs
-    about as much as the arithmetic of a small ``f``): ``[y, θ, t, *extra, direct]`` and the
-    trace's constants, and returns ``[ok, result...]``, ``ok`` being 1 where the compiled ``f``
-    agrees with ``direct`` (``func`` evaluated by NumPy at the same point, :data:`GUARD_RTOL`),
-    else 0. The kinds (:meth:`__call__`) compute what the derived dynamics return, so that their
-    algebra runs in the same compiled call.
+    about as much as the arithmetic of a small ``f``): ``[y, θ, t, *extra]`` and the trace's
+    constants, and returns ``[f, result...]``, ``f`` the compiled ``f`` (what a check compares
+    with ``func``). The kinds (:meth:`__call__`) compute what the derived dynamics return, so that
+    their algebra runs in the same compiled call.
     """
 
     def __init__(self, trace_: Trace):
@@ -438,11 +491,8 @@ class Program:
         n_extra, body = self._body(kind)
 
         def run(packed, consts):
-            x, extra, direct = packed[:m], packed[m:m + n_extra], packed[m + n_extra:]
-            out, result = body(lambda xx: self._f(xx, consts), x, extra)
-            scale = GUARD_RTOL * (jnp.abs(direct) + jnp.max(jnp.abs(direct)))
-            ok = jnp.all(jnp.abs(out - direct) <= scale).astype(out.dtype)
-            return jnp.concatenate([jnp.reshape(ok, (1,)), result])
+            out, result = body(lambda xx: self._f(xx, consts), packed[:m], packed[m:m + n_extra])
+            return jnp.concatenate([out, result])
 
         options = FAST_COMPILE if self._trace.size + n_extra <= FAST_COMPILE_MAX_INPUTS else None
         with self._jax.enable_x64(True):
@@ -482,16 +532,23 @@ def program(trace_: Trace) -> Program:
     return found
 
 
-def _pack(y: np.ndarray, t: Any, theta: np.ndarray, extra: np.ndarray | None, direct: np.ndarray) -> np.ndarray:
-    """The one input vector of a compiled evaluation: ``[y, θ, t, extra, f(y, t, θ) evaluated directly]``."""
-    return np.concatenate((y, theta, (t,), direct) if extra is None else (y, theta, (t,), extra, direct))
+def _pack(y: np.ndarray, t: Any, theta: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
+    """The one input vector of a compiled evaluation: ``[y, θ, t, extra]``."""
+    return np.concatenate((y, theta, (t,)) if extra is None else (y, theta, (t,), extra))
+
+
+def _agrees(compiled_f: np.ndarray, direct: np.ndarray) -> bool:
+    """Whether the compiled ``f`` agrees with ``func``'s direct evaluation (:data:`GUARD_RTOL`)."""
+    scale = GUARD_RTOL * (np.abs(direct) + np.max(np.abs(direct)))
+    return bool(np.all(np.abs(compiled_f - direct) <= scale))
 
 
 class CompiledRhs:
-    """Compiled derivative evaluations of one solve's dynamics, checked at every call.
+    """Compiled derivative evaluations of one solve's dynamics, checked against ``func``.
 
     Each evaluation method returns ``None`` where the evaluation must be autograd's: compiled
     evaluations are unavailable (:attr:`reason` says why) or ``f`` is not finite at the point.
+    Which evaluations are checked: the module docstring.
 
     Parameters
     ----------
@@ -499,12 +556,12 @@ class CompiledRhs:
         ``rhs(y, t, theta)`` on flat arrays, written with ``autograd.numpy`` (what is traced).
     make_fun : callable
         ``make_fun(theta) -> fun(y, t)``: the same dynamics on plain arrays with ``theta`` bound
-        (what the forward solve calls), evaluated at every call as the guard.
+        (what the forward solve calls), the direct evaluation of a check.
     n, n_params : int
         Entries of ``y`` and ``theta``.
     report : callable
         ``report(backend, note)``: called when the backend (``"jax"`` or ``"autograd"``) is decided
-        or changes, with the reason for autograd.
+        or changes, with the reason for autograd (or a note on a repeated solve).
     """
 
     def __init__(self, rhs: Callable[[Any, Any, Any], Any], make_fun: Callable[[np.ndarray], Callable],
@@ -512,6 +569,12 @@ class CompiledRhs:
         self.rhs, self.make_fun, self.n, self.n_params, self._report = rhs, make_fun, n, n_params, report
         self.reason: str | None = unavailable()
         self.retraces = 0
+        self.guard_every = GUARD_EVERY
+        """Check one evaluation in this many inside a solve (1 after a stale trace was found)."""
+        self._countdown = 0
+        """Unchecked evaluations left before the next check (0: check the next one)."""
+        self._last: tuple[np.ndarray, np.ndarray] | None = None
+        """``(packed input, compiled f)`` of the last evaluation, where unchecked evaluations precede it."""
         self._trace: Trace | None = None
         self._program: Program | None = None
         self._consts: Any = np.zeros(0)
@@ -528,8 +591,9 @@ class CompiledRhs:
         self._report("autograd", reason)
 
     def _use(self, program_: Program | None) -> None:
-        """Evaluate with ``program_`` (``None``: not yet) and the constants of the current trace."""
-        self._program = program_
+        """Evaluate with ``program_`` (``None``: not yet) and the constants of the current trace;
+        the next evaluation is checked."""
+        self._program, self._countdown, self._last = program_, 0, None
         if program_ is not None:
             self._consts = program_.put(self._trace.consts)
 
@@ -551,33 +615,79 @@ class CompiledRhs:
         count = _EVALUATIONS[key] = _EVALUATIONS.get(key, 0) + 1
         return key in _PROGRAMS or count > COMPILE_AFTER
 
-    def _bind(self, theta: np.ndarray) -> Callable:
-        """``fun(y, t)``: ``f`` on plain arrays with ``theta`` bound (once per parameter vector)."""
-        self._bound = (theta, self.make_fun(theta))
-        return self._bound[1]
+    def _direct(self, y: np.ndarray, t: Any, theta: np.ndarray) -> np.ndarray:
+        """``func`` evaluated directly at ``(y, t, theta)`` (bound once per parameter vector)."""
+        bound = self._bound
+        if bound[0] is not theta:
+            bound = self._bound = (theta, self.make_fun(theta))
+        return np.asarray(bound[1](y, t), dtype=np.float64)
 
     def evaluate(self, kind: tuple, y: np.ndarray, t: Any, theta: np.ndarray,
                  extra: np.ndarray | None = None) -> np.ndarray | None:
         """The compiled evaluation ``kind`` (see :meth:`Program.__call__`) at ``(y, t, theta)``, or
-        ``None``: ``f`` evaluated directly is compared with the compiled ``f`` first.
+        ``None`` (autograd's evaluation is needed).
 
-        Once a program is in use, the guard's direct evaluation and the compiled call are all
-        that runs here; recording, compiling and re-recording are :meth:`_prepare` and
-        :meth:`_disagreed`.
+        Once a program is in use, the compiled call and, at checked evaluations, the direct
+        evaluation of ``func`` are all that runs here; recording, compiling and re-recording are
+        :meth:`_prepare` and :meth:`_disagreed`.
+
+        Raises
+        ------
+        StaleTrace
+            A check failed after unchecked evaluations of the current solve (:func:`checked_solve`
+            repeats it).
         """
         program_ = self._program
         if program_ is None:
             return self._prepare(kind, y, t, theta, extra)
-        bound = self._bound
-        direct = (bound[1] if bound[0] is theta else self._bind(theta))(y, t)
+        packed = _pack(y, t, theta, extra)
         try:
-            out = program_(kind, _pack(y, t, theta, extra, direct), self._consts)
+            out = program_(kind, packed, self._consts)
         except Unsupported as exc:
             self._fall_back(str(exc))
             return None
-        if out[0]:
-            return out[1:]
+        n = self.n
+        if self._countdown:
+            used = _SOLVE.get()
+            if used is not None:           # unchecked, verified before the solve returns
+                self._countdown -= 1
+                self._last = (packed, out[:n])
+                used.add(self)
+                return out[n:]
+        direct = self._direct(y, t, theta)
+        if _agrees(out[:n], direct):
+            self._countdown, self._last = self.guard_every - 1, None
+            return out[n:]
+        if self._last is not None:
+            self._stale()
         return self._disagreed(kind, y, t, theta, extra, direct)
+
+    def check_last(self) -> None:
+        """Check the last evaluation where it was not checked (the end of a :func:`checked_solve`).
+
+        Raises
+        ------
+        StaleTrace
+            Where the compiled ``f`` disagrees with ``func`` there.
+        """
+        if self._last is None:
+            return
+        packed, compiled_f = self._last
+        n, p = self.n, self.n_params
+        if not _agrees(compiled_f, self._direct(packed[:n], packed[n + p], packed[n:n + p])):
+            self._stale()
+        self._countdown, self._last = self.guard_every - 1, None
+
+    def forget_unchecked(self) -> None:
+        """End the current window of unchecked evaluations (its solve returned or was abandoned)."""
+        self._last = None
+
+    def _stale(self) -> None:
+        """Give up the unchecked evaluations of this solve: check every evaluation from now on."""
+        self.guard_every, self._countdown, self._last = 1, 0, None
+        self._report("jax", "a check found the compiled func disagreeing with func after unchecked "
+                     "evaluations; the solve was repeated with every evaluation checked")
+        raise StaleTrace("the compiled func disagreed with func after unchecked evaluations")
 
     def _prepare(self, kind: tuple, y: np.ndarray, t: Any, theta: np.ndarray,
                  extra: np.ndarray | None) -> np.ndarray | None:
@@ -606,9 +716,10 @@ class CompiledRhs:
 
     def _disagreed(self, kind: tuple, y: np.ndarray, t: Any, theta: np.ndarray, extra: np.ndarray | None,
                    direct: np.ndarray) -> np.ndarray | None:
-        """The compiled ``f`` disagreed with ``direct``: autograd's evaluation where ``f`` is not
-        finite, else re-record the trace at this point (up to :data:`MAX_RETRACES` times) and
-        evaluate again; fall back to autograd where the new trace disagrees too."""
+        """The compiled ``f`` disagreed with ``direct`` at a checked evaluation that no unchecked one
+        preceded: autograd's evaluation where ``f`` is not finite, else re-record the trace at this
+        point (up to :data:`MAX_RETRACES` times) and evaluate again; fall back to autograd where the
+        new trace disagrees too."""
         if not np.all(np.isfinite(direct)):
             return None
         if self.retraces < MAX_RETRACES:
@@ -616,12 +727,13 @@ class CompiledRhs:
             if not self._record(np.concatenate([y, theta, [t]]), compile_now=True):
                 return None
             try:
-                out = self._program(kind, _pack(y, t, theta, extra, direct), self._consts)
+                out = self._program(kind, _pack(y, t, theta, extra), self._consts)
             except Unsupported as exc:
                 self._fall_back(str(exc))
                 return None
-            if out[0]:
-                return out[1:]
+            if _agrees(out[:self.n], direct):
+                self._countdown = self.guard_every - 1
+                return out[self.n:]
         self._fall_back("the compiled func disagreed with func at a point it was recorded at "
                         "(func is not a pure function of y, t and args), or kept changing its trace "
                         f"({self.retraces} re-recordings)")

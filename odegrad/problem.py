@@ -16,7 +16,7 @@ import numpy as np
 from autograd.tracer import getval
 
 from . import solvers
-from .compiled import CompiledRhs
+from .compiled import CompiledRhs, checked_solve
 from .options import AdjointOptions
 from .stats import SolveInfo
 
@@ -69,8 +69,12 @@ class Problem:
         self.info.record(self.stage, stats)
 
     def plain_solve(self, y0: np.ndarray, t: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, solvers.SolveStats]:
-        """One scipy solve of this problem on plain arrays: ``(ys, stats)``, not yet recorded."""
-        return solvers.solve(self.make_fun(theta), y0, t, self.opts, self.make_jac(theta))
+        """One scipy solve of this problem on plain arrays: ``(ys, stats)``, not yet recorded.
+
+        Compiled derivative evaluations made in it are verified before it returns
+        (:func:`odegrad.compiled.checked_solve`).
+        """
+        return checked_solve(lambda: solvers.solve(self.make_fun(theta), y0, t, self.opts, self.make_jac(theta)))
 
     def resolver(self, theta: Any) -> Callable[..., np.ndarray]:
         """``resolve(y0, t, theta=None) -> ys``: plain solves of this problem on float64 arrays,

@@ -165,22 +165,70 @@ def test_branch_on_values_falls_back_with_reason(mode):
 
 
 @needs_jax
-def test_truth_value_branch_is_caught_by_the_guard_and_retraced():
-    """``if y[0]:`` branches on a traced value without any operation autograd sees: the compiled
-    ``f`` then disagrees with ``func`` at the new point, the trace is recorded again, and the VJP
-    is that of the branch taken there."""
+def test_truth_value_branch_is_refused_with_reason():
+    """``if y[0]:`` branches on a traced value without any operation autograd records: the
+    recording notes the truth value and ``func`` keeps autograd's evaluations, which follow the
+    branch taken at each point."""
     def f(y, t, p):
         return -p * y if y[0] else p * y ** 2
 
     notes: list = []
     c = _compiled_rhs(f, 2, 1, notes)
     theta, a = onp.array([1.5]), onp.array([1.0, -2.0])
-    for y in (onp.array([1.0, 2.0]), onp.array([0.0, 2.0]), onp.array([3.0, -1.0])):
-        out = c.evaluate(("adjoint", True, True, True), y, 0.0, theta, a)   # [f, -a·∂f/∂y, -a·∂f/∂t, -a·∂f/∂θ]
-        vjp, value = make_vjp(lambda x: f(x[:2], x[3], x[2:3]))(onp.concatenate([y, theta, [0.0]]))
+    assert c.evaluate(("adjoint", True, True, True), onp.array([1.0, 2.0]), 0.0, theta, a) is None
+    assert notes[-1][0] == "autograd" and "bool" in notes[-1][1] and c.reason == notes[-1][1]
+
+
+def _scaled_decay(state):
+    return lambda y, t, p: -p * y * state["scale"]
+
+
+def _evaluations_in_one_solve(c, points, change_at, state, theta, a):
+    """What a solve would do: compiled evaluations at ``points``, ``func`` changed at ``change_at``."""
+    state["scale"] = 1.0
+    outs = []
+    for i, y in enumerate(points):
+        if i == change_at:
+            state["scale"] = 2.0
+        outs.append(c.evaluate(("adjoint", True, True, True), y, 0.0, theta, a))
+    return outs
+
+
+@needs_jax
+@pytest.mark.parametrize("change_at", [5, 19])
+def test_stale_trace_between_checks_repeats_the_solve_checked(change_at, monkeypatch):
+    """``func`` reads state that changes in the middle of a solve (after evaluation 5, or at the
+    last of 20): the evaluations made with the stale trace before the next check (or before the
+    solve returns) are discarded, the solve is repeated with every evaluation checked, and every
+    result it returns is the derivative of ``func`` as it was where it was evaluated."""
+    monkeypatch.setattr(compiled, "GUARD_EVERY", 8)
+    state = {"scale": 1.0}
+    f = _scaled_decay(state)
+    notes: list = []
+    c = _compiled_rhs(f, 2, 1, notes)
+    theta, a = onp.array([1.5]), onp.array([1.0, -2.0])
+    points = [onp.array([1.0 + 0.1 * i, 2.0 - 0.05 * i]) for i in range(20)]
+    outs = compiled.checked_solve(lambda: _evaluations_in_one_solve(c, points, change_at, state, theta, a))
+    for i, (y, out) in enumerate(zip(points, outs)):
+        g = _scaled_decay({"scale": 1.0 if i < change_at else 2.0})
+        vjp, value = make_vjp(lambda x, g=g: g(x[:2], x[3], x[2:3]))(onp.concatenate([y, theta, [0.0]]))
         v = vjp(a)
         assert relative_error(out, onp.concatenate([value, -v[:2], -v[3:], -v[2:3]])) < ROUNDING
-    assert c.retraces == 2 and c.reason is None and notes == [("jax", None)]
+    assert c.guard_every == 1 and c.retraces == 1 and c.reason is None
+    assert any(note and "repeated with every evaluation checked" in note for _, note in notes)
+
+
+@needs_jax
+def test_evaluations_outside_a_solve_are_all_checked(monkeypatch):
+    monkeypatch.setattr(compiled, "GUARD_EVERY", 8)
+    state = {"scale": 1.0}
+    c = _compiled_rhs(_scaled_decay(state), 2, 1)
+    theta, a, y = onp.array([1.5]), onp.array([1.0, -2.0]), onp.array([1.0, 2.0])
+    first = c.evaluate(("adjoint", True, True, True), y, 0.0, theta, a)
+    state["scale"] = 2.0
+    second = c.evaluate(("adjoint", True, True, True), y, 0.0, theta, a)
+    onp.testing.assert_allclose(second, 2 * first, rtol=ROUNDING)
+    assert c.retraces == 1 and c.guard_every == 8
 
 
 @needs_jax
