@@ -21,8 +21,9 @@ dynamics the methods solve),
 :mod:`odegrad.solvers` (every scipy call behind one signature: ``solve``, ``dense_solve`` and scipy's
 registered methods; the runners :mod:`odegrad.solver_lsoda`, :mod:`odegrad.solver_vode` and
 :mod:`odegrad.solver_ivp`, with :mod:`odegrad.solver_types`, :mod:`odegrad.solver_guard` (callback
-guards, the nesting lock) and :mod:`odegrad.solver_status` (LSODA's and VODE's failures, odeint's
-``infodict``)), :mod:`odegrad.solver_registry` (one record per method), :mod:`odegrad.stats`,
+guards, the nesting lock), :mod:`odegrad.solver_status` (LSODA's and VODE's failures, odeint's
+``infodict``) and :mod:`odegrad.blas` (one BLAS thread while a solve steps)),
+:mod:`odegrad.solver_registry` (one record per method), :mod:`odegrad.stats`,
 :mod:`odegrad.pytree`, :mod:`odegrad.validation`, :mod:`odegrad.gradcheck`.
 """
 

@@ -28,12 +28,12 @@ benchmark problems (``benchmarks.cases`` and the
 README Quickstart, rtol 1e-4 to 1e-10).
 
 With compiled derivative evaluations (:mod:`odegrad.compiled`, JAX installed) an evaluation of
-either method's dynamics is one direct evaluation of ``f`` and one XLA call whose cost hardly
-grows with the rows of a small Jacobian, so forward sensitivities gain at least as much as the
-adjoint and every choice above stands; the constants stay those measured with autograd's
-evaluations, which a process uses until a structure of ``f`` is compiled (``python -m
-benchmarks.peers --problems kinetics spiral-mlp --impls odegrad:lsoda odegrad:lsoda+checkpoint``
-compares the two choices; results in ``benchmarks/results_peers.md``).
+either method's dynamics is one XLA call (and, one evaluation in ``GUARD_EVERY``, a direct
+evaluation of ``f`` as its check) whose cost hardly grows with the rows of a small Jacobian, so
+forward sensitivities gain at least as much as the adjoint and every choice above stands; the
+constants stay those measured with autograd's evaluations, which a process uses until a
+structure of ``f`` is compiled (``python -m benchmarks.peers --problems kinetics spiral-mlp --impls
+odegrad:lsoda odegrad:lsoda+checkpoint`` compares the two choices; results in ``benchmarks/results_peers.md``).
 
 Stiffness (LSODA switched to BDF in the forward solve, or ``method="bdf"``) rules out solving
 ``y`` backwards: then forward sensitivities with the exact Jacobian of their dynamics while that

@@ -95,6 +95,13 @@ FAST_COMPILE_MAX_INPUTS = 256
 arithmetic shows: spiral-mlp's forward-sensitivity program (761 inputs) at -O0 made its gradient
 take 12.5 ms against 9.2 ms at XLA's default level (the Quickstart's programs are far below it)."""
 
+MAX_INPUTS = 16384
+"""Largest ``[y, θ, t]`` compiled. Beyond it autograd's evaluations, whole-array NumPy operations
+with little per-operation overhead, are the faster: on mlp-64 (33,153 entries, a 64-256-64 MLP)
+the compiled VJP took 230 us per call on inputs already on the device and 550 us per evaluation
+against autograd's 275 us, while spiral-mlp (255 entries) runs 30 times faster compiled
+(``python -m benchmarks.profile --problems mlp-64 spiral-mlp``)."""
+
 MAX_PROGRAMS = 256
 """Compiled programs kept (one per structure of a trace); the oldest is dropped beyond this."""
 
@@ -601,6 +608,10 @@ class CompiledRhs:
 
     def _record(self, x: np.ndarray, compile_now: bool) -> bool:
         """Record the trace at ``x``, and compile it now or once it is warm (:data:`COMPILE_AFTER`)."""
+        if x.size > MAX_INPUTS:
+            self._fall_back(f"y, args and t have {x.size} entries, more than odegrad.compiled.MAX_INPUTS = "
+                            f"{MAX_INPUTS}: autograd's whole-array evaluations are the faster there")
+            return False
         try:
             self._trace, _ = record(self._fun, x)
             self._use(program(self._trace) if compile_now or self._warm() else None)

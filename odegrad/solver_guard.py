@@ -53,6 +53,11 @@ class _Guarded:
         """Whether the user's code (``fun`` or the Jacobian) is running."""
         self.error: BaseException | None = None
 
+    def _total(self, dy: np.ndarray) -> float:
+        """A sum of ``dy``'s entries (squared for small states) that is finite where they all are, or
+        overflows: a small state's dot product is the cheapest, a wide one's goes to BLAS threads."""
+        return dy.dot(dy) if self.n <= 4096 else np.add.reduce(dy)
+
     def __call__(self, y: np.ndarray, t: float) -> np.ndarray:
         self.nfe += 1
         if self.error is not None:
@@ -71,7 +76,7 @@ class _Guarded:
                 f"has {self.n}; func(y, t, *args) must return an array of y0's shape"
             )
             return np.full(self.n, np.nan)
-        if not math.isfinite(dy.dot(dy)) and not np.isfinite(dy).all():   # dot: the cheap test, exact where finite
+        if not math.isfinite(self._total(dy)) and not np.isfinite(dy).all():   # the cheap test, exact where finite
             self.error = ODESolveError(
                 f"func returned non-finite values (NaN or inf) at t = {t!r}; check the dynamics "
                 "and its parameters for overflow, division by zero or a blow-up"

@@ -12,8 +12,7 @@ Modules: :mod:`odegrad.tf.integrate` (``odeint``), :mod:`odegrad.tf.layers` (``O
 :mod:`odegrad.tf.derivatives` (the VJPs and Jacobians inside the derived dynamics),
 :mod:`odegrad.tf.compile` (the compiled computations, their placement and cache),
 :mod:`odegrad.tf.tracing` (what ``f`` reads and what of it is differentiated, decided once),
-:mod:`odegrad.tf.ops` (the array operations gradient methods use), :mod:`odegrad.tf.blas` (scipy's
-OpenBLAS on one thread while a solve runs).
+:mod:`odegrad.tf.ops` (the array operations gradient methods use).
 
 Install: ``pip install -e ".[tf]"`` (CPU TensorFlow), or ``".[tf-gpu]"`` for NVIDIA GPUs on Linux
 (``tensorflow[and-cuda]``); the compiled dynamics then run on the first GPU unless ``device=`` or

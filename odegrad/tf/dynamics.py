@@ -24,7 +24,6 @@ from ..options import AdjointOptions
 from ..sensitivity import SensitivityLayout
 from ..stats import SolveInfo
 from . import derivatives
-from .blas import one_blas_thread
 from .compile import compiled_for
 from .ops import TFOps
 from .tracing import Reads, TFCallable, check_output
@@ -50,9 +49,9 @@ def unrecorded() -> Iterator[None]:
 
 @contextlib.contextmanager
 def host_solve() -> Iterator[None]:
-    """Where a scipy solve of these dynamics runs: no tape records it (:func:`unrecorded`), and the
-    solver's own vector work stays on one BLAS thread (:func:`odegrad.tf.blas.one_blas_thread`)."""
-    with unrecorded(), one_blas_thread():
+    """Where a scipy solve of these dynamics runs: no tape records it (:func:`unrecorded`); the
+    solver's own vector work stays on one BLAS thread as every solve's (:mod:`odegrad.blas`)."""
+    with unrecorded():
         yield
 
 

@@ -250,6 +250,16 @@ def test_impure_func_falls_back_with_reason():
     assert info[0].derivatives == "autograd" and "disagreed" in info[0].derivatives_note
 
 
+def test_wide_inputs_stay_on_autograd_with_reason(monkeypatch):
+    monkeypatch.setattr(compiled, "MAX_INPUTS", 8)      # linear: 3 states, 9 parameters, t
+    info: list = []
+    g = grad(_linear_loss)(A_LIN, Y0_LIN, T_LIN, info, adjoint="checkpoint")
+    assert info[0].derivatives == "autograd"
+    if compiled.unavailable() is None:
+        assert "MAX_INPUTS" in info[0].derivatives_note
+    assert relative_error(g, linear_gradients(A_LIN, Y0_LIN, T_LIN, G_LIN)[0]) < GRAD_RTOL
+
+
 @primitive
 def _cube(x):
     return x ** 3

@@ -3,11 +3,12 @@
 VODE and LSODA do their own per-step work (the Nordsieck history's prediction and correction,
 error norms, copies) as level-1 BLAS calls over the whole state. SciPy's bundled OpenBLAS splits
 each call across all its threads; for the wide states of neural ODEs (the Table 1 block's 294,912
-entries) the hand-offs cost more than the arithmetic, and the helper threads spin on the cores the
-TensorFlow evaluations between the steps need. :func:`one_blas_thread` sets that OpenBLAS to one
-thread while a solve runs (``python -m benchmarks.tf_block`` measures the solver's overhead per
-evaluation). Level-1 operations are elementwise, so the solution does not change; a reduction may
-round differently, far below any solver tolerance.
+entries, mlp-64's 33,217-entry adjoint state) the hand-offs cost more than the arithmetic, and
+the helper threads spin on the cores the evaluations between the steps need (and wait for cores
+that other processes hold). :func:`odegrad.solvers.solve` and :func:`odegrad.solvers.dense_solve`
+run every solve, on either door, inside :func:`one_blas_thread` (``python -m benchmarks.tf_block``
+measures the solver's overhead per evaluation). Level-1 operations are elementwise, so the
+solution does not change; a reduction may round differently, far below any solver tolerance.
 
 The thread count is process-wide: the first solve to start saves it and the last one to finish
 restores it, whatever the threads, so concurrent and nested solves leave it as they found it.
