@@ -20,7 +20,8 @@ A recorded trace holds only where it was recorded if ``func`` branches on values
   or unwraps autograd's boxes);
 * compiled evaluations are checked against a direct evaluation of ``func`` at the same point: the
   first after each recording, then one in every :data:`GUARD_EVERY`, and the last of every solve
-  (:func:`checked_solve`; evaluations outside such a solve are all checked). A check that fails
+  (:func:`checked_solve`; evaluations outside such a solve, and those whose compiled result is
+  not finite, are all checked). A check that fails
   after unchecked evaluations discards the solve and repeats it with every evaluation checked; a
   failing check re-records the trace at that point, and where the new trace disagrees too,
   ``func`` falls back to autograd for the rest of the solve. A direct evaluation of a small
@@ -64,6 +65,7 @@ from autograd.tracer import Node, isbox, notrace_primitives, toposort
 
 from .pytree import put_slice, take_slice
 from .reverse import trace
+from .solver_guard import finite_total
 
 GUARD_RTOL = 1e-9
 """A compiled ``f`` agrees with ``func`` where ``|f_c - f| <= GUARD_RTOL (|f| + max |f|)`` entrywise."""
@@ -660,7 +662,7 @@ class CompiledRhs:
             self._fall_back(str(exc))
             return None
         n = self.n
-        if self._countdown:
+        if self._countdown and math.isfinite(finite_total(out)):
             used = _SOLVE.get()
             if used is not None:           # unchecked, verified before the solve returns
                 self._countdown -= 1

@@ -40,6 +40,12 @@ def _check_error_weights(y0: np.ndarray, opts: SolverOptions) -> None:
         )
 
 
+def finite_total(v: np.ndarray) -> float:
+    """A sum of ``v``'s entries (squared for short vectors) that is finite where they all are, or
+    overflows: a short vector's dot product is the cheapest test, a long one's goes to BLAS threads."""
+    return v.dot(v) if v.size <= 4096 else np.add.reduce(v)
+
+
 class _Guarded:
     """Wrap the dynamics: count calls, keep the first exception or non-finite value, check shape."""
 
@@ -52,11 +58,6 @@ class _Guarded:
         self.busy = False
         """Whether the user's code (``fun`` or the Jacobian) is running."""
         self.error: BaseException | None = None
-
-    def _total(self, dy: np.ndarray) -> float:
-        """A sum of ``dy``'s entries (squared for small states) that is finite where they all are, or
-        overflows: a small state's dot product is the cheapest, a wide one's goes to BLAS threads."""
-        return dy.dot(dy) if self.n <= 4096 else np.add.reduce(dy)
 
     def __call__(self, y: np.ndarray, t: float) -> np.ndarray:
         self.nfe += 1
@@ -76,7 +77,7 @@ class _Guarded:
                 f"has {self.n}; func(y, t, *args) must return an array of y0's shape"
             )
             return np.full(self.n, np.nan)
-        if not math.isfinite(self._total(dy)) and not np.isfinite(dy).all():   # the cheap test, exact where finite
+        if not math.isfinite(finite_total(dy)) and not np.isfinite(dy).all():   # the cheap test, exact where finite
             self.error = ODESolveError(
                 f"func returned non-finite values (NaN or inf) at t = {t!r}; check the dynamics "
                 "and its parameters for overflow, division by zero or a blow-up"
