@@ -585,7 +585,7 @@ class CompiledRhs:
         self._countdown = 0
         """Unchecked evaluations left before the next check (0: check the next one)."""
         self._last: tuple[np.ndarray, np.ndarray] | None = None
-        """``(packed input, compiled f)`` of the last evaluation, where unchecked evaluations precede it."""
+        """``(packed input, compiled output)`` of the last evaluation, where it was unchecked."""
         self._trace: Trace | None = None
         self._program: Program | None = None
         self._consts: Any = np.zeros(0)
@@ -666,7 +666,7 @@ class CompiledRhs:
             used = _SOLVE.get()
             if used is not None:           # unchecked, verified before the solve returns
                 self._countdown -= 1
-                self._last = (packed, out[:n])
+                self._last = (packed, out)
                 used.add(self)
                 return out[n:]
         direct = self._direct(y, t, theta)
@@ -687,9 +687,9 @@ class CompiledRhs:
         """
         if self._last is None:
             return
-        packed, compiled_f = self._last
+        packed, out = self._last
         n, p = self.n, self.n_params
-        if not _agrees(compiled_f, self._direct(packed[:n], packed[n + p], packed[n:n + p])):
+        if not _agrees(out[:n], self._direct(packed[:n], packed[n + p], packed[n:n + p])):
             self._stale()
         self._countdown, self._last = self.guard_every - 1, None
 
