@@ -675,7 +675,7 @@ class CompiledRhs:
             return out[n:]
         if self._last is not None:
             self._stale()
-        return self._disagreed(kind, y, t, theta, extra, direct)
+        return self._disagreed(kind, packed, direct)
 
     def check_last(self) -> None:
         """Check the last evaluation where it was not checked (the end of a :func:`checked_solve`).
@@ -729,8 +729,7 @@ class CompiledRhs:
             self._report("jax", None)
         return out
 
-    def _disagreed(self, kind: tuple, y: np.ndarray, t: Any, theta: np.ndarray, extra: np.ndarray | None,
-                   direct: np.ndarray) -> np.ndarray | None:
+    def _disagreed(self, kind: tuple, packed: np.ndarray, direct: np.ndarray) -> np.ndarray | None:
         """The compiled ``f`` disagreed with ``direct`` at a checked evaluation that no unchecked one
         preceded: autograd's evaluation where ``f`` is not finite, else re-record the trace at this
         point (up to :data:`MAX_RETRACES` times) and evaluate again; fall back to autograd where the
@@ -739,10 +738,10 @@ class CompiledRhs:
             return None
         if self.retraces < MAX_RETRACES:
             self.retraces += 1
-            if not self._record(np.concatenate([y, theta, [t]]), compile_now=True):
+            if not self._record(packed[:self.n + self.n_params + 1], compile_now=True):
                 return None
             try:
-                out = self._program(kind, _pack(y, t, theta, extra), self._consts)
+                out = self._program(kind, packed, self._consts)
             except Unsupported as exc:
                 self._fall_back(str(exc))
                 return None

@@ -33,7 +33,8 @@ class SolveInfo:
     derivatives_note : str or None
         Why they are ``"autograd"`` (JAX not installed, a primitive without a JAX counterpart,
         ``func`` branching on values, ...); for ``"jax"``, ``None``, or why the derivatives of the
-        gradient's own solves (second derivatives: Hessians, grad-of-grad) are autograd's.
+        gradient's own solves (second derivatives: Hessians, grad-of-grad) are autograd's, or that a
+        solve was repeated with every compiled evaluation checked (:func:`odegrad.compiled.checked_solve`).
     """
 
     forward: SolveStats

@@ -4,8 +4,8 @@ A :class:`TFDynamics` is a :class:`odegrad.adjoint.Dynamics` whose ``f`` is a Te
 computation: what it reads comes from :class:`odegrad.tf.tracing.Reads`, its compiled computation
 from :mod:`odegrad.tf.compile`, the VJPs and Jacobians inside its derived dynamics from
 :mod:`odegrad.tf.derivatives`. Its host-side solves (the plain forward solve, re-solves with other
-parameters, dense forward solves) run here, with every tape paused and one BLAS thread
-(:func:`host_solve`).
+parameters, dense forward solves) run here, with every tape paused (:func:`unrecorded`) and, as
+every solve, one BLAS thread (:mod:`odegrad.blas`).
 """
 
 from __future__ import annotations
@@ -44,14 +44,6 @@ def unrecorded() -> Iterator[None]:
     tapes, and forward accumulators, of the thread).
     """
     with tf.init_scope():
-        yield
-
-
-@contextlib.contextmanager
-def host_solve() -> Iterator[None]:
-    """Where a scipy solve of these dynamics runs: no tape records it (:func:`unrecorded`); the
-    solver's own vector work stays on one BLAS thread as every solve's (:mod:`odegrad.blas`)."""
-    with unrecorded():
         yield
 
 
@@ -173,7 +165,7 @@ class TFDynamics:
 
     def _solve(self, s0: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, solvers.SolveStats]:
         fun = self.numpy_f
-        with host_solve():
+        with unrecorded():
             return solvers.solve(fun, np.asarray(s0, np.float64).ravel(), np.asarray(times, np.float64), self.opts)
 
     def _derived(self, rhs: Callable[..., tf.Tensor], layout: Layout, step: str, opts: solvers.SolverOptions,
@@ -311,7 +303,7 @@ class TFDynamics:
         forward tolerances); the work counts as backward work."""
         opts = dataclasses.replace(self.opts, method=self.backward_opts.method)
         fun = self.numpy_f
-        with host_solve():
+        with unrecorded():
             y_of_t, stats = solvers.dense_solve(fun, np.asarray(y_start, np.float64), float(t_start), float(t_end), opts)
         self.info.record("backward", stats)
         return y_of_t
