@@ -113,6 +113,27 @@ def forward_fits(n: int, columns: int, stiff: bool) -> bool:
     return lsoda_work_bytes(size) <= FORWARD_MAX_BYTES
 
 
+FORWARD_PASS_NFE = 1000
+"""Evaluations :func:`forward_in_forward_pass` assumes of a forward solve it has not seen (the
+benchmark problems and the README Quickstart take 50-1,100 per solve)."""
+
+
+def forward_in_forward_pass(n: int, columns: int, n_intervals: int, rtol: float) -> bool:
+    """Whether ``auto`` has the forward pass solve ``y`` with its forward sensitivities.
+
+    Decided before the forward solve, so without its evaluation count and stiffness: yes where
+    :func:`choose` takes forward sensitivities whether or not the solve turns out stiff, at
+    :data:`FORWARD_PASS_NFE` evaluations. The gradient then runs no solve (the forward pass's
+    ``y`` and ``S`` come from one solve of ``n (1 + columns)`` entries), which costs less than the
+    forward solve plus the sensitivity solve that ``choose`` would have run, and less than a
+    forward solve plus an adjoint wherever ``choose`` prefers sensitivities.
+    """
+    if not forward_fits(n, columns, stiff=True):
+        return False
+    return choose(n=n, columns=columns, n_intervals=n_intervals, nfe=FORWARD_PASS_NFE, rtol=rtol,
+                  stiff=False, higher_order=False) == "forward"
+
+
 def choose(*, n: int, columns: int, n_intervals: int, nfe: int, rtol: float, stiff: bool,
            higher_order: bool, derived: bool = False) -> str:
     """The gradient method ``adjoint="auto"`` uses for one solve.

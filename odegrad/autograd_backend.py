@@ -7,7 +7,9 @@ rules (:class:`Solved`). Its vector-Jacobian product is the registered gradient 
 with this primitive as its ``solve``, :class:`AutogradOps` as its ``ops`` and
 :class:`AutogradDynamics` as its dynamics; autograd differentiates that VJP again (Hessians,
 grad-of-grad). Its Jacobian-vector product solves the forward sensitivity equations with the same
-primitive. The problems it solves are :class:`odegrad.problem.Problem`; the derived dynamics the
+primitive. Where the gradient method asks for it (:func:`sensitivities_to_solve`), the forward pass
+of a first derivative solves ``y`` with its forward sensitivities and hands them to the VJP.
+The problems it solves are :class:`odegrad.problem.Problem`; the derived dynamics the
 methods solve (the adjoint's backward states, forward sensitivities) are built by
 :mod:`odegrad.derived`.
 
@@ -27,7 +29,7 @@ from autograd.tracer import getval, isbox
 
 from . import derived, solvers
 from .augmented import AugmentedLayout
-from .methods.base import GradientRequest, Wrt
+from .methods.base import ForwardShape, GradientRequest, Wrt
 from .methods.registry import get
 from .problem import Problem
 from .sensitivity import SensitivityLayout
@@ -92,17 +94,85 @@ class AutogradOps:
 @dataclasses.dataclass(frozen=True, eq=False)
 class Solved:
     """A plain scipy solve, handed to the primitive as a non-differentiated argument so that its
-    derivative rules read the solve's statistics (evaluations, LSODA's switches to BDF)."""
+    derivative rules read the solve's statistics (evaluations, LSODA's switches to BDF) and, where
+    the forward pass solved them, ``y``'s forward sensitivities (layout and solution ``zs``)."""
 
     ys: np.ndarray
     stats: solvers.SolveStats
+    sensitivities: tuple[SensitivityLayout, np.ndarray] | None = None
 
 
-def solve_with_stats(y0: Any, t: Any, theta: Any, problem: Problem) -> tuple[Any, solvers.SolveStats]:
-    """:func:`solve` and the statistics of its scipy solve (recorded in ``problem.info``)."""
-    ys, stats = problem.plain_solve(getval(y0), getval(t), getval(theta))
-    problem.record(stats)
-    return _solved(y0, t, theta, problem, Solved(ys, stats)), stats
+def _controls_y_alike(problem: Problem) -> bool:
+    """Whether the derived solves of ``problem`` control ``y``'s error as its forward solve does
+    (same method, tolerances and LSODA options), so that a sensitivity solve's ``y`` may stand for
+    the forward solution."""
+    forward, derived_opts = problem.opts, problem.backward_opts
+    return (derived_opts.method == forward.method and np.ndim(forward.rtol) == 0
+            and float(forward.rtol) == float(derived_opts.rtol)
+            and np.array_equal(np.broadcast_to(forward.atol, (problem.n,)),
+                               np.broadcast_to(derived_opts.atol, (problem.n,)))
+            and set(forward.lsoda_kwargs) <= {"tcrit"})
+
+
+def sensitivities_to_solve(y0: Any, t: Any, theta: Any, problem: Problem) -> SensitivityLayout | None:
+    """The layout of the forward sensitivities to solve with ``y`` in this forward pass, or ``None``.
+
+    Where the inputs are traced at one level (a first derivative will be asked for; a Hessian's
+    inner solve is traced twice and its VJP solves afresh), the derived solves control ``y`` as
+    the forward solve does, and the gradient method wants them
+    (:meth:`odegrad.methods.GradientMethod.sensitivities_in_forward`).
+    """
+    inputs = (y0, t, theta)
+    traced = [isbox(x) for x in inputs]
+    if not any(traced) or any(isbox(x) and isbox(x._value) for x in inputs) or len(getval(t)) < 2:
+        return None
+    if problem.stage != "forward" or not _controls_y_alike(problem):
+        return None
+    method = get(problem.adjoint.mode)
+    try:
+        method.check(problem.adjoint, "autograd")
+    except ValueError:                  # refused again, with its message, when the gradient is asked for
+        return None
+    layout = SensitivityLayout(problem.n, problem.n_params, with_y0=traced[0], with_t0=traced[1],
+                               with_params=traced[2])
+    shape = ForwardShape(n=problem.n, columns=layout.columns, n_intervals=len(getval(t)) - 1,
+                         rtol=float(problem.backward_opts.rtol),
+                         stiff_method=solvers.solver(problem.opts.method).stiff, door="autograd",
+                         options=problem.adjoint)
+    return layout if method.sensitivities_in_forward(shape) else None
+
+
+def _solve_with_sensitivities(y0: np.ndarray, t: np.ndarray, theta: np.ndarray, problem: Problem,
+                              layout: SensitivityLayout) -> tuple[np.ndarray, solvers.SolveStats]:
+    """``(zs, stats)``: the plain solve of ``z = [y, S]`` from ``y0`` that the gradient method's
+    own sensitivity solve would run (:func:`odegrad.derived.sensitivity`)."""
+    f0 = problem.make_fun(theta)(y0, t[0]) if layout.with_t0 else None
+    return derived.sensitivity(problem, layout).plain_solve(layout.initial_state(y0, f0, AutogradOps), t, theta)
+
+
+def solve_with_stats(y0: Any, t: Any, theta: Any, problem: Problem,
+                     sensitivities_in_forward: bool = False) -> tuple[Any, solvers.SolveStats]:
+    """:func:`solve` and the statistics of its scipy solve (recorded in ``problem.info``).
+
+    With ``sensitivities_in_forward``, the forward pass solves ``y`` with its forward sensitivities
+    where :func:`sensitivities_to_solve` says so (one solve instead of a forward solve and a
+    sensitivity solve); where that solve fails, ``y`` is solved alone and the gradient method
+    proceeds as usual.
+    """
+    plain = [np.asarray(getval(x), dtype=np.float64) for x in (y0, t, theta)]
+    layout = sensitivities_to_solve(y0, t, theta, problem) if sensitivities_in_forward else None
+    solved = None
+    if layout is not None:
+        try:
+            zs, stats = _solve_with_sensitivities(*plain, problem, layout)
+            solved = Solved(np.ascontiguousarray(zs[:, :problem.n]), stats, (layout, zs))
+            problem.info.sensitivities_in_forward = True
+        except solvers.ODESolveError:
+            solved = None
+    if solved is None:
+        solved = Solved(*problem.plain_solve(*plain))
+    problem.record(solved.stats)
+    return _solved(y0, t, theta, problem, solved), solved.stats
 
 
 def solve(y0: Any, t: Any, theta: Any, problem: Problem) -> Any:
@@ -133,6 +203,7 @@ def _solve_vjp(argnums, ys, args, kwargs):
         stats=solved.stats, info=problem.info, wrt=Wrt(y0=0 in argnums, t=1 in argnums, params=2 in argnums),
         door="autograd", higher_order=any(isbox(x) for x in (ys, y0, t, theta)),
         derived=problem.stage == "backward", resolve=problem.resolver(theta), params=theta, traced=isbox,
+        sensitivities=solved.sensitivities,
     )
     method.check_request(request)
     vjp = method.vjp(request)

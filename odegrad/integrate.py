@@ -328,7 +328,8 @@ def odeint(
     k = options.checkpoints
     stats = None
     if len(t_value):
-        raw, stats = solve_with_stats(y0_flat, refine_times(t_in, k, AutogradOps) if k else t_in, theta, problem)
+        raw, stats = solve_with_stats(y0_flat, refine_times(t_in, k, AutogradOps) if k else t_in, theta, problem,
+                                      sensitivities_in_forward=not (k or full_output))
     else:  # no output times: no rows, as in scipy
         raw = anp.reshape(y0_flat, (1, -1))[:0]
     ys = anp.reshape(raw[:: k + 1] if k else raw, (len(t_value),) + shape)

@@ -35,6 +35,11 @@ class SolveInfo:
         ``func`` branching on values, ...); for ``"jax"``, ``None``, or why the derivatives of the
         gradient's own solves (second derivatives: Hessians, grad-of-grad) are autograd's, or that a
         solve was repeated with every compiled evaluation checked (:func:`odegrad.compiled.checked_solve`).
+    sensitivities_in_forward : bool
+        Whether the forward solve carried ``y``'s forward sensitivities (the gradient method asked
+        for them before the solve: ``adjoint="forward"``, and ``"auto"`` where it expects to pick
+        them): ``forward`` then counts the evaluations of the sensitivity dynamics, ``y`` comes
+        from that solve, and a first derivative adds no backward work.
     """
 
     forward: SolveStats
@@ -42,6 +47,7 @@ class SolveInfo:
     gradient_methods: list[str] = dataclasses.field(default_factory=list)
     derivatives: str | None = None
     derivatives_note: str | None = None
+    sensitivities_in_forward: bool = False
 
     def record(self, stage: str, stats: SolveStats) -> None:
         """Add the statistics of one solve to ``stage`` (``"forward"`` or ``"backward"``)."""

@@ -13,6 +13,9 @@ checkpoint adjoint. This method owns what happens after the choice:
 * a second cotangent (a Jacobian or Hessian row by row) switches from the adjoint to forward
   sensitivities where they fit: one sensitivity solve serves that cotangent and every later one.
 
+Where the forward pass solved ``y`` with its forward sensitivities (:meth:`Auto.sensitivities_in_forward`),
+a first derivative uses them: they are paid for, and no adjoint can be cheaper than no solve.
+
 The methods it runs are looked up by name in the registry, so a replaced built-in is the one used.
 """
 
@@ -23,7 +26,7 @@ from typing import Any, ClassVar
 
 from .. import auto, solvers
 from .adjoint_methods import run_backward
-from .base import Gradient, GradientMethod, GradientRequest, Vjp
+from .base import ForwardShape, Gradient, GradientMethod, GradientRequest, Vjp
 from .forward import layout_of
 from .registry import get
 
@@ -44,8 +47,17 @@ class Auto(GradientMethod):
     checkpoints: ClassVar[bool] = True
     seminorm_note: ClassVar[str] = "which applies it only when it picks one of those"
 
+    def sensitivities_in_forward(self, shape: ForwardShape) -> bool:
+        """Where :func:`odegrad.auto.forward_in_forward_pass` expects forward sensitivities: the
+        forward pass then solves them, and :meth:`vjp` uses them (they are paid for)."""
+        forward = get("forward")
+        return forward.sensitivities_in_forward(shape) and auto.forward_in_forward_pass(
+            shape.n, shape.columns, shape.n_intervals, shape.rtol)
+
     def vjp(self, request: GradientRequest) -> Vjp:
         forward = get("forward")
+        if request.sensitivities is not None and not request.higher_order:
+            return forward.vjp(request)     # solved with y in the forward pass
         stiff = is_stiff(request)
         columns = layout_of(request).columns
         fits = request.door in forward.doors and auto.forward_fits(request.n, columns, stiff)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..adjoint import Dynamics, Solve
     from ..ops import Ops
     from ..options import AdjointOptions
+    from ..sensitivity import SensitivityLayout
     from ..solvers import SolverOptions, SolveStats
     from ..stats import SolveInfo
 
@@ -96,6 +97,12 @@ class GradientRequest:
     traced : callable
         ``traced(x) -> bool``: whether the door's differentiation traces ``x`` (a cotangent
         ``g`` that is itself differentiated, so the VJP must be differentiable in it).
+    sensitivities : (SensitivityLayout, ndarray) or None
+        Where the forward pass solved ``y`` together with its forward sensitivities (the door asked
+        :meth:`GradientMethod.sensitivities_in_forward`): their layout and the plain solution
+        ``zs`` (T, ``layout.size``) whose first ``n`` columns are ``ys``. A method may use them
+        for first derivatives; they are plain arrays, so a VJP that is differentiated again
+        (``higher_order``) must solve afresh.
     """
 
     ys: Any
@@ -116,6 +123,7 @@ class GradientRequest:
     resolve: Resolve
     params: Any = None
     traced: Callable[[Any], bool] = dataclasses.field(default=_untraced, repr=False)
+    sensitivities: "tuple[SensitivityLayout, np.ndarray] | None" = None
 
     @property
     def n(self) -> int:
@@ -131,6 +139,35 @@ class GradientRequest:
     def n_times(self) -> int:
         """Output times (checkpoints included)."""
         return int(self.ys.shape[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class ForwardShape:
+    """What a door knows of a differentiated solve before solving it (:meth:`GradientMethod.sensitivities_in_forward`).
+
+    Attributes
+    ----------
+    n : int
+        Entries of the flat state.
+    columns : int
+        Sensitivity columns of what is differentiated (:attr:`odegrad.sensitivity.SensitivityLayout.columns`).
+    n_intervals : int
+        Output intervals (output times minus one).
+    rtol : float
+        Relative tolerance of the derived solves.
+    stiff_method : bool
+        Whether the forward method is one for stiff problems.
+    door : str
+    options : AdjointOptions
+    """
+
+    n: int
+    columns: int
+    n_intervals: int
+    rtol: float
+    stiff_method: bool
+    door: str
+    options: "AdjointOptions"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,6 +277,17 @@ class GradientMethod(abc.ABC):
             raise NotImplementedError(
                 f"adjoint={self.name!r} gives first derivatives only; use {_alternatives(here)} for "
                 "Hessians, grad-of-grad and other higher derivatives")
+
+    def sensitivities_in_forward(self, shape: "ForwardShape") -> bool:
+        """Whether the door should solve ``y`` with its forward sensitivities in the forward pass.
+
+        A door asks before a forward solve whose result will be differentiated once (its inputs
+        traced at one level) and whose derived solves control ``y``'s error as the forward solve
+        does; it then hands the solution to :meth:`vjp` as ``request.sensitivities`` and returns
+        its ``y`` as the forward result. It saves the forward solve of a method that would solve
+        the sensitivities anyway. The default: no.
+        """
+        return False
 
     @abc.abstractmethod
     def vjp(self, request: GradientRequest) -> Vjp:

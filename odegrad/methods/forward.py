@@ -2,7 +2,9 @@
 
 The state ``z = [y, S]`` (:class:`odegrad.sensitivity.SensitivityLayout`) is solved once by the
 door's differentiable ``solve`` with the dynamics ``request.dynamics.sensitivity(layout)``; each
-cotangent then costs a few array operations (:meth:`SensitivityLayout.cotangents`).
+cotangent then costs a few array operations (:meth:`SensitivityLayout.cotangents`). Where the
+door solved ``z`` in the forward pass already (:meth:`ForwardSensitivities.sensitivities_in_forward`,
+``request.sensitivities``), a first derivative runs no solve at all.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..sensitivity import SensitivityLayout
-from .base import Gradient, GradientMethod, GradientRequest, Vjp
+from .base import ForwardShape, Gradient, GradientMethod, GradientRequest, Vjp
 
 
 def layout_of(request: GradientRequest) -> SensitivityLayout:
@@ -29,10 +31,17 @@ class ForwardSensitivities(GradientMethod):
         "every entry of the forward sensitivities S enters the gradient, so none may leave the error control")
     without_checkpoints: ClassVar[str] = "solves y with its sensitivities forwards instead"
 
+    def sensitivities_in_forward(self, shape: ForwardShape) -> bool:
+        """Yes: the sensitivity solve also solves ``y``, so it can be the forward solve."""
+        return shape.door in self.doors
+
     def vjp(self, request: GradientRequest) -> Vjp:
         layout, ops, dynamics = layout_of(request), request.ops, request.dynamics
         ys, t, n_times = request.ys, request.t, request.n_times
         solved: list[Any] = []
+        presolved = request.sensitivities
+        if presolved is not None and presolved[0] == layout and not request.higher_order:
+            solved.append(presolved[1])         # solved in the forward pass: nothing left to run
 
         def vjp(g: Any) -> Gradient:
             if n_times == 1:        # nothing to solve: y(t_0) = y0
@@ -40,11 +49,12 @@ class ForwardSensitivities(GradientMethod):
                                 ops.zeros(1, like=g) if layout.with_t0 else None,
                                 ops.zeros(request.n_params, like=g) if layout.with_params else None,
                                 self.name, ran=False)
-            ran = not solved
+            ran = len(solved) < 2
             if ran:     # the solve and the rates f(y_i, t_i) do not depend on g: once for every cotangent
-                f0 = dynamics.f(request.y0, t[0]) if layout.with_t0 else None
-                solved.append(request.solve(layout.initial_state(request.y0, f0, ops), t,
-                                            dynamics.sensitivity(layout)))
+                if not solved:
+                    f0 = dynamics.f(request.y0, t[0]) if layout.with_t0 else None
+                    solved.append(request.solve(layout.initial_state(request.y0, f0, ops), t,
+                                                dynamics.sensitivity(layout)))
                 solved.append(ops.stack([dynamics.f(ys[i], t[i]) for i in range(1, n_times)])
                               if layout.with_t0 else None)
             return Gradient(*layout.cotangents(g, solved[0], solved[1], ops), self.name, ran=ran)

@@ -222,9 +222,11 @@ def test_hessian_vector_product_and_make_vjp(record_error):
     err = relative_error(hvp, ref)
     record_error("HVP vs FD of grad: tanh_mlp", err)
     assert err < HESS_RTOL
-    # make_vjp of the gradient gives the same product (H is symmetric).
+    # make_vjp of the gradient gives the same product (H is symmetric). Its gradient is traced
+    # twice, so it solves y alone and then the sensitivities, where a first derivative takes y
+    # from the sensitivity solve of the forward pass: the two agree to the solver's tolerance.
     vjp, g_val = make_vjp(gradient)(theta)
-    assert relative_error(g_val, gradient(theta)) < 1e-12
+    assert relative_error(g_val, gradient(theta)) < 100 * FD_SOLVE_TOL
     assert relative_error(vjp(v), hvp) < 1e-8
 
 

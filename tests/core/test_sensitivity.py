@@ -12,7 +12,7 @@ import math
 import autograd.numpy as np
 import numpy as onp
 import pytest
-from autograd import grad, hessian, jacobian, make_jvp
+from autograd import grad, hessian, jacobian, make_jvp, value_and_grad
 
 from odegrad import ODESolveError, auto, odeint, record_stats
 from odegrad.augmented import AugmentedLayout
@@ -73,7 +73,8 @@ def test_decreasing_times_and_single_time():
 
 def test_one_sensitivity_solve_serves_every_row_of_a_jacobian(record_error):
     """jacobian() asks the VJP for one cotangent per output entry: forward sensitivities solve
-    once and reuse the solution; the adjoint would solve once per row and interval."""
+    once (in the forward pass, with y) and reuse the solution; the adjoint would solve once per
+    row and interval."""
     k = onp.array([0.7, 1.3])
 
     def trajectory(k, adjoint):
@@ -82,7 +83,8 @@ def test_one_sensitivity_solve_serves_every_row_of_a_jacobian(record_error):
 
     with record_stats() as rec:
         J = jacobian(trajectory)(k, "forward")
-    assert rec.backward.nsolves == 1
+    assert rec.forward.nsolves == 1 and rec.backward.nsolves == 0
+    assert [info.sensitivities_in_forward for info in rec.calls] == [True]
     tau = (T_LIN - T_LIN[0])[:, None]
     exact = onp.zeros((len(T_LIN), 2, 2))
     for j in range(2):
@@ -237,7 +239,8 @@ def test_stiff_gradient_with_default_options(record_error):
         grad(_stiff_loss)(LOG_K_STIFF, adjoint="checkpoint")
     with record_stats() as rec:
         g = grad(_stiff_loss)(LOG_K_STIFF)
-    assert rec.backward.nsolves == 1  # forward sensitivities
+    assert rec.calls[0].sensitivities_in_forward and rec.calls[0].gradient_methods == ["forward"]
+    assert rec.forward.nsolves == 1 and rec.backward.nsolves == 0
     fd = central_differences(lambda lk: _stiff_loss(lk, tol=FD_SOLVE_TOL), LOG_K_STIFF, **FD)
     err = relative_error(g, fd)
     record_error("auto: stiff reversible kinetics gradient vs FD", err)
@@ -313,3 +316,65 @@ def test_auto_rule_costs():
     assert auto.forward_cost(20, 100) > auto.forward_cost(2, 100)
     assert not auto.forward_fits(100, 100, stiff=False) and auto.forward_fits(50, 100, stiff=False)
     assert auto.forward_fits(3, 3, stiff=True) and not auto.forward_fits(50, 100, stiff=True)
+
+
+def test_first_derivative_solves_sensitivities_in_the_forward_pass(record_error):
+    """Under one level of tracing, forward sensitivities (explicit, or auto's expected pick) are
+    solved with y in the forward pass: the value is that solve's y, within the tolerance of a plain
+    solve, the gradient is exact, and nothing runs backwards."""
+    for adjoint in ("forward", "auto"):
+        with record_stats() as rec:
+            value, got = value_and_grad(_linear_loss, (0, 1, 2))(A_LIN, Y0_LIN, T_LIN, adjoint=adjoint)
+        info = rec.calls[0]
+        assert info.sensitivities_in_forward and info.gradient_methods == ["forward"]
+        assert rec.forward.nsolves == 1 and rec.backward.nsolves == 0
+        assert abs(value - _linear_loss(A_LIN, Y0_LIN, T_LIN)) < 100 * TOL * onp.sum(onp.abs(G_LIN))
+        for g, exact, what in zip(got, linear_gradients(A_LIN, Y0_LIN, T_LIN, G_LIN), ("A", "y0", "t")):
+            err = relative_error(g, exact)
+            record_error(f"{adjoint}, in the forward pass: linear d/d{what} vs closed form", err)
+            assert err < GRAD_RTOL, what
+
+
+@pytest.mark.parametrize("kwargs", [{"adjoint": "checkpoint"}, {"adjoint_rtol": 1e-9},
+                                    {"adjoint_method": "bdf"}, {"checkpoints": 2}, {"full_output": True}])
+def test_forward_pass_solves_y_alone_otherwise(kwargs):
+    """Not for the adjoint, not where the derived solves control y differently from the forward
+    solve (their y could not stand for it), not with checkpoints or scipy's infodict (which
+    describe the forward solve); the gradient is then what the method computes after it."""
+    full_output = kwargs.get("full_output", False)
+
+    def loss(A):
+        out = odeint(linear, Y0_LIN, T_LIN, args=(A,), rtol=TOL, atol=TOL, **kwargs)
+        return np.sum(G_LIN * (out[0] if full_output else out))
+
+    with record_stats() as rec:
+        g = grad(loss)(A_LIN)
+    assert not rec.calls[0].sensitivities_in_forward and rec.backward.nsolves >= 1
+    assert relative_error(g, linear_gradients(A_LIN, Y0_LIN, T_LIN, G_LIN)[0]) < GRAD_RTOL
+
+
+def test_failed_forward_pass_sensitivity_solve_falls_back(monkeypatch):
+    """Where the solve of y with its sensitivities fails, y is solved alone and the gradient method
+    runs as it would have (its own sensitivity solve then reports the failure, if any)."""
+    import odegrad.autograd_backend as backend
+
+    def failing(*args, **kwargs):
+        raise ODESolveError("lsoda failed: excess work done")
+
+    monkeypatch.setattr(backend, "_solve_with_sensitivities", failing)
+    with record_stats() as rec:
+        g = grad(_linear_loss)(A_LIN, Y0_LIN, T_LIN, adjoint="forward")
+    assert not rec.calls[0].sensitivities_in_forward
+    assert rec.forward.nsolves == 1 and rec.backward.nsolves == 1
+    assert relative_error(g, linear_gradients(A_LIN, Y0_LIN, T_LIN, G_LIN)[0]) < GRAD_RTOL
+
+
+def test_auto_expects_forward_sensitivities_for_small_states_only():
+    """auto's choice before the forward solve: small states with few columns (the Quickstart's
+    Lotka-Volterra, kinetics) yes; a state whose sensitivity system is too large for the exact
+    Jacobian a stiff solve would need, or a wide one, no."""
+    assert auto.forward_in_forward_pass(2, 4, 30, 1e-8)
+    assert auto.forward_in_forward_pass(3, 3, 11, 1e-6)
+    assert not auto.forward_in_forward_pass(2, 252, 99, 1e-6)         # 506 entries
+    assert not auto.forward_in_forward_pass(64, 33088, 4, 1e-6)
+    assert not auto.forward_in_forward_pass(20, 1, 1, 1e-3)           # the adjoint is cheaper

@@ -89,9 +89,10 @@ def test_empty_recorder():
 
 @pytest.mark.parametrize("n_times", [2, 3, 7])
 def test_backward_nsolves_per_gradient_scales_with_outputs(n_times):
-    """The adjoint restarts at every output time; forward sensitivities solve once."""
+    """The adjoint restarts at every output time; forward sensitivities solve once, in the forward
+    pass (with y) for a first derivative, after it where the gradient is differentiated again."""
     t = onp.linspace(0.0, 1.0, n_times)
-    for adjoint, per_gradient in (("checkpoint", n_times - 1), ("forward", 1)):
+    for adjoint, per_gradient in (("checkpoint", n_times - 1), ("forward", 0)):
         def loss(y0, adjoint=adjoint):
             return np.sum(odeint(_decay, y0, t, args=(0.5,), adjoint=adjoint))
 
@@ -100,8 +101,12 @@ def test_backward_nsolves_per_gradient_scales_with_outputs(n_times):
                 grad(loss)(onp.array([1.0, 2.0]))
         assert len(rec.calls) == 3
         for info in rec.calls:
-            assert info.backward.nsolves == per_gradient
+            assert info.forward.nsolves == 1 and info.backward.nsolves == per_gradient
+            assert info.sensitivities_in_forward == (adjoint == "forward")
         assert rec.backward.nsolves == 3 * per_gradient
+    with record_stats() as rec:       # a Hessian: the gradient's own solve is differentiated
+        hessian(lambda y0: np.sum(odeint(_decay, y0, t, args=(0.5,), adjoint="forward")))(onp.array([1.0, 2.0]))
+    assert not rec.calls[0].sensitivities_in_forward and rec.backward.nsolves >= 1
 
 
 def test_hessian_adds_backward_work():
