@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 import scipy.integrate
 
+from .allocator import raise_mmap_threshold
 from .blas import one_blas_thread
 from .solver_guard import _exclusive, _Guarded
 from .solver_ivp import IvpJacobian as IvpJacobian
@@ -110,6 +111,7 @@ def solve(
     if len(t) == 1 or t[0] == t[-1]:  # all output times equal (t is monotonic): nothing to integrate
         return np.repeat(y0[None, :], len(t), axis=0), SolveStats(method=opts.method, infodict=infodict_of_no_steps(t))
     _check_direction(spec, float(t[0]), float(t[-1]))
+    raise_mmap_threshold()
     with one_blas_thread(), contextlib.nullcontext() if spec.reentrant else _exclusive(opts.method, guarded):
         ys, stats = spec.run(guarded, y0, t, opts, jac)
     if guarded.error is not None:
@@ -170,6 +172,7 @@ def dense_solve(
     _check_direction(spec, float(t_start), float(t_end))
     y0 = np.asarray(y0, dtype=np.float64)
     guarded = _Guarded(fun, y0.size)
+    raise_mmap_threshold()
     with one_blas_thread():
         y_of_t, stats = spec.dense(guarded, y0, t_start, t_end, opts, jac)
     if guarded.error is not None:
