@@ -103,6 +103,10 @@ class Dynamics(Protocol):
         (:class:`odegrad.sensitivity.SensitivityLayout`) with the same parameters."""
         ...
 
+    def backward_method(self, method: str) -> "Dynamics":
+        """The same dynamics, whose derived solves (backward states, sensitivities) use ``method``."""
+        ...
+
 
 Solve = Callable[[Any, Any, Dynamics], Any]
 """``solve(s0, times, dynamics) -> states``: the backend's differentiable solve."""

@@ -64,6 +64,10 @@ class AutogradDynamics:
     def sensitivity(self, layout: SensitivityLayout) -> "AutogradDynamics":
         return AutogradDynamics(derived.sensitivity(self.problem, layout), self.theta)
 
+    def backward_method(self, method: str) -> "AutogradDynamics":
+        opts = dataclasses.replace(self.problem.backward_opts, method=method, lsoda_kwargs={})
+        return AutogradDynamics(dataclasses.replace(self.problem, backward_opts=opts), self.theta)
+
 
 class AutogradOps:
     """:class:`odegrad.ops.Ops` from ``autograd.numpy``."""

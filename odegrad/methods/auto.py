@@ -11,7 +11,9 @@ checkpoint adjoint. This method owns what happens after the choice:
   they fit, else the interpolating adjoint (first derivatives), else an error that says what to
   do. Warnings of the failed attempt are dropped, those of a successful one kept;
 * a second cotangent (a Jacobian or Hessian row by row) switches from the adjoint to forward
-  sensitivities where they fit: one sensitivity solve serves that cotangent and every later one.
+  sensitivities where they fit: one sensitivity solve serves that cotangent and every later one;
+* its checkpoint adjoint of a wide state after a non-stiff LSODA forward solve runs backwards with
+  VODE's Adams method (:func:`odegrad.auto.backward_method`); its retries use the options as given.
 
 Where the forward pass solved ``y`` with its forward sensitivities (:meth:`Auto.sensitivities_in_forward`),
 a first derivative uses them: they are paid for, and no adjoint can be cheaper than no solve.
@@ -21,6 +23,7 @@ The methods it runs are looked up by name in the registry, so a replaced built-i
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any, ClassVar
 
@@ -94,12 +97,22 @@ class Auto(GradientMethod):
         )
 
     def _adjoint(self, request: GradientRequest, mode: str, fits: bool) -> Vjp:
-        """The adjoint ``mode`` under auto's drift bound, retried where it fails (module docstring)."""
+        """The adjoint ``mode`` under auto's drift bound, with the backward method of
+        :func:`odegrad.auto.backward_method`, retried where it fails (module docstring)."""
+        running = request
+        method = auto.backward_method(request.forward_opts.method, is_stiff(request), request.options.method,
+                                      2 * request.n + 1 + request.n_params) if mode == "checkpoint" else None
+        if method is not None:
+            running = dataclasses.replace(
+                request, dynamics=request.dynamics.backward_method(method),
+                backward_opts=dataclasses.replace(request.backward_opts, method=method, lsoda_kwargs={}))
+            request.info.backward.method = method
+
         def vjp(g: Any) -> Gradient:
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    gradient = run_backward(request, g, mode, drift_factor=auto.DRIFT_FACTOR)
+                    gradient = run_backward(running, g, mode, drift_factor=auto.DRIFT_FACTOR)
             except solvers.ODESolveError as exc:
                 return self._retry(request, g, exc, fits)
             for item in caught:

@@ -203,6 +203,11 @@ class TFDynamics:
         opts = layout.solver_options(self.backward_opts, self.adjoint.seminorm)
         return self._derived(rhs, layout, step, opts, y_of_t)
 
+    def backward_method(self, method: str) -> "TFDynamics":
+        """These dynamics, whose derived solves use ``method`` (their derived dynamics are built anew)."""
+        return dataclasses.replace(self, backward_opts=dataclasses.replace(self.backward_opts, method=method,
+                                                                            lsoda_kwargs={}))
+
     def sensitivity(self, layout: SensitivityLayout) -> "TFDynamics":
         """The dynamics of ``z = [y, S]`` (forward sensitivities), built once per layout.
 

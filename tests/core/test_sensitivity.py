@@ -285,6 +285,43 @@ def test_auto_switches_to_sensitivities_at_the_second_cotangent(record_error):
     assert err < FD_RTOL
 
 
+def _wide_mlp_loss(p, **kwargs):
+    """A 4-state tanh MLP with 4,612 parameters: auto's checkpoint adjoint, 4,621 backward entries."""
+    n, h = 4, 512
+
+    def f(y, t, p):
+        W1, b1, W2 = np.reshape(p[:h * n], (h, n)), p[h * n:h * n + h], np.reshape(p[h * n + h:2 * h * n + h], (n, h))
+        return np.dot(W2, np.tanh(np.dot(W1, y) + b1)) / h - 0.5 * y + p[-n:]
+
+    ys = odeint(f, onp.ones(n), onp.linspace(0.0, 1.0, 3), args=(p,), rtol=1e-8, atol=1e-8, **kwargs)
+    return np.sum(ys ** 2)
+
+
+def test_auto_solves_a_wide_checkpoint_adjoint_backwards_with_adams(record_error):
+    """After a non-stiff LSODA forward solve of a wide problem, auto's checkpoint adjoint runs
+    backwards with VODE's Adams (as adjoint_method='adams' would); an adjoint_method of the user's
+    is kept."""
+    p = 0.5 * onp.random.default_rng(11).standard_normal(2 * 4 * 512 + 512 + 4)
+    assert auto.backward_method("lsoda", False, None, 2 * 4 + 1 + p.size) == "adams"
+    assert auto.backward_method("lsoda", True, None, 2 * 4 + 1 + p.size) is None          # stiff
+    assert auto.backward_method("lsoda", False, "lsoda", 2 * 4 + 1 + p.size) is None      # given
+    assert auto.backward_method("lsoda", False, None, 100) is None                          # narrow
+    with record_stats() as rec:
+        g = grad(_wide_mlp_loss)(p)
+    info = rec.calls[0]
+    assert info.gradient_methods == ["checkpoint"] and info.backward.method == "adams"
+    explicit = grad(_wide_mlp_loss)(p, adjoint="checkpoint", adjoint_method="adams")
+    assert relative_error(g, explicit) < 1e-12
+    with record_stats() as rec:
+        g_lsoda = grad(_wide_mlp_loss)(p, adjoint_method="lsoda")
+    assert rec.calls[0].backward.method == "lsoda"
+    reference = grad(_wide_mlp_loss)(p, adjoint="checkpoint", adjoint_rtol=1e-11, adjoint_atol=1e-11)
+    for what, got in (("adams", g), ("lsoda", g_lsoda)):
+        err = relative_error(got, reference)
+        record_error(f"auto: wide checkpoint adjoint backwards by {what} vs tight adjoint", err)
+        assert err < 100 * 1e-8
+
+
 @pytest.mark.parametrize("kwargs, expected", [
     # the benchmark problems (sizes, forward NFE and tolerances as measured)
     ({"n": 3, "columns": 2, "n_intervals": 4, "nfe": 221, "rtol": 1.49012e-8, "stiff": False}, "forward"),
