@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import autograd.numpy as anp
 import numpy as np
+from autograd.core import VJPNode
 from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
 from autograd.tracer import getval, isbox
 
@@ -121,15 +122,19 @@ def _controls_y_alike(problem: Problem) -> bool:
 def sensitivities_to_solve(y0: Any, t: Any, theta: Any, problem: Problem) -> SensitivityLayout | None:
     """The layout of the forward sensitivities to solve with ``y`` in this forward pass, or ``None``.
 
-    Where the inputs are traced at one level (a first derivative will be asked for; a Hessian's
-    inner solve is traced twice and its VJP solves afresh), the derived solves control ``y`` as
+    Where the inputs are traced at one level by reverse mode (a first derivative will be asked for;
+    a Hessian's inner solve is traced twice and its VJP solves afresh; forward mode solves its own
+    tangents), the derived solves control ``y`` as
     the forward solve does, and the gradient method wants them
     (:meth:`odegrad.methods.GradientMethod.sensitivities_in_forward`).
     """
     inputs = (y0, t, theta)
     traced = [isbox(x) for x in inputs]
-    if not any(traced) or any(isbox(x) and isbox(x._value) for x in inputs) or len(getval(t)) < 2:
+    boxes = [x for x in inputs if isbox(x)]
+    if not boxes or len(getval(t)) < 2:
         return None
+    if any(isbox(x._value) or not isinstance(x._node, VJPNode) for x in boxes):
+        return None     # traced twice (solved afresh by its VJP), or by forward mode (its own tangent solve)
     if problem.stage != "forward" or not _controls_y_alike(problem):
         return None
     method = get(problem.adjoint.mode)

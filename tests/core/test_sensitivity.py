@@ -390,6 +390,14 @@ def test_forward_pass_solves_y_alone_otherwise(kwargs):
     assert relative_error(g, linear_gradients(A_LIN, Y0_LIN, T_LIN, G_LIN)[0]) < GRAD_RTOL
 
 
+def test_forward_mode_solves_y_alone():
+    """make_jvp solves its own tangent system: its forward pass solves no sensitivities."""
+    with record_stats() as rec:
+        _, tangent = make_jvp(lambda A: _linear_loss(A, Y0_LIN, T_LIN, adjoint="forward"))(A_LIN)(onp.ones_like(A_LIN))
+    assert not rec.calls[0].sensitivities_in_forward
+    assert abs(tangent - onp.sum(linear_gradients(A_LIN, Y0_LIN, T_LIN, G_LIN)[0])) < GRAD_RTOL * abs(tangent)
+
+
 def test_failed_forward_pass_sensitivity_solve_falls_back(monkeypatch):
     """Where the solve of y with its sensitivities fails, y is solved alone and the gradient method
     runs as it would have (its own sensitivity solve then reports the failure, if any)."""
