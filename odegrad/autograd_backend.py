@@ -165,8 +165,10 @@ def solve_with_stats(y0: Any, t: Any, theta: Any, problem: Problem,
 
     With ``sensitivities_in_forward``, the forward pass solves ``y`` with its forward sensitivities
     where :func:`sensitivities_to_solve` says so (one solve instead of a forward solve and a
-    sensitivity solve); where that solve fails, ``y`` is solved alone and the gradient method
-    proceeds as usual.
+    sensitivity solve); where that solve fails (the solver, or ``func`` where its derivatives are
+    traced: a ``func`` written with plain NumPy solves forwards but has no derivatives), ``y`` is
+    solved alone and the gradient method proceeds as usual, meeting the same failure if a gradient
+    is asked for.
     """
     plain = [np.asarray(getval(x), dtype=np.float64) for x in (y0, t, theta)]
     layout = sensitivities_to_solve(y0, t, theta, problem) if sensitivities_in_forward else None
@@ -176,7 +178,7 @@ def solve_with_stats(y0: Any, t: Any, theta: Any, problem: Problem,
             zs, stats = _solve_with_sensitivities(*plain, problem, layout)
             solved = Solved(np.ascontiguousarray(zs[:, :problem.n]), stats, (layout, zs))
             problem.info.sensitivities_in_forward = True
-        except solvers.ODESolveError:
+        except Exception:   # noqa: BLE001 -- the gradient method meets the same failure, if it is asked
             solved = None
     if solved is None:
         solved = Solved(*problem.plain_solve(*plain))

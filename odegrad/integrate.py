@@ -23,7 +23,7 @@ from .problem import Problem
 from .pytree import as_traced, flatten_args, open_containers
 from .solver_registry import either, methods
 from .stats import SolveInfo, new_info
-from .validation import ShapeError, as_real_array, check_method, check_times, tolerance
+from .validation import ShapeError, as_real_array, check_method, check_times, check_traced_output, tolerance
 
 _LSODA_KWARGS = {"ml": None, "mu": None, "tcrit": None, "ixpr": 0, "mxhnil": 0, "mxordn": 12,
                  "mxords": 5, "printmessg": 0}
@@ -73,6 +73,7 @@ def _dynamics(func: Callable[..., Any], shape: tuple[int, ...],
         out = func(y if flat_state else anp.reshape(y, shape), tt, *unflatten(th))
         if isinstance(out, (list, tuple)):
             out = anp.array(out)
+        check_traced_output("func", out)
         return out if flat_state and anp.ndim(out) == 1 else anp.ravel(out)
 
     def make_fun(th):

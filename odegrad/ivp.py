@@ -30,13 +30,13 @@ from autograd import grad as ag_grad
 from autograd.tracer import getval, isbox
 
 from . import solvers
-from .autograd_backend import solve
+from .autograd_backend import solve_with_stats
 from .options import AdjointOptions, adjoint_options
 from .problem import Problem
 from .pytree import as_traced, flatten_args, holds_box, open_containers
 from .solver_ivp import ivp_spec
 from .stats import new_info
-from .validation import as_real_array, tolerance
+from .validation import as_real_array, check_traced_output, tolerance
 
 _JACOBIAN_KEYWORDS = ("jac", "jac_sparsity", "lband", "uband")
 """Keywords that shape the Newton iterations of the forward solve only; the derived (adjoint,
@@ -146,7 +146,8 @@ class _Solved:
             )
         self.problem, self.theta, self.reps = problem, theta, reps
         self.index = {value: i for i, value in enumerate(values)}
-        self.ys = solve(y0, anp.array([reps[v] for v in values]), theta, problem)
+        self.ys = solve_with_stats(y0, anp.array([reps[v] for v in values]), theta, problem,
+                                   sensitivities_in_forward=True)[0]
 
     def at(self, time: Any) -> Any:
         """The state at ``time`` (its value must be one of the solved times)."""
@@ -313,11 +314,7 @@ def _build_problem(fun, name: str, n: int, n_params: int, vectorized: bool, has_
         out = fun(t, anp.reshape(y, (n, 1)) if vectorized else y, *bound)
         if isinstance(out, (list, tuple)):
             out = anp.array(out)
-        if getattr(getattr(out, "dtype", None), "kind", "") == "O":
-            raise TypeError(
-                "fun returned an array of objects: on traced values it must be written with autograd.numpy "
-                "(anp.array, anp.stack, anp.exp, ...), not numpy, to be differentiated"
-            )
+        check_traced_output("fun", out)
         return anp.reshape(out, (n,)) if vectorized else out
 
     def rhs(y, t, theta):

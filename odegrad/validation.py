@@ -25,6 +25,17 @@ def as_real_array(name: str, value: Any) -> np.ndarray:
     return arr
 
 
+def check_traced_output(name: str, out: Any) -> Any:
+    """``out`` of the user's dynamics ``name`` on traced values; ``TypeError`` where it is an array of
+    objects (NumPy, not ``autograd.numpy``, applied to autograd's boxes), which has no derivatives."""
+    if getattr(getattr(out, "dtype", None), "kind", "") == "O":
+        raise TypeError(
+            f"{name} returned an array of objects: on traced values it must be written with autograd.numpy "
+            "(anp.array, anp.stack, anp.exp, ...), not numpy, to be differentiated"
+        )
+    return out
+
+
 class ShapeError(ValueError, RuntimeError):
     """``func`` or ``Dfun`` returned an array of the wrong shape.
 

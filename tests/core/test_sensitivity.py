@@ -423,3 +423,21 @@ def test_auto_expects_forward_sensitivities_for_small_states_only():
     assert not auto.forward_in_forward_pass(2, 252, 99, 1e-6)         # 506 entries
     assert not auto.forward_in_forward_pass(64, 33088, 4, 1e-6)
     assert not auto.forward_in_forward_pass(20, 1, 1, 1e-3)           # the adjoint is cheaper
+
+
+def test_numpy_func_under_reverse_mode_solves_forwards_then_refuses_the_gradient():
+    """A func written with plain NumPy has no derivatives: the forward pass's sensitivity solve
+    fails, y is solved alone (the value is scipy's), and the gradient raises what it always did."""
+    def f(y, t, A):
+        return onp.dot(A, y)
+
+    seen = {}
+
+    def loss(A):
+        seen["ys"] = odeint(f, Y0_LIN, T_LIN, args=(A,))
+        return np.sum(seen["ys"])
+
+    with pytest.raises(TypeError, match="autograd.numpy"):
+        grad(loss)(A_LIN)
+    plain = odeint(f, Y0_LIN, T_LIN, args=(A_LIN,))
+    assert onp.array_equal(seen["ys"]._value, plain)
