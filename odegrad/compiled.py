@@ -80,11 +80,21 @@ GUARD_EVERY = max(1, int(os.environ.get("ODEGRAD_GUARD_EVERY", "8")))
 
 COMPILE_AFTER = int(os.environ.get("ODEGRAD_COMPILE_AFTER", "1000"))
 """Derived evaluations of one structure of trace (in this process) made by autograd before it is
-compiled. Compiling the first structure imports JAX and starts XLA, and each later one costs about
-what a thousand or more autograd evaluations of a small ``f`` cost (``python -m benchmarks.profile``):
-a one-off gradient stays on autograd, a fit compiles within its first few gradients. Set it to 0
-(or ``ODEGRAD_COMPILE_AFTER=0`` in the environment) to compile at once, as benchmarks of
-steady-state speed do."""
+compiled, counted in evaluations of a trace of :data:`COMPILE_AFTER_OPS` operations (a larger trace
+counts in proportion). Compiling the first structure imports JAX and starts XLA, and each later one
+costs about what a thousand or more autograd evaluations of a small ``f`` cost
+(``python -m benchmarks.profile``): a one-off gradient stays on autograd, a fit compiles within its
+first few gradients. Set it to 0 (or ``ODEGRAD_COMPILE_AFTER=0`` in the environment) to compile at
+once, as benchmarks of steady-state speed do."""
+
+COMPILE_AFTER_OPS = 20
+"""Operations of the trace one evaluation counts as (:data:`COMPILE_AFTER`). An autograd evaluation
+costs in proportion to its operations, a compilation mostly a fixed amount: the README Quickstart's
+``f`` (19 operations) pays for its compilation after about a thousand evaluations, the dynamics of
+its Hessian's own sensitivity solve (103 operations, 1.4 ms each) after about two hundred; counted
+by evaluations alone, that Hessian ran a second on autograd (1.15 s against 0.43 s compiled at once,
+with JAX already imported). Counting operations keeps when a structure compiles a function of the
+program, not of the machine's speed."""
 
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
 """XLA options of programs with at most :data:`FAST_COMPILE_MAX_INPUTS` inputs: their calls cost
@@ -530,7 +540,7 @@ class Program:
 
 
 _PROGRAMS: dict[tuple, Program] = {}
-_EVALUATIONS: dict[tuple, int] = {}
+_EVALUATIONS: dict[tuple, float] = {}
 
 
 def program(trace_: Trace) -> Program:
@@ -623,11 +633,13 @@ class CompiledRhs:
         return True
 
     def _warm(self) -> bool:
-        """Count one evaluation of this trace's structure; whether it is (to be) compiled."""
+        """Count one evaluation of this trace's structure (weighted by its operations,
+        :data:`COMPILE_AFTER_OPS`); whether it is (to be) compiled."""
         key = self._trace.key
         if len(_EVALUATIONS) > 4 * MAX_PROGRAMS:
             _EVALUATIONS.clear()
-        count = _EVALUATIONS[key] = _EVALUATIONS.get(key, 0) + 1
+        weight = max(1.0, len(self._trace.ops) / COMPILE_AFTER_OPS)
+        count = _EVALUATIONS[key] = _EVALUATIONS.get(key, 0) + weight
         return key in _PROGRAMS or count > COMPILE_AFTER
 
     def _direct(self, y: np.ndarray, t: Any, theta: np.ndarray) -> np.ndarray:
@@ -714,8 +726,9 @@ class CompiledRhs:
             if not self._record(np.concatenate([y, theta, [t]]), compile_now=False):
                 return None
             if self._program is None:
-                self._report("autograd", f"compiled after {COMPILE_AFTER} evaluations of this func in this "
-                             "process (odegrad.compiled.COMPILE_AFTER); warming up")
+                evaluations = math.ceil(COMPILE_AFTER / max(1.0, len(self._trace.ops) / COMPILE_AFTER_OPS))
+                self._report("autograd", f"compiled after {evaluations} evaluations of this func in this process "
+                             "(odegrad.compiled.COMPILE_AFTER, per its operations); warming up")
         elif self._warm():
             try:
                 self._use(program(self._trace))
