@@ -19,9 +19,9 @@ class SolveInfo:
     forward : SolveStats
         The forward solve.
     backward : SolveStats
-        All gradient solves (adjoint, or forward sensitivities) run for this call so far, added
-        up: it is filled in when a gradient is taken, and grows with every further gradient or
-        higher-order derivative.
+        All gradient solves (adjoint, or forward sensitivities solved after the forward pass) run
+        for this call so far, added up: it is filled in when a gradient is taken, and grows with
+        every further gradient or higher-order derivative (see ``sensitivities_in_forward``).
     gradient_methods : list of str
         The gradient method run for this call so far, in order: one entry per adjoint run
         (``"checkpoint"``, ``"interpolate"``, ``"backsolve"``; one run per cotangent) and one per
