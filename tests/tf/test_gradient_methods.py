@@ -118,6 +118,7 @@ def test_auto_picks_the_checkpoint_adjoint_for_a_wide_state():
         loss = tf.reduce_sum(ys[-1])
     g = tape.gradient(loss, k)
     assert info.gradient_methods == ["checkpoint"]
+    assert info.backward.method == "adams"      # 6,002 backward entries after a non-stiff LSODA solve
     assert float(g) == pytest.approx(-np.exp(-0.7) * float(tf.reduce_sum(y0)), rel=1e-6)
 
 
