@@ -114,6 +114,7 @@ class Auto(GradientMethod):
                     warnings.simplefilter("always")
                     gradient = run_backward(running, g, mode, drift_factor=auto.DRIFT_FACTOR)
             except solvers.ODESolveError as exc:
+                request.info.backward.method = request.backward_opts.method    # the retry's options
                 return self._retry(request, g, exc, fits)
             for item in caught:
                 warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
