@@ -66,7 +66,7 @@ class AutogradDynamics:
         return AutogradDynamics(derived.sensitivity(self.problem, layout), self.theta)
 
     def backward_method(self, method: str) -> "AutogradDynamics":
-        opts = dataclasses.replace(self.problem.backward_opts, method=method, lsoda_kwargs={})
+        opts = solvers.derived_options(self.problem.backward_opts, method)
         return AutogradDynamics(dataclasses.replace(self.problem, backward_opts=opts), self.theta)
 
 
@@ -145,9 +145,7 @@ def sensitivities_to_solve(y0: Any, t: Any, theta: Any, problem: Problem) -> Sen
     layout = SensitivityLayout(problem.n, problem.n_params, with_y0=traced[0], with_t0=traced[1],
                                with_params=traced[2])
     shape = ForwardShape(n=problem.n, columns=layout.columns, n_intervals=len(getval(t)) - 1,
-                         rtol=float(problem.backward_opts.rtol),
-                         stiff_method=solvers.solver(problem.opts.method).stiff, door="autograd",
-                         options=problem.adjoint)
+                         rtol=float(problem.backward_opts.rtol), door="autograd")
     return layout if method.sensitivities_in_forward(shape) else None
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .methods.registry import get
-from .solvers import SolverOptions, solver
+from .solvers import SolverOptions, derived_options, solver
 from .validation import tolerance
 
 BUILTIN_MODES = ("checkpoint", "backsolve", "interpolate", "forward", "auto")
@@ -117,11 +117,8 @@ class AdjointOptions:
         """
         rtol = forward.rtol if self.rtol is None else tolerance("adjoint_rtol", self.rtol, shape)
         atol = forward.atol if self.atol is None else tolerance("adjoint_atol", self.atol, shape)
-        return dataclasses.replace(
-            forward, method=self.method or forward.method, rtol=float(np.min(rtol)), atol=atol,
-            lsoda_kwargs={k: v for k, v in forward.lsoda_kwargs.items()
-                          if k == "tcrit" and k in solver(self.method or forward.method).options},
-        )
+        return dataclasses.replace(derived_options(forward, self.method or forward.method),
+                                   rtol=float(np.min(rtol)), atol=atol)
 
 
 def adjoint_options(

@@ -24,6 +24,7 @@ ever (it was most likely started from inside that evaluation); setting
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from typing import Callable
 
@@ -57,6 +58,15 @@ def _check_direction(spec: SolverSpec, t_start: float, t_end: float) -> None:
             "the adjoint backward, forward sensitivities forward): give a method or adjoint_method that "
             f"solves {direction} (one of {able}), or another adjoint mode (adjoint='forward' solves forward only)."
         )
+
+
+def derived_options(opts: SolverOptions, method: str) -> SolverOptions:
+    """``opts`` for a derived (backward or sensitivity) solve by ``method``: of LSODA's own options
+    only ``tcrit`` keeps its meaning there, where ``method`` takes it (the state's banded Jacobian
+    ``ml``, ``mu`` does not describe a derived state)."""
+    return dataclasses.replace(opts, method=method,
+                               lsoda_kwargs={k: v for k, v in opts.lsoda_kwargs.items()
+                                             if k == "tcrit" and k in solver(method).options})
 
 
 def solve(

@@ -103,9 +103,8 @@ class Auto(GradientMethod):
         method = auto.backward_method(request.forward_opts.method, is_stiff(request), request.options.method,
                                       2 * request.n + 1 + request.n_params) if mode == "checkpoint" else None
         if method is not None:
-            running = dataclasses.replace(
-                request, dynamics=request.dynamics.backward_method(method),
-                backward_opts=dataclasses.replace(request.backward_opts, method=method, lsoda_kwargs={}))
+            running = dataclasses.replace(request, dynamics=request.dynamics.backward_method(method),
+                                          backward_opts=solvers.derived_options(request.backward_opts, method))
             request.info.backward.method = method
 
         def vjp(g: Any) -> Gradient:

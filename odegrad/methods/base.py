@@ -155,19 +155,14 @@ class ForwardShape:
         Output intervals (output times minus one).
     rtol : float
         Relative tolerance of the derived solves.
-    stiff_method : bool
-        Whether the forward method is one for stiff problems.
     door : str
-    options : AdjointOptions
     """
 
     n: int
     columns: int
     n_intervals: int
     rtol: float
-    stiff_method: bool
     door: str
-    options: "AdjointOptions"
 
 
 @dataclasses.dataclass(frozen=True)

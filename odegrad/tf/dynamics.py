@@ -205,8 +205,7 @@ class TFDynamics:
 
     def backward_method(self, method: str) -> "TFDynamics":
         """These dynamics, whose derived solves use ``method`` (their derived dynamics are built anew)."""
-        return dataclasses.replace(self, backward_opts=dataclasses.replace(self.backward_opts, method=method,
-                                                                            lsoda_kwargs={}))
+        return dataclasses.replace(self, backward_opts=solvers.derived_options(self.backward_opts, method))
 
     def sensitivity(self, layout: SensitivityLayout) -> "TFDynamics":
         """The dynamics of ``z = [y, S]`` (forward sensitivities), built once per layout.
