@@ -47,6 +47,9 @@ def _returned(mode: str) -> int:
 @pytest.mark.skipif(not _glibc_mallinfo2(), reason="needs glibc's mallinfo2 to read the heap's size")
 def test_heap_keeps_an_evaluations_temporaries_after_the_first_solve():
     """Without a solve the freed 2 MiB go back to the system (the trim threshold is twice the
-    260 KiB mmap threshold); after one they stay in the heap (4 MiB and 8 MiB)."""
-    assert _returned("none") >= 4 * 33217 * 8
+    260 KiB mmap threshold); after one they stay in the heap (4 MiB and 8 MiB). Where the process
+    keeps them even without a solve (another allocator setting, MALLOC_* in the environment, an
+    import that freed a larger block), there is nothing to show."""
+    if _returned("none") < 4 * 33217 * 8:
+        pytest.skip("this process keeps the temporaries in its heap without a solve")
     assert _returned("solve") == 0
