@@ -144,13 +144,17 @@ def forward_in_forward_pass(n: int, columns: int, n_intervals: int, rtol: float)
     """Whether ``auto`` has the forward pass solve ``y`` with its forward sensitivities.
 
     Decided before the forward solve, so without its evaluation count and stiffness: yes where
-    :func:`choose` takes forward sensitivities whether or not the solve turns out stiff, at
-    :data:`FORWARD_PASS_NFE` evaluations. The gradient then runs no solve (the forward pass's
-    ``y`` and ``S`` come from one solve of ``n (1 + columns)`` entries), which costs less than the
-    forward solve plus the sensitivity solve that ``choose`` would have run, and less than a
-    forward solve plus an adjoint wherever ``choose`` prefers sensitivities.
+    :func:`choose` takes forward sensitivities of a non-stiff solve, at :data:`FORWARD_PASS_NFE`
+    evaluations. The gradient then runs no solve (the forward pass's ``y`` and ``S`` come from
+    one solve of ``n (1 + columns)`` entries), which costs less than the forward solve plus the
+    sensitivity solve that ``choose`` would have run, and less than a forward solve plus an
+    adjoint wherever ``choose`` prefers sensitivities. A sensitivity system too large for a
+    stiff solve (``forward_fits(..., stiff=True)`` false) is solved only until the solver asks
+    for a Jacobian (:meth:`odegrad.methods.auto.Auto.sensitivities_in_forward_if_stiff`): a stiff
+    problem then pays the abandoned part (at most its non-stiff phase) and gets ``choose``'s
+    stiff choice.
     """
-    if not forward_fits(n, columns, stiff=True):
+    if not forward_fits(n, columns, stiff=False):
         return False
     return choose(n=n, columns=columns, n_intervals=n_intervals, nfe=FORWARD_PASS_NFE, rtol=rtol,
                   stiff=False, higher_order=False) == "forward"

@@ -119,8 +119,10 @@ def _controls_y_alike(problem: Problem) -> bool:
             and set(forward.lsoda_kwargs) <= {"tcrit"})
 
 
-def sensitivities_to_solve(y0: Any, t: Any, theta: Any, problem: Problem) -> SensitivityLayout | None:
-    """The layout of the forward sensitivities to solve with ``y`` in this forward pass, or ``None``.
+def sensitivities_to_solve(y0: Any, t: Any, theta: Any, problem: Problem) -> tuple[SensitivityLayout, bool] | None:
+    """The layout of the forward sensitivities to solve with ``y`` in this forward pass and whether
+    that solve should go on where it turns stiff
+    (:meth:`odegrad.methods.GradientMethod.sensitivities_in_forward_if_stiff`), or ``None``.
 
     Where the inputs are traced at one level by reverse mode (a first derivative will be asked for;
     a Hessian's inner solve is traced twice and its VJP solves afresh; forward mode solves its own
@@ -146,15 +148,30 @@ def sensitivities_to_solve(y0: Any, t: Any, theta: Any, problem: Problem) -> Sen
                                with_params=traced[2])
     shape = ForwardShape(n=problem.n, columns=layout.columns, n_intervals=len(getval(t)) - 1,
                          rtol=float(problem.backward_opts.rtol), door="autograd")
-    return layout if method.sensitivities_in_forward(shape) else None
+    if not method.sensitivities_in_forward(shape):
+        return None
+    return layout, method.sensitivities_in_forward_if_stiff(shape)
+
+
+class TurnedStiff(Exception):
+    """The forward pass's sensitivity solve asked for a Jacobian it was not to estimate."""
+
+
+def _refuse_jacobian(z: np.ndarray, t: float) -> np.ndarray:
+    raise TurnedStiff(f"the solve of y with its sensitivities turned stiff at t = {t!r}")
 
 
 def _solve_with_sensitivities(y0: np.ndarray, t: np.ndarray, theta: np.ndarray, problem: Problem,
-                              layout: SensitivityLayout) -> tuple[np.ndarray, solvers.SolveStats]:
+                              layout: SensitivityLayout, if_stiff: bool) -> tuple[np.ndarray, solvers.SolveStats]:
     """``(zs, stats)``: the plain solve of ``z = [y, S]`` from ``y0`` that the gradient method's
-    own sensitivity solve would run (:func:`odegrad.derived.sensitivity`)."""
+    own sensitivity solve would run (:func:`odegrad.derived.sensitivity`); without ``if_stiff``,
+    raising :class:`TurnedStiff` at the solver's first request for a Jacobian where the problem
+    gives none (the solver would estimate it by finite differences)."""
     f0 = problem.make_fun(theta)(y0, t[0]) if layout.with_t0 else None
-    return derived.sensitivity(problem, layout).plain_solve(layout.initial_state(y0, f0, AutogradOps), t, theta)
+    sensitivity = derived.sensitivity(problem, layout)
+    if not if_stiff and sensitivity.make_jac(theta) is None:
+        sensitivity = dataclasses.replace(sensitivity, make_jac=lambda theta: _refuse_jacobian)
+    return sensitivity.plain_solve(layout.initial_state(y0, f0, AutogradOps), t, theta)
 
 
 def solve_with_stats(y0: Any, t: Any, theta: Any, problem: Problem,
@@ -164,16 +181,17 @@ def solve_with_stats(y0: Any, t: Any, theta: Any, problem: Problem,
     With ``sensitivities_in_forward``, the forward pass solves ``y`` with its forward sensitivities
     where :func:`sensitivities_to_solve` says so (one solve instead of a forward solve and a
     sensitivity solve); where that solve fails (the solver, or ``func`` where its derivatives are
-    traced: a ``func`` written with plain NumPy solves forwards but has no derivatives), ``y`` is
-    solved alone and the gradient method proceeds as usual, meeting the same failure if a gradient
-    is asked for.
+    traced: a ``func`` written with plain NumPy solves forwards but has no derivatives) or turns
+    stiff where it was not to go on (:class:`TurnedStiff`), ``y`` is solved alone and the gradient
+    method proceeds as usual, meeting the same failure if a gradient is asked for.
     """
     plain = [np.asarray(getval(x), dtype=np.float64) for x in (y0, t, theta)]
-    layout = sensitivities_to_solve(y0, t, theta, problem) if sensitivities_in_forward else None
+    fused = sensitivities_to_solve(y0, t, theta, problem) if sensitivities_in_forward else None
     solved = None
-    if layout is not None:
+    if fused is not None:
+        layout, if_stiff = fused
         try:
-            zs, stats = _solve_with_sensitivities(*plain, problem, layout)
+            zs, stats = _solve_with_sensitivities(*plain, problem, layout, if_stiff)
             solved = Solved(np.ascontiguousarray(zs[:, :problem.n]), stats, (layout, zs))
             problem.info.sensitivities_in_forward = True
         except Exception:   # noqa: BLE001 -- the gradient method meets the same failure, if it is asked

@@ -8,8 +8,8 @@ the doors look it up by name (:func:`get`). Built in (:mod:`odegrad.methods.buil
 A new method is one subclass and one :func:`register` call.
 """
 
-from .base import DOORS, Gradient, GradientMethod, GradientRequest, Wrt
+from .base import DOORS, ForwardShape, Gradient, GradientMethod, GradientRequest, Wrt
 from .registry import get, names, register, unregister
 
-__all__ = ["DOORS", "Gradient", "GradientMethod", "GradientRequest", "Wrt", "get", "names", "register",
-           "unregister"]
+__all__ = ["DOORS", "ForwardShape", "Gradient", "GradientMethod", "GradientRequest", "Wrt", "get", "names",
+           "register", "unregister"]

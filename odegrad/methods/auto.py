@@ -16,7 +16,10 @@ checkpoint adjoint. This method owns what happens after the choice:
   VODE's Adams method (:func:`odegrad.auto.backward_method`); its retries use the options as given.
 
 Where the forward pass solved ``y`` with its forward sensitivities (:meth:`Auto.sensitivities_in_forward`),
-a first derivative uses them: they are paid for, and no adjoint can be cheaper than no solve.
+a first derivative uses them: they are paid for, and no adjoint can be cheaper than no solve. A
+forward pass whose sensitivity system is too large for the exact Jacobian a stiff solve needs
+abandons that solve where it turns stiff (:meth:`Auto.sensitivities_in_forward_if_stiff`), and the
+choice is made afresh with the stiffness known.
 
 The methods it runs are looked up by name in the registry, so a replaced built-in is the one used.
 """
@@ -56,6 +59,13 @@ class Auto(GradientMethod):
         forward = get("forward")
         return forward.sensitivities_in_forward(shape) and auto.forward_in_forward_pass(
             shape.n, shape.columns, shape.n_intervals, shape.rtol)
+
+    def sensitivities_in_forward_if_stiff(self, shape: ForwardShape) -> bool:
+        """Only where :func:`odegrad.auto.choose` takes forward sensitivities of a stiff solve too
+        (their system small enough for its exact Jacobian); otherwise a stiff forward solve is
+        better served by the interpolating adjoint than by a finite-difference Jacobian of the
+        whole sensitivity system."""
+        return auto.forward_fits(shape.n, shape.columns, stiff=True)
 
     def vjp(self, request: GradientRequest) -> Vjp:
         forward = get("forward")

@@ -284,6 +284,18 @@ class GradientMethod(abc.ABC):
         """
         return False
 
+    def sensitivities_in_forward_if_stiff(self, shape: "ForwardShape") -> bool:
+        """Whether the forward pass's solve of ``y`` with its sensitivities should go on where it
+        turns stiff with no Jacobian of its own (its solver would then estimate the Jacobian of
+        all ``n (1 + columns)`` entries by finite differences).
+
+        No: the door abandons that solve at the solver's first request for a Jacobian, solves
+        ``y`` alone and leaves the choice to :meth:`vjp`, which then knows the solve was stiff.
+        The default: yes (a method that solves the sensitivities whatever the stiffness would
+        only solve them again).
+        """
+        return True
+
     @abc.abstractmethod
     def vjp(self, request: GradientRequest) -> Vjp:
         """The VJP of the solve described by ``request``.

@@ -28,6 +28,7 @@ from odegrad.gradcheck.problems import (
     reversible_kinetics,
 )
 from odegrad.gradcheck.problems import lotka_volterra_p as lv
+from odegrad.methods import ForwardShape, get
 from odegrad.sensitivity import SensitivityLayout
 from odegrad.solvers import METHODS
 from tests.tolerances import FD, FD_RTOL, FD_SOLVE_TOL, GRAD_RTOL, HESS_RTOL, TOL
@@ -414,13 +415,19 @@ def test_failed_forward_pass_sensitivity_solve_falls_back(monkeypatch):
     assert relative_error(g, linear_gradients(A_LIN, Y0_LIN, T_LIN, G_LIN)[0]) < GRAD_RTOL
 
 
-def test_auto_expects_forward_sensitivities_for_small_states_only():
+def test_auto_expects_forward_sensitivities_where_they_fit_and_cost_less():
     """auto's choice before the forward solve: small states with few columns (the Quickstart's
-    Lotka-Volterra, kinetics) yes; a state whose sensitivity system is too large for the exact
-    Jacobian a stiff solve would need, or a wide one, no."""
+    Lotka-Volterra, kinetics) yes, whether or not the solve turns stiff; a sensitivity system too
+    large for the exact Jacobian a stiff solve would need (spiral-mlp's 506 entries) yes, but only
+    while it stays non-stiff; a wide one, or one where the adjoint costs less, no."""
+    shape = lambda n, q: ForwardShape(n=n, columns=q, n_intervals=99, rtol=1e-6, door="autograd")  # noqa: E731
+    method = get("auto")
     assert auto.forward_in_forward_pass(2, 4, 30, 1e-8)
     assert auto.forward_in_forward_pass(3, 3, 11, 1e-6)
-    assert not auto.forward_in_forward_pass(2, 252, 99, 1e-6)         # 506 entries
+    assert method.sensitivities_in_forward_if_stiff(shape(3, 3))
+    assert auto.forward_in_forward_pass(2, 252, 99, 1e-6)             # 506 entries
+    assert not method.sensitivities_in_forward_if_stiff(shape(2, 252))
+    assert get("forward").sensitivities_in_forward_if_stiff(shape(2, 252))
     assert not auto.forward_in_forward_pass(64, 33088, 4, 1e-6)
     assert not auto.forward_in_forward_pass(20, 1, 1, 1e-3)           # the adjoint is cheaper
 
@@ -487,3 +494,74 @@ def test_forward_pass_sensitivities_at_every_loss_scale(scale, adjoint, record_e
         err = relative_error(g / scale, exact)
         record_error(f"{adjoint}, in the forward pass, loss scale {scale:g}: linear d/d{what} vs closed form", err)
         assert err < GRAD_RTOL, what
+
+
+WIDE_T = onp.linspace(0.0, 6.0, 13)
+WIDE_C = onp.random.default_rng(21).standard_normal(100)
+WIDE_G = onp.random.default_rng(22).standard_normal((len(WIDE_T), 2))
+
+
+def _forcing(t):
+    k = np.arange(WIDE_C.size)
+    return np.cos(k * t / 30.0) / (1.0 + k)
+
+
+def _wide_oscillator(y, t, c):
+    """A damped oscillator forced by ``c · φ(t)``: 2 states, 100 parameters (202 sensitivity
+    entries, above the exact-Jacobian size), never stiff."""
+    return np.array([y[1], -y[0] - 0.1 * y[1] + np.dot(c, _forcing(t))])
+
+
+def _wide_stiff(y, t, c):
+    """A fast state relaxing onto ``c · φ(t)`` at rate 1000 and a slow one following it: stiff
+    (LSODA switches to BDF), 2 states, 100 parameters."""
+    return np.array([-1000.0 * (y[0] - np.dot(c, _forcing(t))), y[0] - y[1]])
+
+
+def _wide_loss(f, c, tol=1e-8, **kw):
+    return np.sum(WIDE_G * odeint(f, onp.zeros(2), WIDE_T, args=(c,), rtol=tol, atol=tol, **kw))
+
+
+def _wide_directional_fd(f, directions):
+    """Central differences of the loss along ``directions`` at rtol = atol = 1e-12 (the losses are
+    linear in c, so they are exact up to the solves' error)."""
+    step = 1e-3
+    return onp.array([(_wide_loss(f, WIDE_C + step * v, FD_SOLVE_TOL) - _wide_loss(f, WIDE_C - step * v, FD_SOLVE_TOL))
+                      / (2 * step) for v in directions])
+
+
+WIDE_DIRECTIONS = onp.random.default_rng(23).standard_normal((3, WIDE_C.size))
+
+
+@pytest.mark.parametrize("f, stiff", [(_wide_oscillator, False), (_wide_stiff, True)])
+def test_auto_solves_wide_sensitivities_in_the_forward_pass_while_non_stiff(f, stiff, monkeypatch, record_error):
+    """Above the exact-Jacobian size (202 entries), auto solves y with its sensitivities in the
+    forward pass while the solve stays non-stiff; a solve that turns stiff is abandoned at the
+    solver's first request for a Jacobian and auto chooses with the stiffness known. Both
+    gradients against directional central differences."""
+    import odegrad.autograd_backend as backend
+
+    attempts = []
+    original = backend._solve_with_sensitivities
+    monkeypatch.setattr(backend, "_solve_with_sensitivities", lambda *args: attempts.append(args[-1]) or original(*args))
+    with record_stats() as rec:
+        g = grad(lambda c: _wide_loss(f, c))(WIDE_C)
+    info = rec.calls[0]
+    assert attempts == [False]                     # tried, not to go on through a stiff phase
+    assert info.sensitivities_in_forward is not stiff
+    assert info.gradient_methods == (["interpolate"] if stiff else ["forward"])
+    assert (info.forward.method_switches > 0) is stiff
+    err = relative_error(WIDE_DIRECTIONS @ g, _wide_directional_fd(f, WIDE_DIRECTIONS))
+    record_error(f"auto, {'stiff' if stiff else 'non-stiff'} 2 x 100 forcing: gradient vs directional FD", err)
+    assert err < 1e-5                    # rtol 1e-8, 100x for the global error, 10x margin
+
+
+def test_explicit_forward_sensitivities_go_on_where_the_forward_pass_turns_stiff(record_error):
+    """adjoint="forward" solves the wide sensitivities whatever the stiffness: the forward pass's
+    solve is its solve and goes on through the stiff phase (finite-difference Jacobians)."""
+    with record_stats() as rec:
+        g = grad(lambda c: _wide_loss(_wide_stiff, c, adjoint="forward"))(WIDE_C)
+    assert rec.calls[0].sensitivities_in_forward and rec.backward.nsolves == 0
+    err = relative_error(WIDE_DIRECTIONS @ g, _wide_directional_fd(_wide_stiff, WIDE_DIRECTIONS))
+    record_error("forward, stiff 2 x 100 forcing, through the stiff phase: gradient vs directional FD", err)
+    assert err < 1e-5
