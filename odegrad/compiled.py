@@ -37,9 +37,9 @@ for the derived solve's own plain-array evaluations (:attr:`odegrad.problem.Prob
 Without JAX installed, or inside :func:`disabled`, nothing here runs.
 
 Costs (``python -m benchmarks.profile``; CPU, small ``f``): a compiled evaluation is one jitted
-call (about 10 us of JAX dispatch, more where XLA runs a larger program's independent operations on
-its thread pool) and, at checked evaluations, a direct evaluation of ``func``; compiling a program
-takes 0.1-0.3 s and the first compilation in a process imports JAX (about 1 s).
+call (about 10 us of JAX dispatch, run on the calling thread where odegrad started JAX's CPU backend:
+:data:`SYNCHRONOUS_CPU_DISPATCH`) and, at checked evaluations, a direct evaluation of ``func``;
+compiling a program takes 0.1-0.3 s and the first compilation in a process imports JAX (about 1 s).
 """
 
 from __future__ import annotations
@@ -151,14 +151,32 @@ def _installed() -> str | None:
     return None
 
 
+SYNCHRONOUS_CPU_DISPATCH = True
+"""Whether odegrad, where it is the first to start JAX's CPU backend in a process, starts it without
+asynchronous dispatch (``jax_cpu_enable_async_dispatch = False``: each computation runs on the
+calling thread). odegrad's programs are tiny and each result is needed at once, so handing them to
+a worker thread and waiting for it costs more than the arithmetic: spiral-mlp's forward-sensitivity
+program took 23 us per call in a solve against 60-70 us with async dispatch, halving its gradient
+(``python -m benchmarks.peers --problems spiral-mlp``). The setting is JAX's, for the whole process:
+it changes only when JAX's CPU computations return (not what they compute), and never where JAX's
+backends were started before odegrad's first compilation or ``JAX_CPU_ENABLE_ASYNC_DISPATCH`` is set
+in the environment. Set this to ``False`` before the first compilation to leave JAX as it is."""
+
+
 def _jax() -> Any:
-    """The ``jax`` module (imported at the first compilation: about a second)."""
+    """The ``jax`` module (imported at the first compilation: about a second), its CPU dispatch set
+    by :data:`SYNCHRONOUS_CPU_DISPATCH`."""
     try:
         import jax
         import jax.numpy  # noqa: F401
         import jax.scipy.special  # noqa: F401
     except ImportError as exc:
         raise Unsupported(f"JAX could not be imported ({exc})") from exc
+    if SYNCHRONOUS_CPU_DISPATCH and "JAX_CPU_ENABLE_ASYNC_DISPATCH" not in os.environ:
+        from jax._src import xla_bridge
+
+        if not xla_bridge.backends_are_initialized():
+            jax.config.update("jax_cpu_enable_async_dispatch", False)
     return jax
 
 

@@ -419,3 +419,41 @@ def test_replayed_primitives_match_autograd():
         expected = ag_jacobian(lambda xx: _many_primitives(xx[:4], xx[8], xx[4:8]))(x)
         assert relative_error(dy, _many_primitives(y, t, theta)) < ROUNDING and relative_error(J, expected) < ROUNDING
     assert c.reason is None and c.retraces == 0
+
+
+_DISPATCH_PROBE = (
+    "import os, sys\n"
+    "import autograd, autograd.numpy as anp, numpy as np\n"
+    "import odegrad, odegrad.compiled\n"
+    "odegrad.compiled.COMPILE_AFTER = 0\n"
+    "if sys.argv[1] == 'jax-first':\n"
+    "    import jax; jax.devices()\n"
+    "if sys.argv[1] == 'off':\n"
+    "    odegrad.compiled.SYNCHRONOUS_CPU_DISPATCH = False\n"
+    "def loss(k):\n"
+    "    return odegrad.odeint(lambda y, t, k: -k * y ** 2, np.array([1.0]), np.array([0.0, 1.0]),\n"
+    "                          args=(k,), rtol=1e-10, atol=1e-10)[-1, 0]\n"
+    "g = autograd.grad(loss)(0.5)\n"
+    "assert abs(g + 1.0 / 1.5 ** 2) < 1e-7, g\n"
+    "import jax\n"
+    "print(jax.config.values['jax_cpu_enable_async_dispatch'])\n"
+)
+
+
+@needs_jax
+@pytest.mark.parametrize("case, env, expected", [
+    ("first", {}, "False"),                                   # odegrad starts JAX: synchronous
+    ("jax-first", {}, "True"),                                # JAX started by the user: left alone
+    ("off", {}, "True"),                                      # SYNCHRONOUS_CPU_DISPATCH = False
+    ("first", {"JAX_CPU_ENABLE_ASYNC_DISPATCH": "1"}, "True"),  # the user's environment wins
+])
+def test_cpu_dispatch_is_synchronous_only_where_odegrad_starts_jax(case, env, expected):
+    """odegrad's tiny programs run on the calling thread where odegrad is first to start JAX's CPU
+    backend; never where the user started JAX first, turned it off or set JAX's variable. The
+    gradient (d/dk of y(1) for y' = -k y², y(1) = 1/(1 + k)) is exact in every case."""
+    import os
+
+    result = subprocess.run([sys.executable, "-c", _DISPATCH_PROBE, case], capture_output=True, text=True,
+                            env={**os.environ, "ODEGRAD_COMPILED": "1", **env})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == expected
