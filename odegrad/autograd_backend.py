@@ -165,11 +165,13 @@ def _solve_with_sensitivities(y0: np.ndarray, t: np.ndarray, theta: np.ndarray, 
                               layout: SensitivityLayout, if_stiff: bool) -> tuple[np.ndarray, solvers.SolveStats]:
     """``(zs, stats)``: the plain solve of ``z = [y, S]`` from ``y0`` that the gradient method's
     own sensitivity solve would run (:func:`odegrad.derived.sensitivity`); without ``if_stiff``,
-    raising :class:`TurnedStiff` at the solver's first request for a Jacobian where the problem
-    gives none (the solver would estimate it by finite differences)."""
+    raising :class:`TurnedStiff` at the solver's first request for a Jacobian where its method
+    reads one and the problem gives none (the solver would estimate it by finite differences).
+    Methods that read no Jacobian get none: VODE would run its Adams method with Newton iterations
+    on any Jacobian it is given."""
     f0 = problem.make_fun(theta)(y0, t[0]) if layout.with_t0 else None
     sensitivity = derived.sensitivity(problem, layout)
-    if not if_stiff and sensitivity.make_jac(theta) is None:
+    if not if_stiff and solvers.solver(sensitivity.opts.method).takes_jacobian and sensitivity.make_jac(theta) is None:
         sensitivity = dataclasses.replace(sensitivity, make_jac=lambda theta: _refuse_jacobian)
     return sensitivity.plain_solve(layout.initial_state(y0, f0, AutogradOps), t, theta)
 

@@ -565,3 +565,16 @@ def test_explicit_forward_sensitivities_go_on_where_the_forward_pass_turns_stiff
     err = relative_error(WIDE_DIRECTIONS @ g, _wide_directional_fd(_wide_stiff, WIDE_DIRECTIONS))
     record_error("forward, stiff 2 x 100 forcing, through the stiff phase: gradient vs directional FD", err)
     assert err < 1e-5
+
+
+@pytest.mark.parametrize("method", ["adams", "bdf"])
+def test_wide_forward_pass_sensitivities_by_the_vode_methods(method, record_error):
+    """VODE's Adams reads no Jacobian, so the wide forward pass gets none to refuse with (VODE would
+    run Adams with Newton iterations on one): its sensitivities are solved in the forward pass.
+    BDF asks for a Jacobian at once: the forward pass abandons the wide solve at its first step."""
+    with record_stats() as rec:
+        g = grad(lambda c: _wide_loss(_wide_oscillator, c, method=method))(WIDE_C)
+    assert rec.calls[0].sensitivities_in_forward is (method == "adams")
+    err = relative_error(WIDE_DIRECTIONS @ g, _wide_directional_fd(_wide_oscillator, WIDE_DIRECTIONS))
+    record_error(f"auto ({method}), 2 x 100 forcing: gradient vs directional FD", err)
+    assert err < 1e-5
