@@ -129,7 +129,7 @@ def compiled_adjoint(problem: Problem, layout: AugmentedLayout) -> Callable[[Any
     kind = ("adjoint", layout.with_state, layout.with_time, layout.with_params)
 
     def fused(y, t, theta, a):
-        if compiled is None or any(isbox(v) for v in (y, t, theta, a)):
+        if compiled is None or isbox(y) or isbox(t) or isbox(theta) or isbox(a):
             return None
         return compiled.evaluate(kind, y, t, theta, a)
 
