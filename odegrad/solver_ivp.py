@@ -104,8 +104,15 @@ def _solve_ivp_method(guarded: _Guarded, y0, t, opts: SolverOptions, jac):
     ys = np.asarray(solution.y, dtype=np.float64).T.copy()
     ys[0] = y0
     stats = SolveStats(method=opts.method, nfe=int(solution.nfev), nst=len(solution.sol.ts) - 1,
-                       nje=int(solution.njev), nsolves=1)
+                       nje=int(solution.njev), nsolves=1, method_switches=_switches(spec, solution))
     return ys, stats
+
+
+def _switches(spec: SolverSpec, solution: Any) -> int:
+    """Switches between LSODA's Adams and BDF phases, as far as ``solve_ivp`` shows them: scipy does
+    not expose LSODA's method indicator, but only its BDF phase evaluates a Jacobian (Adams iterates
+    without one), so a solve with Jacobian evaluations switched at least once."""
+    return int(spec.ivp_solver is scipy.integrate.LSODA and solution.njev > 0)
 
 
 def _dense_ivp(guarded: _Guarded, y0, t_start: float, t_end: float, opts: SolverOptions, jac,

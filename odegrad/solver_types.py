@@ -37,7 +37,9 @@ class SolveStats:
     nsolves : int
         Number of solver runs added up here (one per backward interval for the adjoint).
     method_switches : int
-        For LSODA, the number of switches between its Adams and BDF phases.
+        For LSODA, the number of switches between its Adams and BDF phases (``solve_ivp``'s
+        LSODA: 1 where it evaluated a Jacobian, which only its BDF phase does; scipy does not
+        expose the count).
     infodict : dict or None
         For one solve of :func:`odegrad.solvers.solve`: the ``infodict`` of ``scipy.integrate.odeint`` (one row per
         output time after the first; see :func:`odegrad.solvers.infodict_of_no_steps`). Not added up by :meth:`add`.

@@ -578,3 +578,27 @@ def test_wide_forward_pass_sensitivities_by_the_vode_methods(method, record_erro
     err = relative_error(WIDE_DIRECTIONS @ g, _wide_directional_fd(_wide_oscillator, WIDE_DIRECTIONS))
     record_error(f"auto ({method}), 2 x 100 forcing: gradient vs directional FD", err)
     assert err < 1e-5
+
+
+def test_solve_ivp_lsoda_reports_its_stiff_phase_to_auto(record_error):
+    """scipy's solve_ivp does not expose LSODA's method indicator; a solve that evaluated Jacobians
+    was in its BDF phase, so its statistics count a switch and auto chooses as for a stiff solve
+    (here the interpolating adjoint, not forward sensitivities with finite-difference Jacobians)."""
+    import odegrad
+
+    def loss(c, f=_wide_stiff):
+        sol = odegrad.solve_ivp(lambda t, y, c: f(y, t, c), (WIDE_T[0], WIDE_T[-1]), onp.zeros(2),
+                                t_eval=WIDE_T, args=(c,), method="LSODA", rtol=1e-8, atol=1e-8)
+        return np.sum(WIDE_G * sol.y.T)
+
+    with record_stats() as rec:
+        grad(loss)(WIDE_C, _wide_oscillator)
+    assert rec.calls[0].forward.method_switches == 0 and rec.calls[0].sensitivities_in_forward
+    with record_stats() as rec:
+        g = grad(loss)(WIDE_C)
+    info = rec.calls[0]
+    assert info.forward.method_switches >= 1 and info.forward.nje > 0
+    assert not info.sensitivities_in_forward and info.gradient_methods == ["interpolate"]
+    err = relative_error(WIDE_DIRECTIONS @ g, _wide_directional_fd(_wide_stiff, WIDE_DIRECTIONS))
+    record_error("auto (solve_ivp LSODA), stiff 2 x 100 forcing: gradient vs directional FD", err)
+    assert err < 1e-5
