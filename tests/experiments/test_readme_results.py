@@ -13,8 +13,8 @@ def _readme() -> str:
 
 
 def test_table2_rows_come_from_the_committed_json():
-    """Table 2 is the protocol-3 run's (``latent_ode_p3``), each row the mean over its finished seeds."""
-    table = json.loads((ROOT / "experiments/results/latent_ode_p3/table2.json").read_text())
+    """Table 2 is the protocol-3 run's (``experiments/results/latent_ode``), each row the mean over its finished seeds."""
+    table = json.loads((ROOT / "experiments/results/latent_ode/table2.json").read_text())
     readme = _readme()
     for n in ("30", "50", "100"):
         rnn, ode = np.mean(table["rnn"][n]), np.mean(table["latent_ode"][n])
