@@ -170,13 +170,12 @@ def _jax() -> Any:
         import jax
         import jax.numpy  # noqa: F401
         import jax.scipy.special  # noqa: F401
+        from jax._src import xla_bridge
     except ImportError as exc:
         raise Unsupported(f"JAX could not be imported ({exc})") from exc
-    if SYNCHRONOUS_CPU_DISPATCH and "JAX_CPU_ENABLE_ASYNC_DISPATCH" not in os.environ:
-        from jax._src import xla_bridge
-
-        if not xla_bridge.backends_are_initialized():
-            jax.config.update("jax_cpu_enable_async_dispatch", False)
+    if (SYNCHRONOUS_CPU_DISPATCH and "JAX_CPU_ENABLE_ASYNC_DISPATCH" not in os.environ
+            and not xla_bridge.backends_are_initialized()):
+        jax.config.update("jax_cpu_enable_async_dispatch", False)
     return jax
 
 

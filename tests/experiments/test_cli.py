@@ -302,3 +302,23 @@ def test_start_up_notices_are_recognised_and_nothing_else() -> None:
     ]
     assert all(cli.STARTUP_NOTICES.match(line) for line in notices)
     assert not any(cli.STARTUP_NOTICES.match(line) for line in kept)
+
+
+def _requirement_names(lines: str) -> set[str]:
+    """Import names of setup.cfg requirement lines (``tensorflow-cpu>=2.16; ...`` -> ``tensorflow``)."""
+    names = {re.split(r"[\s<>=;\[!~]", line.strip(), maxsplit=1)[0] for line in lines.splitlines() if line.strip()}
+    return {name.removesuffix("-cpu").replace("-", "_") for name in names}
+
+
+@pytest.mark.parametrize("module", ENTRY_MODULES)
+def test_every_command_needs_only_what_the_experiments_extra_installs(module: str) -> None:
+    """The README's main job installs ``.[experiments]`` only: no command may need more (a need
+    outside an ``except ImportError`` block anywhere in odegrad, e.g. of JAX, stops it at the
+    extras check). Keras comes with TensorFlow."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    installed = (_requirement_names(config["options"]["install_requires"])
+                 | _requirement_names(config["options.extras_require"]["experiments"]) | {"keras"})
+    assert set(needs(module)) <= installed, sorted(set(needs(module)) - installed)
