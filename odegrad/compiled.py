@@ -413,6 +413,8 @@ class Trace:
             self.ops.append((resolve, tuple(specs), dict(kwargs)))
             index[node] = len(self.ops)
         self.key = tuple(key)
+        self.weight = max(1.0, len(self.ops) / COMPILE_AFTER_OPS)
+        """Evaluations of :data:`COMPILE_AFTER` one evaluation of this trace counts as."""
         self.size, self.n_out = size, n_out
         self.consts = np.concatenate(consts).astype(float) if consts else np.zeros(0)
 
@@ -655,8 +657,7 @@ class CompiledRhs:
         key = self._trace.key
         if len(_EVALUATIONS) > 4 * MAX_PROGRAMS:
             _EVALUATIONS.clear()
-        weight = max(1.0, len(self._trace.ops) / COMPILE_AFTER_OPS)
-        count = _EVALUATIONS[key] = _EVALUATIONS.get(key, 0) + weight
+        count = _EVALUATIONS[key] = _EVALUATIONS.get(key, 0) + self._trace.weight
         return key in _PROGRAMS or count > COMPILE_AFTER
 
     def _direct(self, y: np.ndarray, t: Any, theta: np.ndarray) -> np.ndarray:
@@ -743,7 +744,7 @@ class CompiledRhs:
             if not self._record(np.concatenate([y, theta, [t]]), compile_now=False):
                 return None
             if self._program is None:
-                evaluations = math.ceil(COMPILE_AFTER / max(1.0, len(self._trace.ops) / COMPILE_AFTER_OPS))
+                evaluations = math.ceil(COMPILE_AFTER / self._trace.weight)
                 self._report("autograd", f"compiled after {evaluations} evaluations of this func in this process "
                              "(odegrad.compiled.COMPILE_AFTER, per its operations); warming up")
         elif self._warm():

@@ -31,6 +31,7 @@ import warnings
 from typing import Any, ClassVar
 
 from .. import auto, solvers
+from ..augmented import AugmentedLayout
 from .adjoint_methods import run_backward
 from .base import ForwardShape, Gradient, GradientMethod, GradientRequest, Vjp
 from .forward import layout_of
@@ -110,8 +111,10 @@ class Auto(GradientMethod):
         """The adjoint ``mode`` under auto's drift bound, with the backward method of
         :func:`odegrad.auto.backward_method`, retried where it fails (module docstring)."""
         running = request
+        backward_state = AugmentedLayout(request.n, request.n_params, with_time=request.wrt.t,
+                                         with_params=request.wrt.params)
         method = auto.backward_method(request.forward_opts.method, is_stiff(request), request.options.method,
-                                      2 * request.n + 1 + request.n_params) if mode == "checkpoint" else None
+                                      backward_state.size) if mode == "checkpoint" else None
         if method is not None:
             running = dataclasses.replace(request, dynamics=request.dynamics.backward_method(method),
                                           backward_opts=solvers.derived_options(request.backward_opts, method))
