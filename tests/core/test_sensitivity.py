@@ -7,6 +7,7 @@ Tolerances: see the module docstring of ``tests/tolerances.py``.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import autograd.numpy as np
@@ -522,36 +523,47 @@ def _wide_loss(f, c, tol=1e-8, **kw):
     return np.sum(WIDE_G * odeint(f, onp.zeros(2), WIDE_T, args=(c,), rtol=tol, atol=tol, **kw))
 
 
-def _wide_directional_fd(f, directions):
-    """Central differences of the loss along ``directions`` at rtol = atol = 1e-12 (the losses are
-    linear in c, so they are exact up to the solves' error)."""
-    step = 1e-3
-    return onp.array([(_wide_loss(f, WIDE_C + step * v, FD_SOLVE_TOL) - _wide_loss(f, WIDE_C - step * v, FD_SOLVE_TOL))
-                      / (2 * step) for v in directions])
-
-
 WIDE_DIRECTIONS = onp.random.default_rng(23).standard_normal((3, WIDE_C.size))
 
 
+@functools.lru_cache(maxsize=None)
+def _wide_directional_fd(f):
+    """Central differences of the loss along :data:`WIDE_DIRECTIONS`, each side a plain
+    ``scipy.integrate.odeint`` solve at rtol = atol = 1e-12 (the losses are linear in c, so the
+    differences are exact up to the solves' error)."""
+    import scipy.integrate
+
+    def plain_loss(c):
+        ys = scipy.integrate.odeint(f, onp.zeros(2), WIDE_T, args=(c,), rtol=FD_SOLVE_TOL, atol=FD_SOLVE_TOL)
+        return onp.sum(WIDE_G * ys)
+
+    step = 1e-3
+    return onp.array([(plain_loss(WIDE_C + step * v) - plain_loss(WIDE_C - step * v)) / (2 * step)
+                      for v in WIDE_DIRECTIONS])
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
 @pytest.mark.parametrize("f, stiff", [(_wide_oscillator, False), (_wide_stiff, True)])
-def test_auto_solves_wide_sensitivities_in_the_forward_pass_while_non_stiff(f, stiff, monkeypatch, record_error):
+def test_auto_solves_wide_sensitivities_in_the_forward_pass_while_non_stiff(f, stiff, scale, monkeypatch,
+                                                                           record_error):
     """Above the exact-Jacobian size (202 entries), auto solves y with its sensitivities in the
     forward pass while the solve stays non-stiff; a solve that turns stiff is abandoned at the
     solver's first request for a Jacobian and auto chooses with the stiffness known. Both
-    gradients against directional central differences."""
+    gradients, at loss scales 1e-6 to 1e6, against directional central differences of plain scipy
+    solves."""
     import odegrad.autograd_backend as backend
 
     attempts = []
     original = backend._solve_with_sensitivities
     monkeypatch.setattr(backend, "_solve_with_sensitivities", lambda *args: attempts.append(args[-1]) or original(*args))
     with record_stats() as rec:
-        g = grad(lambda c: _wide_loss(f, c))(WIDE_C)
+        g = grad(lambda c: scale * _wide_loss(f, c))(WIDE_C) / scale
     info = rec.calls[0]
     assert attempts == [False]                     # tried, not to go on through a stiff phase
     assert info.sensitivities_in_forward is not stiff
     assert info.gradient_methods == (["interpolate"] if stiff else ["forward"])
     assert (info.forward.method_switches > 0) is stiff
-    err = relative_error(WIDE_DIRECTIONS @ g, _wide_directional_fd(f, WIDE_DIRECTIONS))
+    err = relative_error(WIDE_DIRECTIONS @ g, _wide_directional_fd(f))
     record_error(f"auto, {'stiff' if stiff else 'non-stiff'} 2 x 100 forcing: gradient vs directional FD", err)
     assert err < 1e-5                    # rtol 1e-8, 100x for the global error, 10x margin
 
@@ -562,7 +574,7 @@ def test_explicit_forward_sensitivities_go_on_where_the_forward_pass_turns_stiff
     with record_stats() as rec:
         g = grad(lambda c: _wide_loss(_wide_stiff, c, adjoint="forward"))(WIDE_C)
     assert rec.calls[0].sensitivities_in_forward and rec.backward.nsolves == 0
-    err = relative_error(WIDE_DIRECTIONS @ g, _wide_directional_fd(_wide_stiff, WIDE_DIRECTIONS))
+    err = relative_error(WIDE_DIRECTIONS @ g, _wide_directional_fd(_wide_stiff))
     record_error("forward, stiff 2 x 100 forcing, through the stiff phase: gradient vs directional FD", err)
     assert err < 1e-5
 
@@ -575,7 +587,7 @@ def test_wide_forward_pass_sensitivities_by_the_vode_methods(method, record_erro
     with record_stats() as rec:
         g = grad(lambda c: _wide_loss(_wide_oscillator, c, method=method))(WIDE_C)
     assert rec.calls[0].sensitivities_in_forward is (method == "adams")
-    err = relative_error(WIDE_DIRECTIONS @ g, _wide_directional_fd(_wide_oscillator, WIDE_DIRECTIONS))
+    err = relative_error(WIDE_DIRECTIONS @ g, _wide_directional_fd(_wide_oscillator))
     record_error(f"auto ({method}), 2 x 100 forcing: gradient vs directional FD", err)
     assert err < 1e-5
 
@@ -599,6 +611,6 @@ def test_solve_ivp_lsoda_reports_its_stiff_phase_to_auto(record_error):
     info = rec.calls[0]
     assert info.forward.method_switches >= 1 and info.forward.nje > 0
     assert not info.sensitivities_in_forward and info.gradient_methods == ["interpolate"]
-    err = relative_error(WIDE_DIRECTIONS @ g, _wide_directional_fd(_wide_stiff, WIDE_DIRECTIONS))
+    err = relative_error(WIDE_DIRECTIONS @ g, _wide_directional_fd(_wide_stiff))
     record_error("auto (solve_ivp LSODA), stiff 2 x 100 forcing: gradient vs directional FD", err)
     assert err < 1e-5
