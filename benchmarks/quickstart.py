@@ -8,7 +8,10 @@ of the Hessian, the number of loss and gradient calls, the
 forward and backward NFE (``odegrad.record_stats``), the fitted rates and the Newton step.
 
 ``--adjoint`` passes an ``adjoint=`` option to every ``odeint`` call (default: none, i.e. what the
-README runs). The fastest of ``--repeats`` runs is reported for each part.
+README runs). The fastest of ``--repeats`` runs is reported for each part. The first run on a
+machine compiles its programs; later runs read them from the disk cache
+(:mod:`odegrad.compile_cache`; ``ODEGRAD_CACHE_DIR=0`` to time a first run again): the last line
+says which happened.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as onp
 from autograd import grad, hessian
 from scipy.optimize import minimize
 
-from odegrad import odeint, record_stats
+from odegrad import compile_cache, odeint, record_stats
 
 
 def lotka_volterra(y, t, a, b, c, d):
@@ -88,6 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"rates {onp.array2string(r['rates'], precision=4)}, "
           f"Newton step {onp.array2string(r['newton step'], precision=3)}")
     print(f"Hessian diagonal {onp.array2string(onp.diag(r['H']), precision=6)}")
+    stats, folder = compile_cache.STATS, compile_cache.directory()
+    print(f"compiled programs: {stats['compiles']} compiled, {stats['hits']} read from the disk cache "
+          f"({folder if folder is not None else 'off'}; a rerun reads what the first run compiled)")
 
 
 if __name__ == "__main__":

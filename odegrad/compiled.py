@@ -40,6 +40,9 @@ Costs (``python -m benchmarks.profile``; CPU, small ``f``): a compiled evaluatio
 call (about 10 us of JAX dispatch, run on the calling thread where odegrad started JAX's CPU backend:
 :data:`SYNCHRONOUS_CPU_DISPATCH`) and, at checked evaluations, a direct evaluation of ``func``;
 compiling a program takes 0.1-0.3 s and the first compilation in a process imports JAX (about 1 s).
+Compiled programs are kept on disk for later processes on the same machine
+(:mod:`odegrad.compile_cache`): a rerun of a script reads them instead of compiling, and compiles a
+stored structure at its first evaluation instead of after the warm-up (:data:`COMPILE_AFTER`).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ from autograd.numpy.numpy_vjps import untake
 from autograd.numpy.numpy_vspaces import ArrayVSpace
 from autograd.tracer import Node, isbox, notrace_primitives, toposort
 
+from . import compile_cache
 from .pytree import put_slice, take_slice
 from .reverse import trace
 from .solver_guard import finite_total
@@ -84,8 +88,9 @@ compiled, counted in evaluations of a trace of :data:`COMPILE_AFTER_OPS` operati
 counts in proportion). Compiling the first structure imports JAX and starts XLA, and each later one
 costs about what a thousand or more autograd evaluations of a small ``f`` cost
 (``python -m benchmarks.profile``): a one-off gradient stays on autograd, a fit compiles within its
-first few gradients. Set it to 0 (or ``ODEGRAD_COMPILE_AFTER=0`` in the environment) to compile at
-once, as benchmarks of steady-state speed do."""
+first few gradients. A structure whose program an earlier process stored on disk
+(:mod:`odegrad.compile_cache`) is compiled at once. Set it to 0 (or ``ODEGRAD_COMPILE_AFTER=0`` in
+the environment) to compile at once, as benchmarks of steady-state speed do."""
 
 COMPILE_AFTER_OPS = 20
 """Operations of the trace one evaluation counts as (:data:`COMPILE_AFTER`). An autograd evaluation
@@ -113,6 +118,9 @@ with little per-operation overhead, are the faster: on mlp-64 (33,153 entries, a
 the compiled VJP took 230 us per call on inputs already on the device and 550 us per evaluation
 against autograd's 275 us, while spiral-mlp (255 entries) runs 30 times faster compiled
 (``python -m benchmarks.profile --problems mlp-64 spiral-mlp``)."""
+
+_SOURCES = (__file__, compile_cache.__file__)
+"""The files that build a compiled program: part of the environment of its disk entries."""
 
 MAX_PROGRAMS = 256
 """Compiled programs kept (one per structure of a trace); the oldest is dropped beyond this."""
@@ -168,6 +176,7 @@ def _jax() -> Any:
     by :data:`SYNCHRONOUS_CPU_DISPATCH`."""
     try:
         import jax
+        import jax.experimental.serialize_executable  # noqa: F401
         import jax.numpy  # noqa: F401
         import jax.scipy.special  # noqa: F401
         from jax._src import xla_bridge
@@ -344,6 +353,15 @@ def _name(fun: Any) -> str:
     return getattr(raw, "__name__", None) or repr(raw)
 
 
+def _stable_name(fun: Any, resolve: Callable) -> tuple:
+    """What names the primitive ``fun`` (replayed by ``resolve``) in another process: its function's
+    module and qualified name, and the JAX function it is looked up as."""
+    raw = getattr(fun, "fun", fun)
+    module = getattr(raw, "__module__", None) or type(raw).__module__
+    name = getattr(raw, "__qualname__", None) or getattr(raw, "__name__", None) or repr(raw)
+    return module, name, resolve.args if isinstance(resolve, functools.partial) else None
+
+
 def _static_key(value: Any) -> Any:
     """A hashable key of a static argument (part of the compiled program)."""
     if value is None or value is Ellipsis or isinstance(value, (bool, int, float, str, np.integer, np.bool_)):
@@ -390,6 +408,7 @@ class Trace:
         consts: list[np.ndarray] = []
         offset = 0
         key: list[Any] = [size, n_out]
+        portable: list[Any] = [size, n_out]
         for node in order[1:]:
             fun, args, kwargs, argnums = node.recipe
             resolve = table.get(fun)
@@ -410,13 +429,26 @@ class Trace:
                     specs.append(("static", arg))
                     spec_key.append(_static_key(arg))
             key.append((fun, tuple(spec_key), _static_key(dict(kwargs))))
+            portable.append((_stable_name(fun, resolve), *key[-1][1:]))
             self.ops.append((resolve, tuple(specs), dict(kwargs)))
             index[node] = len(self.ops)
         self.key = tuple(key)
+        self._portable = tuple(portable)
         self.weight = max(1.0, len(self.ops) / COMPILE_AFTER_OPS)
         """Evaluations of :data:`COMPILE_AFTER` one evaluation of this trace counts as."""
         self.size, self.n_out = size, n_out
         self.consts = np.concatenate(consts).astype(float) if consts else np.zeros(0)
+
+    @functools.cached_property
+    def digest(self) -> str | None:
+        """:attr:`key` as another process computes it (:func:`odegrad.compile_cache.digest`), or
+        ``None`` where it cannot be (the programs of this structure are then not kept on disk)."""
+        return compile_cache.digest(self._portable)
+
+    def stored(self) -> bool:
+        """Whether a program of this structure is on disk (:mod:`odegrad.compile_cache`)."""
+        disk = compile_cache.store(_SOURCES)
+        return disk is not None and self.digest is not None and disk.known(self.digest)
 
 
 def record(fun: Callable[[Any], Any], x: np.ndarray) -> tuple[Trace, np.ndarray]:
@@ -526,7 +558,9 @@ class Program:
         raise ValueError(f"unknown kind of compiled evaluation {kind!r}")
 
     def _function(self, kind: tuple) -> Callable:
-        jnp = self._jax.numpy
+        """The compiled program of ``kind``: read from disk (:mod:`odegrad.compile_cache`) where an
+        earlier process stored it, else traced, compiled ahead of time and stored."""
+        jax, jnp = self._jax, self._jax.numpy
         m = self._trace.size
         n_extra, body = self._body(kind)
 
@@ -535,8 +569,25 @@ class Program:
             return jnp.concatenate([out, result])
 
         options = FAST_COMPILE if self._trace.size + n_extra <= FAST_COMPILE_MAX_INPUTS else None
-        with self._jax.enable_x64(True):
-            return self._jax.jit(run, compiler_options=options)
+        specs = (jax.ShapeDtypeStruct((m + n_extra,), np.float64),
+                 jax.ShapeDtypeStruct(self._trace.consts.shape, np.float64))
+        disk = compile_cache.store(_SOURCES)
+        structure = None if disk is None else self._trace.digest
+        name = compile_cache.digest(kind)
+        serialize_executable = jax.experimental.serialize_executable
+        trees = (jax.tree_util.tree_structure(((0, 0), {})), jax.tree_util.tree_structure(0))
+        with jax.enable_x64(True):
+            if structure is not None:
+                found = disk.load(structure, name, lambda blob: serialize_executable.deserialize_and_load(blob, *trees))
+                if found is not None:
+                    return found
+            compiled = jax.jit(run, compiler_options=options).lower(*specs).compile()
+            compile_cache.STATS["compiles"] += 1
+            if structure is not None:
+                blob, *made = serialize_executable.serialize(compiled)
+                if tuple(made) == trees:
+                    disk.save(structure, name, blob)
+            return compiled
 
     def put(self, consts: np.ndarray) -> Any:
         """``consts`` as a float64 JAX array, transferred once per trace rather than at every call."""
@@ -547,10 +598,10 @@ class Program:
         """One compiled evaluation: ``kind`` is ``("adjoint", with_state, with_time, with_params)``,
         ``("sensitivity", q, with_params)``, ``("jacobian",)`` or ``("vjp_jacobian",)``; ``consts``
         as :meth:`put` returns them."""
-        function = self._functions.get(kind)
-        if function is None:
-            function = self._functions[kind] = self._function(kind)
         try:
+            function = self._functions.get(kind)
+            if function is None:
+                function = self._functions[kind] = self._function(kind)
             with self._jax.enable_x64(True):
                 return np.asarray(function(packed, consts))
         except Exception as exc:           # JAX could not trace or compile the replayed f
@@ -658,7 +709,7 @@ class CompiledRhs:
         if len(_EVALUATIONS) > 4 * MAX_PROGRAMS:
             _EVALUATIONS.clear()
         count = _EVALUATIONS[key] = _EVALUATIONS.get(key, 0) + self._trace.weight
-        return key in _PROGRAMS or count > COMPILE_AFTER
+        return key in _PROGRAMS or count > COMPILE_AFTER or self._trace.stored()
 
     def _direct(self, y: np.ndarray, t: Any, theta: np.ndarray) -> np.ndarray:
         """``func`` evaluated directly at ``(y, t, theta)`` (bound once per parameter vector)."""

@@ -6,7 +6,16 @@ Taylor tests) are :mod:`odegrad.gradcheck`'s and the test problems :mod:`odegrad
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import pytest
+
+# Compiled programs go to a directory of this run (odegrad.compile_cache), never the user's cache;
+# subprocesses started by tests inherit it.
+_CACHE = tempfile.mkdtemp(prefix="odegrad-test-cache-")
+os.environ["ODEGRAD_CACHE_DIR"] = _CACHE
 
 # Largest error seen per category, printed at the end of the run (for the closing note).
 _MAX_ERRORS: dict[str, float] = {}
@@ -29,3 +38,7 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("-", "odegrad: maximum observed errors per category")
         for key in sorted(_MAX_ERRORS):
             terminalreporter.write_line(f"{key:60s} {_MAX_ERRORS[key]:.3e}")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_CACHE, ignore_errors=True)

@@ -378,6 +378,7 @@ def test_without_jax_installed_the_core_imports_and_differentiates():
 
 @needs_jax
 def test_a_one_off_gradient_stays_on_autograd_until_the_trace_is_warm(monkeypatch):
+    monkeypatch.setenv("ODEGRAD_CACHE_DIR", "0")      # no program stored by an earlier test
     monkeypatch.setattr(compiled, "_PROGRAMS", {})
     monkeypatch.setattr(compiled, "_EVALUATIONS", {})
     monkeypatch.setattr(compiled, "COMPILE_AFTER", 10 ** 9)
