@@ -142,6 +142,37 @@ def torchdiffeq_case(batch: int, tol: float) -> Case | None:
     return {"eval": evaluate, "forward": forward, "forward_backward": forward_backward, "nfe": nfe}
 
 
+def solver_floor(batch: int, tol: float, repeats: int) -> dict[str, float]:
+    """VODE Adams's own work per evaluation on a state of the block's size (the overhead's floor).
+
+    The solve of ``dy/dt = -k y`` (rates ``k`` in [0.5, 2], float64, ``batch`` × 6 × 6 × 64
+    entries) over [0, 1] at the block's tolerance, less its evaluations of ``f`` (timed alone):
+    what a host-side solver costs per evaluation before any bridge or dynamics. Medians of
+    ``repeats`` solves, in seconds.
+    """
+    import numpy as np
+
+    from odegrad import solvers
+
+    n = batch * 6 * 6 * 64
+    rng = np.random.default_rng(0)
+    y0, rates = rng.standard_normal(n), -rng.uniform(0.5, 2.0, n)
+    f = lambda y, t: rates * y  # noqa: E731
+    opts = solvers.SolverOptions(method="adams", rtol=tol, atol=tol)
+    solves, evals = [], []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        _, stats = solvers.solve(f, y0, np.array([0.0, 1.0]), opts)
+        solves.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for _ in range(stats.nfe):
+            f(y0, 0.0)
+        evals.append((time.perf_counter() - start) / stats.nfe)
+    solve_s, f_s = statistics.median(solves[1:]), statistics.median(evals[1:])
+    return {"n": n, "nfe": stats.nfe, "solve_s": solve_s, "f_s": f_s,
+            "per_eval_s": solve_s / stats.nfe - f_s}
+
+
 def run_cases(cases: dict[str, Case | None], repeats: int) -> dict[str, dict[str, float] | None]:
     """Time every case, interleaved: each round times each callable of each case once
     (``eval``/``bridge`` :data:`EVAL_CALLS` times), so load changes hit all cases alike.
@@ -178,8 +209,10 @@ def run_cases(cases: dict[str, Case | None], repeats: int) -> dict[str, dict[str
     return rows
 
 
-def render(rows: dict[str, dict[str, float] | None], command: str, load: tuple[str, str] = ("?", "?")) -> str:
-    """The Markdown table of the measurements, with the command, machine and load average."""
+def render(rows: dict[str, dict[str, float] | None], command: str, load: tuple[str, str] = ("?", "?"),
+           floor: dict[str, float] | None = None) -> str:
+    """The Markdown table of the measurements, with the command, machine and load average, and the
+    solver's own work per evaluation (:func:`solver_floor`) where measured."""
     lines = [
         f"`{command}` on {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
         f"load average {load[0]} before, {load[1]} after",
@@ -202,6 +235,12 @@ def render(rows: dict[str, dict[str, float] | None], command: str, load: tuple[s
             f"{r['forward_backward_s']:.3f} ({r['forward_backward_cpu_s']:.3f}) | "
             f"{r['nfe_forward']} | {r['nfe_backward']} |"
         )
+    ours = rows.get(XLA)
+    if floor is not None and ours:
+        lines += ["", f"VODE Adams's own work on a state of this size ({floor['n']:,} entries, dy/dt = -k y, "
+                  f"{floor['nfe']} NFE, f timed alone and subtracted): {1e3 * floor['per_eval_s']:.2f} ms per "
+                  f"evaluation, {100 * floor['per_eval_s'] / ours['eval_s']:.1f}% of one XLA evaluation of the "
+                  "block: the floor of the overhead column for a solver on the host"]
     theirs = rows.get(TORCH)
     if theirs:
         for name in (XLA, GRAPH):
@@ -240,7 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         TORCH: torchdiffeq_case(args.batch, args.tol),
     }
     rows = run_cases(cases, args.repeats)
-    table = render(rows, command.strip(), (before, _load()))
+    floor = solver_floor(args.batch, args.tol, args.repeats)
+    table = render(rows, command.strip(), (before, _load()), floor)
     print(table)
     if args.out:
         from experiments.atomic import write_atomic
