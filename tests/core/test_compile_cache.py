@@ -151,3 +151,17 @@ def test_the_portable_key_tells_structures_apart():
         keys[name] = compiled.record(fun, x)[0].digest
     assert None not in keys.values() and keys["sin"] == keys["sin again"]
     assert len({keys[k] for k in ("sin", "cos", "slice 0:2", "slice 1:3")}) == 4
+
+
+def test_the_oldest_quarter_goes_when_the_store_is_full(tmp_path, monkeypatch):
+    monkeypatch.setattr(compile_cache, "MAX_ENTRIES", 8)
+    disk = compile_cache.Store(tmp_path)
+    for i in range(8):
+        disk.save(f"s{i}", "k", b"x")
+        os.utime(tmp_path / f"s{i}" / "k.xla", (1000 + i, 1000 + i))     # s0 oldest
+    assert disk.known("s0") and len(list(tmp_path.rglob("*.xla"))) == 8
+    disk.save("s8", "k", b"x")                                            # nine: the oldest two go
+    left = sorted(p.parent.name for p in tmp_path.rglob("*.xla"))
+    assert left == [f"s{i}" for i in range(2, 9)]
+    assert not disk.known("s0") and not (tmp_path / "s0").exists() and disk.known("s8")
+    assert not list(tmp_path.rglob("*.part"))                             # no temporary file left
