@@ -283,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = render(rows, command.strip(), (before, _load()), floor)
     print(table)
     if args.out:
-        from experiments.atomic import write_atomic
+        from odegrad.atomic import write_atomic
 
         write_atomic(args.out, table + "\n")
     return 0

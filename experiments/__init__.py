@@ -12,7 +12,7 @@ Subpackages, by what they reproduce:
 Shared by both: :mod:`experiments.cli` (what ``python -m experiments.<sub>.<name>`` does before
 the command starts: the check for the optional packages it needs and quiet TensorFlow logs),
 :mod:`experiments.imports` (those needs, read from the commands' import statements) and
-:mod:`experiments.atomic` (atomic writes).  Results and their commands are in
+:mod:`odegrad.atomic` (atomic writes).  Results and their commands are in
 ``experiments/results/`` and the README.
 
 Importing this package or any module in it runs no command, sets no environment variable and

@@ -32,9 +32,10 @@ import importlib.metadata
 import os
 import platform
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from .atomic import write_atomic
 
 FORMAT = 1
 """Version of this module's layout of the directory; part of :func:`environment`."""
@@ -156,14 +157,10 @@ class Store:
         return program
 
     def save(self, structure: str, kind: str, blob: bytes) -> None:
-        """Write one entry atomically (a reader sees the whole file or none); failures are counted."""
-        folder = self.root / structure
+        """Write one entry atomically (:func:`odegrad.atomic.write_atomic`: a reader sees the whole
+        file or none); failures are counted."""
         try:
-            folder.mkdir(mode=0o700, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=folder, suffix=".part")
-            with os.fdopen(handle, "wb") as out:
-                out.write(blob)
-            os.replace(temporary, folder / f"{kind}.xla")
+            write_atomic(self.root / structure / f"{kind}.xla", blob)
         except OSError:
             STATS["errors"] += 1
             return

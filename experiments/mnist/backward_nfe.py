@@ -299,11 +299,11 @@ def render(tables: dict[str, list[dict[str, Any]]], command: str, ref_tol: float
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m experiments.mnist.backward_nfe``."""
-    from experiments.atomic import write_atomic
     from experiments.cli import add_verbose_argument
     from experiments.mnist.data import add_data_arguments, data_dir_from_args, load_mnist
     from experiments.mnist.models import build_model
     from experiments.mnist.training import deterministic_ops, restore_model
+    from odegrad.atomic import write_atomic
 
     parser = argparse.ArgumentParser(prog="python -m experiments.mnist.backward_nfe", description=__doc__.splitlines()[0])
     add_data_arguments(parser)

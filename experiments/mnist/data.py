@@ -28,8 +28,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from experiments.atomic import write_atomic
 from experiments.cli import run_command
+from odegrad.atomic import write_atomic
 
 ENV_VAR = "ODEGRAD_MNIST_DIR"
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -35,9 +35,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from experiments.atomic import write_atomic
 from experiments.cli import add_verbose_argument, run_command
 from experiments.mnist.data import add_data_arguments, data_dir_from_args
+from odegrad.atomic import write_atomic
 
 DEFAULT_TOLS = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5)
 

@@ -55,8 +55,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from experiments.atomic import write_atomic
 from experiments.cli import add_verbose_argument, run_command
+from odegrad.atomic import write_atomic
 
 DEFAULT_SWEEP: dict[str, tuple[float, ...]] = {
     "resnet": (1, 2, 4, 6, 8),

@@ -47,11 +47,11 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from experiments.atomic import write_atomic
 from experiments.cli import add_verbose_argument, run_command
 from experiments.mnist import memory
 from experiments.mnist.data import add_data_arguments, data_dir_from_args
 from experiments.mnist.protocol import MODEL_NAMES, PROTOCOLS, RESULTS, RK_METHODS, Protocol, move_aside, protocol_for
+from odegrad.atomic import write_atomic
 
 PAPER_TABLE1 = {
     "mlp": {"label": "1-Layer MLP", "error": "1.60%", "params": "0.24M", "memory": "-", "time": "-"},

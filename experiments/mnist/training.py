@@ -45,10 +45,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from experiments.atomic import write_atomic
 from experiments.mnist.data import MNIST
 from experiments.mnist.models import build_model, count_parameters
 from experiments.mnist.protocol import CHECKPOINT, MODEL_NAMES, RESULTS, Protocol
+from odegrad.atomic import write_atomic
 
 PROGRESS_SECONDS = 30.0
 """Seconds between two plain progress lines when stdout is not a terminal."""

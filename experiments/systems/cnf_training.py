@@ -24,8 +24,8 @@ import autograd.numpy as anp
 import numpy as np
 from autograd import value_and_grad
 
-from experiments.atomic import write_atomic
 from odegrad import ODESolveError
+from odegrad.atomic import write_atomic
 
 from . import cnf_models as cm
 from .common import Adam

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from experiments.atomic import write_atomic
+from odegrad.atomic import write_atomic
 from odegrad.pytree import flatten_args
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "figures"

@@ -46,7 +46,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from experiments.atomic import write_atomic
+from odegrad.atomic import write_atomic
 
 from .common import Adam
 

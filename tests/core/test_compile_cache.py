@@ -164,4 +164,4 @@ def test_the_oldest_quarter_goes_when_the_store_is_full(tmp_path, monkeypatch):
     left = sorted(p.parent.name for p in tmp_path.rglob("*.xla"))
     assert left == [f"s{i}" for i in range(2, 9)]
     assert not disk.known("s0") and not (tmp_path / "s0").exists() and disk.known("s8")
-    assert not list(tmp_path.rglob("*.part"))                             # no temporary file left
+    assert not list(tmp_path.rglob("*.tmp"))                              # no temporary file left

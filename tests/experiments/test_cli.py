@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from experiments import atomic, cli
-from experiments.atomic import write_atomic
+from experiments import cli
 from experiments.imports import entry_points, module_imports, needs
+from odegrad import atomic
+from odegrad.atomic import write_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import atomic
 from experiments.mnist import figure3
 from experiments.mnist.data import MNIST
 from experiments.mnist.figure3 import figure_title, make_figure, training_nfe
 from experiments.mnist.protocol import CHECKPOINT, Protocol
 from experiments.mnist.training import CheckpointError, train
+from odegrad import atomic
 
 
 @pytest.fixture(scope="module")

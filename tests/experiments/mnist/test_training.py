@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import atomic
 from experiments.mnist import memory, table1
 from experiments.mnist.data import MNIST
 from experiments.mnist.protocol import CHECKPOINT, MODEL_NAMES, PROTOCOLS, RESULTS, Protocol, move_aside
@@ -24,6 +23,7 @@ from experiments.mnist.training import (
     select_data,
     train,
 )
+from odegrad import atomic
 
 TINY = Protocol("tiny", epochs=2, batch_size=8, train_size=16, test_size=8, seed=3)
 CONFIGS = {

@@ -1,4 +1,5 @@
-"""Atomic file writes for everything the experiments and benchmarks write during a run.
+"""Atomic file writes: the experiments' and benchmarks' results, and the compiled programs of
+:mod:`odegrad.compile_cache`.
 
 A file written in place and cut short (the process killed, the disk full) leaves a truncated
 file behind that crashes whoever reads it next, e.g. ``table1.md`` generation reading another
@@ -10,6 +11,7 @@ POSIX and Windows perform atomically: readers see the old file or the new one, n
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 
@@ -30,14 +32,14 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
 
     Notes
     -----
-    The temporary file ``.<name>.<pid>.tmp`` sits beside the target (a rename across file
+    The temporary file ``.<name>.<pid>.<thread>.tmp`` sits beside the target (a rename across file
     systems would not be atomic) and is removed if anything fails before the rename, which
     leaves the previous content of ``path`` untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "wb") as handle:
             handle.write(payload)
