@@ -408,7 +408,6 @@ class Trace:
         consts: list[np.ndarray] = []
         offset = 0
         key: list[Any] = [size, n_out]
-        portable: list[Any] = [size, n_out]
         for node in order[1:]:
             fun, args, kwargs, argnums = node.recipe
             resolve = table.get(fun)
@@ -429,11 +428,9 @@ class Trace:
                     specs.append(("static", arg))
                     spec_key.append(_static_key(arg))
             key.append((fun, tuple(spec_key), _static_key(dict(kwargs))))
-            portable.append((_stable_name(fun, resolve), *key[-1][1:]))
             self.ops.append((resolve, tuple(specs), dict(kwargs)))
             index[node] = len(self.ops)
         self.key = tuple(key)
-        self._portable = tuple(portable)
         self.weight = max(1.0, len(self.ops) / COMPILE_AFTER_OPS)
         """Evaluations of :data:`COMPILE_AFTER` one evaluation of this trace counts as."""
         self.size, self.n_out = size, n_out
@@ -441,12 +438,17 @@ class Trace:
 
     @functools.cached_property
     def digest(self) -> str | None:
-        """:attr:`key` as another process computes it (:func:`odegrad.compile_cache.digest`), or
-        ``None`` where it cannot be (the programs of this structure are then not kept on disk)."""
-        return compile_cache.digest(self._portable)
+        """:attr:`key` as another process computes it (:func:`odegrad.compile_cache.digest`: each
+        primitive by :func:`_stable_name`), or ``None`` where it cannot be (the programs of this
+        structure are then not kept on disk). Computed only where the disk cache is on."""
+        table = _table()
+        return compile_cache.digest((*self.key[:2], *((_stable_name(fun, table[fun]), *rest)
+                                                      for fun, *rest in self.key[2:])))
 
+    @functools.cached_property
     def stored(self) -> bool:
-        """Whether a program of this structure is on disk (:mod:`odegrad.compile_cache`)."""
+        """Whether a program of this structure was on disk (:mod:`odegrad.compile_cache`) when this
+        trace first asked: once per recording, not at every warm-up evaluation."""
         disk = compile_cache.store(_SOURCES)
         return disk is not None and self.digest is not None and disk.known(self.digest)
 
@@ -713,7 +715,7 @@ class CompiledRhs:
         if len(_EVALUATIONS) > 4 * MAX_PROGRAMS:
             _EVALUATIONS.clear()
         count = _EVALUATIONS[key] = _EVALUATIONS.get(key, 0) + self._trace.weight
-        return key in _PROGRAMS or count > COMPILE_AFTER or self._trace.stored()
+        return key in _PROGRAMS or count > COMPILE_AFTER or self._trace.stored
 
     def _direct(self, y: np.ndarray, t: Any, theta: np.ndarray) -> np.ndarray:
         """``func`` evaluated directly at ``(y, t, theta)`` (bound once per parameter vector)."""
