@@ -130,6 +130,9 @@ _ENABLED: contextvars.ContextVar[bool] = contextvars.ContextVar(
 """Whether compiled evaluations may be used: ``ODEGRAD_COMPILED=0`` in the environment turns them off
 for the process (as without JAX), :func:`disabled` for a block."""
 
+_AT_ONCE: contextvars.ContextVar[bool] = contextvars.ContextVar("odegrad_compile_at_once", default=False)
+"""Whether every structure is compiled at its first evaluation (:func:`at_once`)."""
+
 # autograd's nograd functions that read only shapes and dtypes: a trace through them holds everywhere.
 _SHAPE_ONLY = {anp.size, anp.result_type, anp.iscomplexobj, anp.zeros_like, anp.ones_like, anp.empty_like,
                anp.full_like, anp.isscalar, anp.isreal, anp.iscomplex, anp.ndim, anp.shape}
@@ -149,6 +152,31 @@ def disabled() -> Iterator[None]:
         yield
     finally:
         _ENABLED.reset(token)
+
+
+@contextlib.contextmanager
+def at_once() -> Iterator[None]:
+    """Compile each structure of ``func`` at its first derived evaluation inside the block.
+
+    Outside it, a structure runs on autograd until it is warm (:data:`COMPILE_AFTER`) or found on
+    disk (:mod:`odegrad.compile_cache`), and the two paths agree to rounding, not bit for bit. A
+    training loop that checkpoints and resumes should run inside this block: every derivative
+    evaluation of the fit is then compiled from its first step, whatever this process evaluated
+    before and whatever earlier processes stored, so a fit resumed in a new process repeats the
+    uninterrupted one bit for bit. Without JAX, or where a trace cannot be compiled, it changes
+    nothing.
+
+    Examples
+    --------
+    >>> with odegrad.compiled.at_once():               # doctest: +SKIP
+    ...     for step in range(start, steps):
+    ...         loss, g = value_and_grad(loss_fn)(params)
+    """
+    token = _AT_ONCE.set(True)
+    try:
+        yield
+    finally:
+        _AT_ONCE.reset(token)
 
 
 @functools.lru_cache(maxsize=1)
@@ -715,7 +743,7 @@ class CompiledRhs:
         if len(_EVALUATIONS) > 4 * MAX_PROGRAMS:
             _EVALUATIONS.clear()
         count = _EVALUATIONS[key] = _EVALUATIONS.get(key, 0) + self._trace.weight
-        return key in _PROGRAMS or count > COMPILE_AFTER or self._trace.stored
+        return key in _PROGRAMS or count > COMPILE_AFTER or _AT_ONCE.get() or self._trace.stored
 
     def _direct(self, y: np.ndarray, t: Any, theta: np.ndarray) -> np.ndarray:
         """``func`` evaluated directly at ``(y, t, theta)`` (bound once per parameter vector)."""

@@ -31,7 +31,8 @@ Irregular observations
 Resumable training
     :func:`train_resumable` runs Adam and writes the parameters, Adam's moments, the step and the
     loss history atomically to an ``.npz`` checkpoint every ``every`` steps. The random numbers of
-    step ``k`` come from ``default_rng([seed, k])``, so a run resumed from any checkpoint takes
+    step ``k`` come from ``default_rng([seed, k])`` and every derivative evaluation is compiled from
+    the first step (:func:`odegrad.compiled.at_once`), so a run resumed from any checkpoint takes
     exactly the steps of an uninterrupted one.
 """
 
@@ -46,6 +47,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from odegrad import compiled
 from odegrad.atomic import write_atomic
 
 from .common import Adam
@@ -238,12 +240,13 @@ def train_resumable(loss_and_grad: Callable[[np.ndarray, np.random.Generator], t
         opt.x, opt.m, opt.v, opt.t = ck["x"], ck["m"], ck["v"], ck["step"]
         losses, seconds = list(ck["losses"]), ck["seconds"]
     start = time.time() - seconds
-    while opt.t < iters:
-        loss, g = loss_and_grad(opt.x, np.random.default_rng([meta["seed"], opt.t]))
-        losses.append(float(loss))
-        opt.step(g)
-        if opt.t % every == 0 or opt.t == iters:
-            save_checkpoint(path, opt, losses, time.time() - start, meta)
-        if log_every and (opt.t % log_every == 0 or opt.t == iters):
-            print(f"  {name} step {opt.t:5d}  loss {loss:.4f}  ({time.time() - start:.0f}s)", flush=True)
+    with compiled.at_once():
+        while opt.t < iters:
+            loss, g = loss_and_grad(opt.x, np.random.default_rng([meta["seed"], opt.t]))
+            losses.append(float(loss))
+            opt.step(g)
+            if opt.t % every == 0 or opt.t == iters:
+                save_checkpoint(path, opt, losses, time.time() - start, meta)
+            if log_every and (opt.t % log_every == 0 or opt.t == iters):
+                print(f"  {name} step {opt.t:5d}  loss {loss:.4f}  ({time.time() - start:.0f}s)", flush=True)
     return {"x": opt.x, "losses": losses, "step": opt.t, "seconds": time.time() - start}

@@ -392,6 +392,28 @@ def test_a_one_off_gradient_stays_on_autograd_until_the_trace_is_warm(monkeypatc
     assert info[1].derivatives == "jax" and len(compiled._PROGRAMS) == 1 and relative_error(g, exact) < GRAD_RTOL
 
 
+@needs_jax
+def test_at_once_compiles_at_the_first_evaluation_and_repeats_itself_bit_for_bit(monkeypatch):
+    """Inside ``at_once`` a cold structure is compiled at once (a resumable fit's steps are all
+    compiled, whatever ran before), and the gradient is the same bits the next time."""
+    monkeypatch.setenv("ODEGRAD_CACHE_DIR", "0")
+    monkeypatch.setattr(compiled, "_PROGRAMS", {})
+    monkeypatch.setattr(compiled, "_EVALUATIONS", {})
+    monkeypatch.setattr(compiled, "COMPILE_AFTER", 10 ** 9)
+    info: list = []
+    with compiled.at_once():
+        first = grad(_linear_loss)(A_LIN, Y0_LIN, T_LIN, info, adjoint="checkpoint")
+        again = grad(_linear_loss)(A_LIN, Y0_LIN, T_LIN, info, adjoint="checkpoint")
+    after = grad(_linear_loss)(A_LIN, Y0_LIN, T_LIN, info, adjoint="checkpoint")
+    assert [i.derivatives for i in info] == ["jax", "jax", "jax"] and len(compiled._PROGRAMS) == 1
+    onp.testing.assert_array_equal(first, again)
+    onp.testing.assert_array_equal(first, after)
+    assert relative_error(first, linear_gradients(A_LIN, Y0_LIN, T_LIN, G_LIN)[0]) < GRAD_RTOL
+    monkeypatch.setattr(compiled, "_PROGRAMS", {})
+    grad(_linear_loss)(A_LIN, Y0_LIN, T_LIN, info, adjoint="checkpoint")
+    assert info[-1].derivatives == "autograd" and "warming up" in info[-1].derivatives_note
+
+
 _W = onp.random.default_rng(5).standard_normal((3, 4))
 _MASK = onp.array([True, False, True, True])
 

@@ -243,7 +243,7 @@ class _Parsed(Exception):
 
 ENTRY_POINTS = [(module, "main") for module in ENTRY_MODULES] + [
     ("benchmarks.peers", "run"), ("benchmarks.profile", "main"), ("benchmarks.tf_block", "main"),
-    ("benchmarks.odenet_step", "main"), ("benchmarks.quickstart", "main"),
+    ("benchmarks.odenet_step", "main"), ("benchmarks.quickstart", "main"), ("benchmarks.latent_step", "main"),
 ]
 
 

@@ -10,6 +10,7 @@ from experiments.systems import latent_ode as lo
 from experiments.systems import latent_ode_data as ld
 from experiments.systems.common import Packer
 from experiments.systems.latent_ode_plots import linear_probe
+from odegrad import compiled, odeint
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +153,38 @@ def test_one_latent_ode_training_step(data):
     x, t = ld.batch_data(data, ld.subsample(40, 100, 6), np.arange(6))
     eps = np.random.default_rng(2).normal(size=(6, lo.LATENT))
     _step_lowers(lambda p: lo.latent_ode_loss(p, x, t, eps), lo.init_latent_ode(np.random.default_rng(3)))
+
+
+def test_elu_is_exact_on_both_sides_of_zero():
+    a = np.array([-30.0, -1.5, -1e-12, 0.0, 1e-300, 1e-12, 0.7, 40.0])
+    np.testing.assert_array_equal(lo._elu(a), np.where(a > 0, a, np.expm1(a)))
+    assert grad(lambda s: lo._elu(s))(0.0) == 1.0 and grad(lambda s: lo._elu(s))(-2.0) == np.exp(-2.0)
+
+
+@pytest.mark.skipif(compiled.unavailable() is not None, reason="JAX is not installed")
+def test_latent_dynamics_gradients_are_compiled_and_match_autograd(monkeypatch):
+    """The adjoint's derivative evaluations of the latent dynamics run compiled (no value-dependent
+    operation in the trace) and give autograd's gradient to rounding."""
+    monkeypatch.setattr(compiled, "COMPILE_AFTER", 0)
+    rng = np.random.default_rng(5)
+    p = lo.init_latent_ode(rng)
+    q = {k: p[k] for k in ("f1", "fb1", "f2", "fb2")}
+    z0, g = rng.normal(size=(6, lo.LATENT)), rng.normal(size=(4, 6, lo.LATENT))
+    times = np.array([0.0, 0.3, 1.1, 2.0])
+    info = []
+
+    def loss(z, q):
+        zs, out = odeint(lo.latent_dynamics, z, times, args=(q,), full_output=True, **lo.TRAIN_TOL)
+        info.append(out["odegrad"])
+        return np.sum(zs * g)
+
+    gz, gq = grad(loss, argnum=(0, 1))(z0, q)
+    with compiled.disabled():
+        hz, hq = grad(loss, argnum=(0, 1))(z0, q)
+    assert info[0].derivatives == "jax" and info[-1].derivatives == "autograd"
+    np.testing.assert_allclose(gz, hz, rtol=1e-10, atol=1e-12)
+    for k in q:
+        np.testing.assert_allclose(gq[k], hq[k], rtol=1e-10, atol=1e-12)
 
 
 def test_rnn_baseline_step_and_shapes(data):
