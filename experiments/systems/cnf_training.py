@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 import zlib
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from odegrad import ODESolveError
 from odegrad.atomic import write_atomic
 
 from . import cnf_models as cm
-from .common import Adam
+from .common import Adam, cosine_lr
 
 EVAL_SEED = 12345
 
@@ -69,8 +68,7 @@ class Budget:
 
     def lr(self, model: str, step: int) -> float:
         """Cosine-decayed step size of ``model`` at ``step``."""
-        base = self.cnf_lr if model == "cnf" else self.nf_lr
-        return base * 0.5 * (1 + math.cos(math.pi * step / self.iters(model)))
+        return cosine_lr(self.cnf_lr if model == "cnf" else self.nf_lr, step, self.iters(model))
 
     @property
     def train_tol(self) -> dict[str, float]:

@@ -9,6 +9,7 @@ applies to its ``args``), so the dict handed to :func:`odegrad.odeint` holds pla
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -78,6 +79,11 @@ class Adam:
         vhat = self.v / (1 - self.b2 ** self.t)
         self.x = self.x - (self.lr if lr is None else lr) * mhat / (np.sqrt(vhat) + self.eps)
         return self.x
+
+
+def cosine_lr(base: float, step: int, steps: int) -> float:
+    """Step size at 0-based ``step`` of a schedule that decays ``base`` to 0 along a half cosine over ``steps``."""
+    return base * 0.5 * (1 + math.cos(math.pi * step / steps))
 
 
 def init_linear(rng: np.random.Generator, n_in: int, n_out: int, scale: float = 1.0

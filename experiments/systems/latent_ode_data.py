@@ -203,7 +203,8 @@ def read_json(path: Path, default: Any) -> Any:
 
 def train_resumable(loss_and_grad: Callable[[np.ndarray, np.random.Generator], tuple[float, np.ndarray]],
                     x0: np.ndarray, iters: int, lr: float, path: Path, meta: dict, every: int = 50,
-                    log_every: int = 0, name: str = "") -> dict[str, Any]:
+                    log_every: int = 0, name: str = "", schedule: Callable[[int], float] | None = None,
+                    stop_at: int | None = None) -> dict[str, Any]:
     """Adam for ``iters`` steps, resuming from and checkpointing to ``path``.
 
     Parameters
@@ -216,7 +217,7 @@ def train_resumable(loss_and_grad: Callable[[np.ndarray, np.random.Generator], t
     iters : int
         Total steps; a checkpoint further on than ``iters`` is returned as it is.
     lr : float
-        Adam step size.
+        Adam step size (where there is no ``schedule``).
     path : Path
         The checkpoint file.
     meta : dict
@@ -228,6 +229,10 @@ def train_resumable(loss_and_grad: Callable[[np.ndarray, np.random.Generator], t
         Steps between progress lines on stdout (and one at the end); 0 prints none.
     name : str
         The run's name on those lines.
+    schedule : callable, optional
+        ``schedule(k)``: the step size of 0-based step ``k`` (e.g. a cosine decay over ``iters``).
+    stop_at : int, optional
+        Stop (checkpointed) after this many steps, as if interrupted there.
 
     Returns
     -------
@@ -241,11 +246,12 @@ def train_resumable(loss_and_grad: Callable[[np.ndarray, np.random.Generator], t
         losses, seconds = list(ck["losses"]), ck["seconds"]
     start = time.time() - seconds
     with compiled.at_once():
-        while opt.t < iters:
+        end = iters if stop_at is None else min(stop_at, iters)
+        while opt.t < end:
             loss, g = loss_and_grad(opt.x, np.random.default_rng([meta["seed"], opt.t]))
             losses.append(float(loss))
-            opt.step(g)
-            if opt.t % every == 0 or opt.t == iters:
+            opt.step(g, lr=None if schedule is None else schedule(opt.t))
+            if opt.t % every == 0 or opt.t == end:
                 save_checkpoint(path, opt, losses, time.time() - start, meta)
             if log_every and (opt.t % log_every == 0 or opt.t == iters):
                 print(f"  {name} step {opt.t:5d}  loss {loss:.4f}  ({time.time() - start:.0f}s)", flush=True)

@@ -1,5 +1,6 @@
 """Tests of the latent ODE experiment (experiments/systems/latent_ode.py, latent_ode_data.py, latent_ode_plots.py)."""
 
+import functools
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ from autograd import grad, value_and_grad
 
 from experiments.systems import latent_ode as lo
 from experiments.systems import latent_ode_data as ld
-from experiments.systems.common import Packer
+from experiments.systems.common import Packer, cosine_lr
 from experiments.systems.latent_ode_plots import linear_probe
 from odegrad import compiled, odeint
 
@@ -265,12 +266,38 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
         ld.load_checkpoint(tmp_path / "c.npz")
 
 
+def test_a_scheduled_run_interrupted_anywhere_resumes_to_the_uninterrupted_result(tmp_path):
+    assert [cosine_lr(0.1, k, 4) for k in (0, 2, 4)] == pytest.approx([0.1, 0.05, 0.0], abs=1e-17)
+    schedule = functools.partial(cosine_lr, 0.1, steps=9)
+    steps = []
+    full = ld.train_resumable(_noisy_quadratic, np.zeros(3), 9, 0.1, tmp_path / "a.npz", {"seed": 1}, every=2,
+                              schedule=lambda k: steps.append(k) or schedule(k))
+    assert steps == list(range(9))
+    ld.train_resumable(_noisy_quadratic, np.zeros(3), 9, 0.1, tmp_path / "b.npz", {"seed": 1}, every=2,
+                       schedule=schedule, stop_at=5)
+    assert ld.load_checkpoint(tmp_path / "b.npz")["step"] == 5
+    resumed = ld.train_resumable(_noisy_quadratic, np.ones(3), 9, 0.1, tmp_path / "b.npz", {"seed": 1}, every=2,
+                                 schedule=schedule)
+    np.testing.assert_array_equal(resumed["x"], full["x"])
+    constant = ld.train_resumable(_noisy_quadratic, np.zeros(3), 9, 0.1, tmp_path / "c.npz", {"seed": 1}, every=2)
+    assert not np.array_equal(constant["x"], full["x"])
+
+
+def test_a_run_refuses_an_unknown_schedule_and_a_checkpoint_of_another_schedule(tmp_path):
+    small = ld.make_spirals(12, seed=2)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        lo.Run("rnn", small, 5, 0, 8, 0.01, tmp_path, schedule="step")
+    lo.Run("rnn", small, 5, 0, 8, 0.01, tmp_path, iters=2, schedule="constant").train(every=1)
+    with pytest.raises(ld.RunCheckpointError, match="another run"):
+        lo.Run("rnn", small, 5, 0, 8, 0.01, tmp_path, iters=2).train(every=1)
+
+
 def test_latent_ode_run_resumed_equals_uninterrupted(tmp_path):
     small = ld.make_spirals(12, seed=2)
-    runs = [lo.Run("latent_ode", small, 5, 0, 8, 0.01, tmp_path / name) for name in ("a", "b", "b")]
-    full = runs[0].train(3, every=1)
-    runs[1].train(2, every=1)
-    resumed = runs[2].train(3, every=1)
+    runs = [lo.Run("latent_ode", small, 5, 0, 8, 0.01, tmp_path / name, iters=3) for name in ("a", "b", "b")]
+    full = runs[0].train(every=1)
+    runs[1].train(every=1, stop_at=2)
+    resumed = runs[2].train(every=1)
     np.testing.assert_array_equal(resumed["x"], full["x"])
     assert resumed["losses"] == full["losses"]
 
