@@ -13,7 +13,7 @@ def _readme() -> str:
 
 
 def test_table2_rows_come_from_the_committed_json():
-    """Table 2 is the protocol-3 run's (``experiments/results/latent_ode``), each row the mean over its finished seeds."""
+    """Table 2 is the protocol-4 run's (``experiments/results/latent_ode``), each row the mean over its finished seeds."""
     table = json.loads((ROOT / "experiments/results/latent_ode/table2.json").read_text())
     readme = _readme()
     for n in ("30", "50", "100"):
