@@ -325,3 +325,17 @@ def test_rmse_is_measured_against_the_noise_free_extrapolation(tmp_path, monkeyp
     errors = run.rmse(None)
     assert errors["clockwise"] == pytest.approx(0.5 / np.sqrt(2)) and errors["counter_clockwise"] == 0.0
     assert errors["all"] == pytest.approx(0.5 / np.sqrt(2) * np.sqrt(cw.mean()))
+    assert set(errors["by_horizon"]) == {"1", "10", "25", "50", "100"} and "reconstruction" not in errors
+    assert errors["by_horizon"]["50"] == pytest.approx(errors["all"])
+
+
+def test_latent_ode_reconstruction_and_horizon_errors(tmp_path, monkeypatch):
+    """The latent ODE's reconstruction RMSE is over the observed window, each horizon's over its point."""
+    run = lo.Run("latent_ode", ld.make_spirals(30, seed=3), 10, 0, 20, 0.01, tmp_path)
+    truth = run.data["truth"][run.test_rows]
+    ramp = np.linspace(0.01, 1.0, 100)[None, :, None] * np.ones((1, 1, 2))
+    monkeypatch.setattr(run, "predict", lambda flat: {"extrapolation": truth[:, 100:] + ramp,
+                                                      "reconstruction": truth[:, :100] + 0.25})
+    errors = run.rmse(None)
+    assert errors["reconstruction"] == pytest.approx(0.25)
+    assert errors["by_horizon"] == pytest.approx({"1": 0.01, "10": 0.1, "25": 0.25, "50": 0.5, "100": 1.0})
