@@ -15,6 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
+import autograd.numpy as anp
 import numpy as np
 from autograd import value_and_grad
 
@@ -24,8 +25,6 @@ from odegrad import compiled
 
 
 def _elu_where(a):
-    import autograd.numpy as anp
-
     return anp.where(a > 0, a, anp.exp(anp.minimum(a, 0.0)) - 1.0)
 
 
