@@ -17,7 +17,6 @@ from pathlib import Path
 
 import autograd.numpy as anp
 import numpy as np
-from autograd import value_and_grad
 
 from experiments.systems import latent_ode as lo
 from experiments.systems import latent_ode_data as ld
@@ -38,12 +37,10 @@ def _step_seconds(step, steps: int) -> float:
 def _best_seconds(data: dict, n_obs: int, steps: int, rounds: int, variants: dict) -> dict[str, float]:
     """Best seconds per training step of each ELU of ``variants`` at ``n_obs`` observations."""
     run = lo.Run("latent_ode", data, n_obs, 0, 800, 0.01, Path("unused"))
-    x, t = ld.batch_data(run.data, run.idx, run.train_rows)
-    flat = run.packer.pack(run.init)
-    vg = value_and_grad(lambda f, e: lo.latent_ode_loss(run.packer.unpack(f), x, t, e))
+    flat, objective = run.packer.pack(run.init), run.objective()
 
     def step(k):
-        vg(flat, np.random.default_rng(k).normal(size=(x.shape[0], lo.LATENT)))
+        objective(flat, np.random.default_rng(k))
 
     best = {name: float("inf") for name in variants}
     with compiled.at_once():

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import autograd.numpy as anp
 import numpy as np
@@ -241,23 +241,23 @@ class Run:
         self.init = init(np.random.default_rng([seed, n_obs, 7]))
         self.packer = Packer(self.init)
 
-    def train(self, every: int, log_every: int = 0, stop_at: int | None = None) -> dict[str, Any]:
-        """Train (or resume) full-batch to ``self.iters`` steps (or ``stop_at``, as if interrupted
-        there); returns :func:`train_resumable`'s dict."""
+    def objective(self) -> Callable[[np.ndarray, np.random.Generator], tuple[float, np.ndarray]]:
+        """``(flat, rng) -> (loss, gradient)`` of one full-batch training step on the training
+        spirals (the latent ODE draws its ELBO's noise from ``rng``)."""
         x, t = ld.batch_data(self.data, self.idx, self.train_rows)
         if self.model == "latent_ode":
             vg = value_and_grad(lambda flat, e: latent_ode_loss(self.packer.unpack(flat), x, t, e))
+            return lambda flat, rng: vg(flat, rng.normal(size=(x.shape[0], LATENT)))
+        vg = value_and_grad(lambda flat: rnn_loss(self.packer.unpack(flat), x, t))
+        return lambda flat, rng: vg(flat)
 
-            def step(flat, rng):
-                return vg(flat, rng.normal(size=(x.shape[0], LATENT)))
-        else:
-            vg = value_and_grad(lambda flat: rnn_loss(self.packer.unpack(flat), x, t))
-
-            def step(flat, rng):
-                return vg(flat)
+    def train(self, every: int, log_every: int = 0, stop_at: int | None = None) -> dict[str, Any]:
+        """Train (or resume) full-batch to ``self.iters`` steps (or ``stop_at``, as if interrupted
+        there); returns :func:`train_resumable`'s dict."""
         schedule = (lambda k: cosine_lr(self.lr, k, self.iters)) if self.schedule == "cosine" else None
-        return ld.train_resumable(step, self.packer.pack(self.init), self.iters, self.lr, self.path, self.meta, every,
-                                  log_every, f"{self.model} n={self.n_obs} seed={self.seed}", schedule, stop_at)
+        return ld.train_resumable(self.objective(), self.packer.pack(self.init), self.iters, self.lr, self.path,
+                                  self.meta, every, log_every, f"{self.model} n={self.n_obs} seed={self.seed}",
+                                  schedule, stop_at)
 
     def predict(self, flat: np.ndarray, **tol: Any) -> dict[str, np.ndarray]:
         """Test-set predictions: ``extrapolation`` (B, W, 2), ``reconstruction``, and for the latent
@@ -284,7 +284,7 @@ class Run:
                                (("all", slice(None)), ("clockwise", cw), ("counter_clockwise", ~cw))}
         by_point = np.sqrt(np.mean(sq, axis=(0, 2)))
         out["by_horizon"] = {str(k): float(by_point[k - 1]) for k in HORIZONS if k <= len(by_point)}
-        if self.model == "latent_ode" and "reconstruction" in pred:
+        if self.model == "latent_ode":
             out["reconstruction"] = float(np.sqrt(np.mean((pred["reconstruction"] - truth[:, :self.window]) ** 2)))
         return out
 
