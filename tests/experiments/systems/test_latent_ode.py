@@ -6,12 +6,15 @@ import json
 import numpy as np
 import pytest
 from autograd import grad, value_and_grad
+from scipy.integrate import solve_ivp
 
 from experiments.systems import latent_ode as lo
 from experiments.systems import latent_ode_data as ld
 from experiments.systems.common import Packer, cosine_lr
 from experiments.systems.latent_ode_plots import linear_probe
 from odegrad import compiled, odeint
+from odegrad.gradcheck import central_differences, relative_error
+from tests.tolerances import FD, FD_RTOL, FD_SOLVE_TOL, TOL
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +189,50 @@ def test_latent_dynamics_gradients_are_compiled_and_match_autograd(monkeypatch):
     np.testing.assert_allclose(gz, hz, rtol=1e-10, atol=1e-12)
     for k in q:
         np.testing.assert_allclose(gq[k], hq[k], rtol=1e-10, atol=1e-12)
+
+
+@functools.lru_cache(maxsize=1)
+def _latent_case():
+    """Latent dynamics, a batch of 3 states, a cotangent, and the finite differences (with respect to
+    ``z0``, ``f2`` and ``fb2``) of ``sum(z(t) * g)`` from a plain SciPy solve (DOP853 at
+    FD_SOLVE_TOL; no odegrad)."""
+    rng = np.random.default_rng(6)
+    p = lo.init_latent_ode(rng)
+    q = {k: p[k] for k in ("f1", "fb1", "f2", "fb2")}
+    z0, g = rng.normal(size=(3, lo.LATENT)), rng.normal(size=(4, 3, lo.LATENT))
+    times = np.array([0.0, 0.3, 1.1, 2.0])
+
+    def plain(z, f2, fb2):
+        qq = {**q, "f2": f2.reshape(q["f2"].shape), "fb2": fb2}
+        sol = solve_ivp(lambda t, y: np.asarray(lo.latent_dynamics(y.reshape(z0.shape), t, qq)).ravel(),
+                        (times[0], times[-1]), z.ravel(), method="DOP853", t_eval=times,
+                        rtol=FD_SOLVE_TOL, atol=FD_SOLVE_TOL)
+        return float(np.sum(sol.y.T.reshape(g.shape) * g))
+
+    ref = (central_differences(lambda z: plain(z, q["f2"], q["fb2"]), z0.ravel(), **FD),
+           central_differences(lambda f2: plain(z0, f2, q["fb2"]), q["f2"].ravel(), **FD),
+           central_differences(lambda fb2: plain(z0, q["f2"], fb2), q["fb2"], **FD))
+    return q, z0, g, times, ref
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
+@pytest.mark.parametrize("adjoint, seminorm", [("checkpoint", True), ("backsolve", True), ("interpolate", False),
+                                               ("checkpoint", False), ("forward", False), ("auto", True)])
+def test_latent_dynamics_gradient_matches_finite_differences_of_a_plain_scipy_solve(adjoint, seminorm, scale,
+                                                                                    monkeypatch):
+    """The ELU dynamics' gradient (compiled where JAX is installed) against the truth, at loss scales
+    far from 1 and with the training's seminorm adjoint as well as the other gradient methods."""
+    monkeypatch.setattr(compiled, "COMPILE_AFTER", 0)
+    q, z0, g, times, ref = _latent_case()
+
+    def loss(z, f2, fb2):
+        zs = odeint(lo.latent_dynamics, z, times, args=({**q, "f2": f2, "fb2": fb2},), rtol=TOL, atol=TOL,
+                    method="adams", adjoint=adjoint, adjoint_seminorm=seminorm)
+        return scale * np.sum(zs * g)
+
+    found = grad(loss, argnum=(0, 1, 2))(z0, q["f2"], q["fb2"])
+    for got, want in zip(found, ref):
+        assert relative_error(np.ravel(got) / scale, want) < FD_RTOL
 
 
 def test_rnn_baseline_step_and_shapes(data):
